@@ -1,0 +1,327 @@
+//! [`Ledger`]: appends with group commit, proofs, and signed checkpoints over any [`Store`].
+//!
+//! Concurrent appenders share commits: the first appender to find no commit in flight becomes the
+//! leader, takes every queued record (up to [`MAX_GROUP`]) and commits them in one durable
+//! transaction; the others wait and are answered with their index when it returns. No thread is
+//! spawned and nothing is acknowledged before it is durable.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+use thiserror::Error;
+
+use crate::merkle::{self, Hash, NodeSource};
+use crate::note::{Checkpoint, NoteError, SignerKey, VerifierKey};
+use crate::record::{Record, RecordError};
+use crate::store::{Meta, Store, StoreError};
+use crate::tiles::{self, TileId, TreeState};
+
+/// Format version of what drivers store.
+pub const FORMAT_VERSION: u32 = 1;
+/// Most records one group commit takes.
+pub const MAX_GROUP: usize = 4096;
+
+/// Why a ledger operation failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error("index {index} is not below the tree size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("size {size} is larger than the tree size {tree_size}")]
+    SizeOutOfRange { size: u64, tree_size: u64 },
+    #[error("a consistency proof needs 0 < from <= to, got from {from} to {to}")]
+    BadRange { from: u64, to: u64 },
+    #[error("no signing key is loaded, so no new checkpoint can be signed")]
+    NoSigner,
+    #[error("the signing key {key:?} does not belong to this ledger (origin {origin:?})")]
+    WrongKey { key: String, origin: String },
+    #[error("tile {level}/{index} needed for this tree is missing or damaged; run `warden ledger verify`")]
+    MissingTile { level: u8, index: u64 },
+    #[error("record {0} is missing from storage; run `warden ledger verify`")]
+    MissingEntry(u64),
+    #[error("the log is full")]
+    LogFull,
+}
+
+struct Pending {
+    leaf: Vec<u8>,
+    hash: Hash,
+    slot: Arc<OnceLock<Result<u64, LedgerError>>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    leader_active: bool,
+}
+
+struct Inner<S> {
+    store: S,
+    tree: TreeState,
+}
+
+/// An open ledger.
+pub struct Ledger<S: Store> {
+    inner: Mutex<Inner<S>>,
+    queue: Mutex<Queue>,
+    committed: Condvar,
+    meta: Meta,
+    verifier: VerifierKey,
+    signer: Option<SignerKey>,
+}
+
+impl<S: Store> std::fmt::Debug for Ledger<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("origin", &self.meta.origin).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the tree half-updated: commit restores it first.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<S: Store> Ledger<S> {
+    /// Creates a new, empty ledger in `store`, named after `signer`.
+    pub fn create(mut store: S, signer: SignerKey) -> Result<Self, LedgerError> {
+        let meta = Meta {
+            format: FORMAT_VERSION,
+            origin: signer.name().to_owned(),
+            verifier_key: signer.verifier().to_text(),
+        };
+        store.init(&meta)?;
+        let ledger = Self::open(store, Some(signer))?;
+        ledger.checkpoint()?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger. Without a signer it can append but not sign new checkpoints.
+    pub fn open(store: S, signer: Option<SignerKey>) -> Result<Self, LedgerError> {
+        let meta = store.meta()?;
+        if meta.format != FORMAT_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "unsupported ledger format {}; this build reads format {FORMAT_VERSION}",
+                meta.format
+            ))
+            .into());
+        }
+        let verifier = VerifierKey::parse(&meta.verifier_key)?;
+        if let Some(s) = &signer {
+            if s.verifier() != verifier {
+                return Err(LedgerError::WrongKey { key: s.name().to_owned(), origin: meta.origin });
+            }
+        }
+        let size = store.size()?;
+        let tree = TreeState::load(size, |id| store.tile(id))?
+            .map_err(|id| LedgerError::MissingTile { level: id.level, index: id.index })?;
+        Ok(Ledger {
+            inner: Mutex::new(Inner { store, tree }),
+            queue: Mutex::new(Queue::default()),
+            committed: Condvar::new(),
+            meta,
+            verifier,
+            signer,
+        })
+    }
+
+    /// Closes the ledger and hands its store back.
+    pub fn into_store(self) -> S {
+        self.inner.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).store
+    }
+
+    /// Runs the full verifier over the open ledger (see [`crate::verify()`]).
+    pub fn verify(&self, opts: &crate::VerifyOptions) -> Result<crate::VerifyReport, StoreError> {
+        crate::verify(&lock(&self.inner).store, opts)
+    }
+
+    /// The ledger's metadata.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The key that checks this ledger's checkpoints.
+    pub fn verifier(&self) -> &VerifierKey {
+        &self.verifier
+    }
+
+    /// Number of committed records.
+    pub fn size(&self) -> u64 {
+        lock(&self.inner).tree.size()
+    }
+
+    /// The current size and root hash.
+    pub fn head(&self) -> (u64, Hash) {
+        let inner = lock(&self.inner);
+        (inner.tree.size(), inner.tree.root())
+    }
+
+    /// Appends one record; returns its index once it is durable. Concurrent callers share commits.
+    pub fn append(&self, record: &Record) -> Result<u64, LedgerError> {
+        let leaf = record.to_leaf();
+        let hash = merkle::leaf_hash(&leaf);
+        self.append_leaf(leaf, hash)
+    }
+
+    /// Appends a leaf that is already the canonical encoding of a record, with its leaf hash.
+    pub fn append_leaf(&self, leaf: Vec<u8>, hash: Hash) -> Result<u64, LedgerError> {
+        let slot = Arc::new(OnceLock::new());
+        let mut q = lock(&self.queue);
+        q.pending.push(Pending { leaf, hash, slot: Arc::clone(&slot) });
+        loop {
+            if let Some(result) = slot.get() {
+                return result.clone();
+            }
+            if !q.leader_active {
+                q.leader_active = true;
+                let take = q.pending.len().min(MAX_GROUP);
+                let batch: Vec<Pending> = q.pending.drain(..take).collect();
+                drop(q);
+                let leaves: Vec<(&[u8], Hash)> =
+                    batch.iter().map(|p| (p.leaf.as_slice(), p.hash)).collect();
+                let result = self.commit(&leaves);
+                for (i, p) in batch.iter().enumerate() {
+                    let r = result.clone().map(|first| first + i as u64);
+                    let _ = p.slot.set(r);
+                }
+                q = lock(&self.queue);
+                q.leader_active = false;
+                self.committed.notify_all();
+                continue;
+            }
+            q = self.committed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Appends many leaves in one durable transaction; returns the first index. Each item is a
+    /// canonical leaf and its leaf hash. For bulk loads; single appends should use [`Ledger::append`].
+    pub fn append_batch(&self, leaves: &[(&[u8], Hash)]) -> Result<u64, LedgerError> {
+        self.commit(leaves)
+    }
+
+    fn commit(&self, leaves: &[(&[u8], Hash)]) -> Result<u64, LedgerError> {
+        let mut inner = lock(&self.inner);
+        let first = inner.tree.size();
+        if first.checked_add(leaves.len() as u64).is_none_or(|end| end > 1 << 48) {
+            return Err(LedgerError::LogFull);
+        }
+        let saved = inner.tree.clone();
+        let mut writes = Vec::new();
+        for (_, h) in leaves {
+            inner.tree.push(*h, &mut writes);
+        }
+        writes.extend(inner.tree.dirty_partials(first));
+        let entries: Vec<&[u8]> = leaves.iter().map(|(l, _)| *l).collect();
+        let inner = &mut *inner;
+        match inner.store.commit(first, &entries, &writes) {
+            Ok(()) => Ok(first),
+            Err(e) => {
+                inner.tree = saved;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The stored leaf bytes at `index`.
+    pub fn get(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        let inner = lock(&self.inner);
+        let size = inner.tree.size();
+        if index >= size {
+            return Err(LedgerError::IndexOutOfRange { index, size });
+        }
+        inner.store.entry(index)?.ok_or(LedgerError::MissingEntry(index))
+    }
+
+    /// The root hash of the tree when it had `size` records.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        let inner = lock(&self.inner);
+        check_size(size, inner.tree.size())?;
+        merkle::root(&mut StoreNodes::new(&inner.store), size)
+    }
+
+    /// The inclusion proof of record `index` in the tree of `size` records.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let inner = lock(&self.inner);
+        check_size(size, inner.tree.size())?;
+        if index >= size {
+            return Err(LedgerError::IndexOutOfRange { index, size });
+        }
+        merkle::inclusion_proof(&mut StoreNodes::new(&inner.store), index, size)
+    }
+
+    /// The consistency proof from the tree of `from` records to the tree of `to` records.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
+        let inner = lock(&self.inner);
+        check_size(to, inner.tree.size())?;
+        if from == 0 || from > to {
+            return Err(LedgerError::BadRange { from, to });
+        }
+        merkle::consistency_proof(&mut StoreNodes::new(&inner.store), from, to)
+    }
+
+    /// The latest signed checkpoint, signing and storing a new one first when the tree has grown
+    /// since the last and a signer is loaded. Returns the note, byte-exact.
+    pub fn checkpoint(&self) -> Result<String, LedgerError> {
+        let mut inner = lock(&self.inner);
+        let size = inner.tree.size();
+        let latest = inner.store.latest_checkpoint()?;
+        if let Some((s, note)) = &latest {
+            if *s == size {
+                return Ok(note.clone());
+            }
+        }
+        let Some(signer) = &self.signer else {
+            return latest.map(|(_, n)| n).ok_or(LedgerError::NoSigner);
+        };
+        let cp = Checkpoint {
+            origin: self.meta.origin.clone(),
+            size,
+            root: inner.tree.root(),
+            extensions: Vec::new(),
+        };
+        let note = cp.sign(signer)?;
+        inner.store.put_checkpoint(size, &note)?;
+        Ok(note)
+    }
+}
+
+fn check_size(size: u64, tree_size: u64) -> Result<(), LedgerError> {
+    if size > tree_size {
+        return Err(LedgerError::SizeOutOfRange { size, tree_size });
+    }
+    Ok(())
+}
+
+/// Reads perfect-subtree hashes from stored tiles, keeping the few tiles one proof touches.
+struct StoreNodes<'a, S: Store> {
+    store: &'a S,
+    cache: Vec<(TileId, Vec<Hash>)>,
+}
+
+impl<'a, S: Store> StoreNodes<'a, S> {
+    fn new(store: &'a S) -> Self {
+        StoreNodes { store, cache: Vec::with_capacity(16) }
+    }
+}
+
+impl<S: Store> NodeSource for StoreNodes<'_, S> {
+    type Error = LedgerError;
+    fn node(&mut self, level: u8, index: u64) -> Result<Hash, LedgerError> {
+        let (tile, off, n) = tiles::locate(level, index);
+        let missing = || LedgerError::MissingTile { level: tile.level, index: tile.index };
+        let pos = match self.cache.iter().position(|(id, _)| *id == tile) {
+            Some(p) => p,
+            None => {
+                let bytes = self.store.tile(tile)?.ok_or_else(missing)?;
+                let hashes = tiles::parse_tile(&bytes).ok_or_else(missing)?;
+                self.cache.push((tile, hashes));
+                self.cache.len() - 1
+            }
+        };
+        let row = &self.cache[pos].1;
+        row.get(off..off + n).map(tiles::subtree_root).ok_or_else(missing)
+    }
+}

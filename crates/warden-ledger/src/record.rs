@@ -1,0 +1,536 @@
+//! Ledger records: the versioned schema of what Warden writes down, and its canonical byte encoding.
+//!
+//! The bytes hashed into the tree (the *leaf*) are the record as canonical JSON: UTF-8, no
+//! insignificant whitespace, object members sorted by the bytes of their keys at every depth, strings
+//! escaped as `serde_json` escapes them, numbers as `serde_json` prints them. The same record therefore
+//! always has the same leaf, whatever key order or spacing it arrived with. The format is specified in
+//! `docs/design/ledger-format.md`; change it only together with [`SCHEMA_VERSION`].
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// Version of the record schema, written into every leaf as `"v"`.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Largest leaf accepted, in bytes.
+pub const MAX_LEAF_BYTES: usize = 64 * 1024;
+/// Longest actor, in bytes.
+pub const MAX_ACTOR_BYTES: usize = 256;
+/// Most subjects one record may name.
+pub const MAX_SUBJECTS: usize = 32;
+/// Longest subject name, in bytes.
+pub const MAX_SUBJECT_NAME_BYTES: usize = 64;
+/// Deepest nesting of the payload.
+pub const MAX_PAYLOAD_DEPTH: usize = 32;
+
+/// What a record is about. The set is closed: a new kind is a schema change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A verdict on a request or an artefact (allow, flag, block…).
+    Decision,
+    /// Something handed to a human for review.
+    Escalation,
+    /// A human's decision on an escalation (approve, deny, override).
+    Review,
+    /// A kill switch, quarantine or release of one.
+    Containment,
+    /// A report another step relies on (robustness, privacy, calibration, register check…).
+    Evidence,
+    /// A release-gate result.
+    Gate,
+    /// Anything else worth keeping, free text in the payload.
+    Note,
+}
+
+impl Kind {
+    /// Every kind, in schema order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Decision,
+        Kind::Escalation,
+        Kind::Review,
+        Kind::Containment,
+        Kind::Evidence,
+        Kind::Gate,
+        Kind::Note,
+    ];
+
+    /// The kind's name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Decision => "decision",
+            Kind::Escalation => "escalation",
+            Kind::Review => "review",
+            Kind::Containment => "containment",
+            Kind::Evidence => "evidence",
+            Kind::Gate => "gate",
+            Kind::Note => "note",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn parse(s: &str) -> Result<Kind, RecordError> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| RecordError::UnknownKind(s.chars().take(64).collect()))
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An artefact a record is about, named by role and identified by its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The role of the artefact in this record: `model`, `request`, `report`, `register`…
+    pub name: String,
+    /// The SHA-256 of the artefact's bytes.
+    pub digest: [u8; 32],
+}
+
+impl Subject {
+    /// The digest as `sha256:<64 lowercase hex>`.
+    pub fn digest_string(&self) -> String {
+        format!("sha256:{}", hex(&self.digest))
+    }
+}
+
+/// One entry of the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub kind: Kind,
+    /// When it happened, milliseconds since the Unix epoch (UTC).
+    pub time_ms: i64,
+    /// Who or what made it: `monitor:fmnist-v3`, `user:alice`, `gate`…
+    pub actor: String,
+    pub subjects: Vec<Subject>,
+    /// Kind-specific content; a JSON object. Raw request payloads belong here only as digests.
+    pub payload: Map<String, Value>,
+}
+
+/// Why a record was refused.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record is not valid JSON: {0}")]
+    Json(String),
+    #[error("record is {len} bytes, the limit is {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("unknown record kind {0:?}; expected one of: decision, escalation, review, containment, evidence, gate, note")]
+    UnknownKind(String),
+    #[error("field `{field}`: expected {expected}")]
+    Field { field: &'static str, expected: &'static str },
+    #[error("unknown field `{0}`; expected only v, kind, time, actor, subjects, payload")]
+    UnknownField(String),
+    #[error("unsupported schema version {0}; this build reads version 1")]
+    Version(String),
+    #[error("leaf is not in canonical form")]
+    NotCanonical,
+}
+
+impl Record {
+    /// Parses and validates a record from JSON. `time` may be omitted, and is then `now_ms`.
+    pub fn from_json(bytes: &[u8], now_ms: i64) -> Result<Record, RecordError> {
+        if bytes.len() > MAX_LEAF_BYTES {
+            return Err(RecordError::TooLarge { len: bytes.len(), max: MAX_LEAF_BYTES });
+        }
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        Record::from_value(value, now_ms)
+    }
+
+    /// Validates a record given as a JSON value.
+    pub fn from_value(value: Value, now_ms: i64) -> Result<Record, RecordError> {
+        let Value::Object(mut obj) = value else {
+            return Err(RecordError::Field { field: "record", expected: "a JSON object" });
+        };
+        if let Some(v) = obj.remove("v") {
+            if v.as_u64() != Some(SCHEMA_VERSION) {
+                return Err(RecordError::Version(v.to_string().chars().take(32).collect()));
+            }
+        }
+        let kind = match obj.remove("kind") {
+            Some(Value::String(s)) => Kind::parse(&s)?,
+            _ => return Err(RecordError::Field { field: "kind", expected: "a string" }),
+        };
+        let time_ms = match obj.remove("time") {
+            None | Some(Value::Null) => now_ms,
+            Some(Value::String(s)) => parse_rfc3339_ms(&s).ok_or(RecordError::Field {
+                field: "time",
+                expected: "an RFC 3339 time between 1970 and 9999, at most millisecond precision, e.g. 2026-11-25T21:13:00.123Z",
+            })?,
+            Some(_) => {
+                return Err(RecordError::Field { field: "time", expected: "an RFC 3339 string" });
+            }
+        };
+        let actor = match obj.remove("actor") {
+            Some(Value::String(s))
+                if !s.is_empty() && s.len() <= MAX_ACTOR_BYTES && !s.chars().any(char::is_control) =>
+            {
+                s
+            }
+            _ => {
+                return Err(RecordError::Field {
+                    field: "actor",
+                    expected: "a non-empty string of at most 256 bytes without control characters",
+                });
+            }
+        };
+        let subjects = match obj.remove("subjects") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if items.len() <= MAX_SUBJECTS => {
+                items.into_iter().map(parse_subject).collect::<Result<_, _>>()?
+            }
+            Some(_) => {
+                return Err(RecordError::Field {
+                    field: "subjects",
+                    expected: "an array of at most 32 {\"name\", \"digest\"} objects",
+                });
+            }
+        };
+        let payload = match obj.remove("payload") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(RecordError::Field { field: "payload", expected: "a JSON object" }),
+        };
+        if let Some(k) = obj.keys().next() {
+            return Err(RecordError::UnknownField(k.chars().take(64).collect()));
+        }
+        if depth_of_map(&payload) > MAX_PAYLOAD_DEPTH {
+            return Err(RecordError::Field {
+                field: "payload",
+                expected: "nesting at most 32 levels deep",
+            });
+        }
+        let record = Record { kind, time_ms, actor, subjects, payload };
+        let len = record.to_leaf().len();
+        if len > MAX_LEAF_BYTES {
+            return Err(RecordError::TooLarge { len, max: MAX_LEAF_BYTES });
+        }
+        Ok(record)
+    }
+
+    /// Decodes a stored leaf, and checks that it is exactly the canonical encoding of what it says.
+    pub fn from_leaf(leaf: &[u8]) -> Result<Record, RecordError> {
+        let value: Value =
+            serde_json::from_slice(leaf).map_err(|e| RecordError::Json(e.to_string()))?;
+        if value.get("v").is_none() || value.get("time").is_none() {
+            return Err(RecordError::NotCanonical);
+        }
+        let record = Record::from_value(value, 0)?;
+        if record.to_leaf() != leaf {
+            return Err(RecordError::NotCanonical);
+        }
+        Ok(record)
+    }
+
+    /// The canonical JSON value of the record.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("actor".into(), Value::String(self.actor.clone()));
+        m.insert("kind".into(), Value::String(self.kind.as_str().into()));
+        m.insert("payload".into(), Value::Object(self.payload.clone()));
+        let subjects = self
+            .subjects
+            .iter()
+            .map(|s| {
+                let mut o = Map::new();
+                o.insert("digest".into(), Value::String(s.digest_string()));
+                o.insert("name".into(), Value::String(s.name.clone()));
+                Value::Object(o)
+            })
+            .collect();
+        m.insert("subjects".into(), Value::Array(subjects));
+        m.insert("time".into(), Value::String(format_rfc3339_ms(self.time_ms)));
+        m.insert("v".into(), Value::from(SCHEMA_VERSION));
+        Value::Object(m)
+    }
+
+    /// The canonical bytes: what is hashed into the tree.
+    pub fn to_leaf(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        write_canonical(&self.to_value(), &mut out);
+        out
+    }
+}
+
+fn parse_subject(v: Value) -> Result<Subject, RecordError> {
+    const EXPECTED: &str =
+        "an object {\"name\": role of at most 64 bytes, \"digest\": \"sha256:<64 hex digits>\"}";
+    let bad = || RecordError::Field { field: "subjects", expected: EXPECTED };
+    let Value::Object(mut o) = v else { return Err(bad()) };
+    let (Some(Value::String(name)), Some(Value::String(digest))) = (o.remove("name"), o.remove("digest"))
+    else {
+        return Err(bad());
+    };
+    if !o.is_empty() || name.is_empty() || name.len() > MAX_SUBJECT_NAME_BYTES {
+        return Err(bad());
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    let digest = parse_digest(&digest).ok_or_else(bad)?;
+    Ok(Subject { name, digest })
+}
+
+/// Parses `sha256:<64 hex digits>` (either case).
+pub fn parse_digest(s: &str) -> Option<[u8; 32]> {
+    let hexpart = s.strip_prefix("sha256:")?;
+    unhex32(hexpart)
+}
+
+/// Decodes 64 hex digits.
+pub fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+fn depth_of_map(m: &Map<String, Value>) -> usize {
+    1 + m.values().map(depth_of).max().unwrap_or(0)
+}
+
+fn depth_of(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth_of).max().unwrap_or(0),
+        Value::Object(m) => depth_of_map(m),
+        _ => 0,
+    }
+}
+
+/// Writes `v` as canonical JSON (sorted keys at every depth, no whitespace).
+pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(k.clone()), out);
+                out.push(b':');
+                write_canonical(&m[k.as_str()], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(v: &Value, out: &mut Vec<u8>) {
+    // Serialising a scalar into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+// Civil-calendar conversion (proleptic Gregorian), after Howard Hinnant's public-domain algorithms.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+/// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Parses an RFC 3339 date-time (`Z` or a numeric offset; seconds fraction of any length whose digits
+/// past the third are zero) into milliseconds since the epoch. Years 1970 to 9999.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mdays = [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&mo) {
+        return None;
+    }
+    if d < 1 || d > mdays[(mo - 1) as usize] || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut milli = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            let digit = i64::from(b[i] - b'0');
+            let pos = i - start;
+            if pos < 3 {
+                milli += digit * [100, 10, 1][pos];
+            } else if digit != 0 {
+                return None;
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let m = oh * 60 + om;
+            if *sign == b'+' { m } else { -m }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    let ms = secs * 1000 + milli;
+    (ms >= 0).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_ignores_key_order_and_spacing() {
+        let a = br#"{"kind":"decision","actor":"monitor:m1","time":"2026-11-25T21:13:00.5+01:00",
+            "subjects":[{"name":"model","digest":"sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}],
+            "payload":{"verdict":"block","scores":{"z":1.5,"a":[1,2]}}}"#;
+        let b = br#"{"payload":{"scores":{"a":[1,2],"z":1.5},"verdict":"block"},"v":1,
+            "subjects":[{"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"model"}],
+            "actor":"monitor:m1","kind":"decision","time":"2026-11-25T20:13:00.500000Z"}"#;
+        let ra = Record::from_json(a, 0).unwrap();
+        let rb = Record::from_json(b, 0).unwrap();
+        assert_eq!(ra.to_leaf(), rb.to_leaf());
+        let leaf = String::from_utf8(ra.to_leaf()).unwrap();
+        assert_eq!(
+            leaf,
+            r#"{"actor":"monitor:m1","kind":"decision","payload":{"scores":{"a":[1,2],"z":1.5},"verdict":"block"},"subjects":[{"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"model"}],"time":"2026-11-25T20:13:00.500Z","v":1}"#
+        );
+        assert_eq!(Record::from_leaf(leaf.as_bytes()).unwrap(), ra);
+    }
+
+    #[test]
+    fn from_leaf_rejects_non_canonical_bytes() {
+        let leaf = Record::from_json(br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z"}"#, 0)
+            .unwrap()
+            .to_leaf();
+        let mut spaced = leaf.clone();
+        spaced.insert(1, b' ');
+        assert_eq!(Record::from_leaf(&spaced), Err(RecordError::NotCanonical));
+    }
+
+    #[test]
+    fn bad_records_say_what_was_expected() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{", "record is not valid JSON"),
+            (b"[]", "field `record`: expected a JSON object"),
+            (br#"{"kind":"vibes","actor":"a"}"#, "unknown record kind \"vibes\""),
+            (br#"{"kind":"note"}"#, "field `actor`"),
+            (br#"{"kind":"note","actor":"a","extra":1}"#, "unknown field `extra`"),
+            (br#"{"kind":"note","actor":"a","v":2}"#, "unsupported schema version 2"),
+            (br#"{"kind":"note","actor":"a","time":"2026-02-30T00:00:00Z"}"#, "field `time`"),
+            (br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00.0001Z"}"#, "field `time`"),
+            (br#"{"kind":"note","actor":"a","payload":[1]}"#, "field `payload`"),
+            (br#"{"kind":"note","actor":"a","subjects":[{"name":"m","digest":"sha256:12"}]}"#, "field `subjects`"),
+        ];
+        for (input, want) in cases {
+            let err = Record::from_json(input, 0).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{}: got {err:?}", String::from_utf8_lossy(input));
+        }
+        let big = format!(r#"{{"kind":"note","actor":"a","payload":{{"x":"{}"}}}}"#, "y".repeat(MAX_LEAF_BYTES));
+        assert!(matches!(Record::from_json(big.as_bytes(), 0), Err(RecordError::TooLarge { .. })));
+        let deep = format!(r#"{{"kind":"note","actor":"a","payload":{{"x":{}1{}}}}}"#, "[".repeat(40), "]".repeat(40));
+        assert!(Record::from_json(deep.as_bytes(), 0).unwrap_err().to_string().contains("nesting"));
+    }
+
+    #[test]
+    fn time_round_trips() {
+        for (s, ms) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2000-02-29T12:34:56.789Z", 951_827_696_789),
+            ("2026-11-25T21:13:00-05:30", 1_795_660_980_000),
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), Some(ms), "{s}");
+        }
+        for ms in [0i64, 1, 999, 86_399_999, 951_827_696_789, 253_402_300_799_999] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+        for bad in ["", "1969-12-31T23:59:59Z", "2026-13-01T00:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00"] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+}
