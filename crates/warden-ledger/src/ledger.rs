@@ -5,6 +5,7 @@
 //! transaction; the others wait and are answered with their index when it returns. No thread is
 //! spawned and nothing is acknowledged before it is durable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use thiserror::Error;
@@ -72,6 +73,7 @@ pub struct Ledger<S: Store> {
     meta: Meta,
     verifier: VerifierKey,
     signer: Option<SignerKey>,
+    commits: AtomicU64,
 }
 
 impl<S: Store> std::fmt::Debug for Ledger<S> {
@@ -125,6 +127,7 @@ impl<S: Store> Ledger<S> {
             meta,
             verifier,
             signer,
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -146,6 +149,11 @@ impl<S: Store> Ledger<S> {
     /// The key that checks this ledger's checkpoints.
     pub fn verifier(&self) -> &VerifierKey {
         &self.verifier
+    }
+
+    /// Number of store commits (each one durable write) since the ledger was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Number of committed records.
@@ -204,6 +212,23 @@ impl<S: Store> Ledger<S> {
 
     fn commit(&self, leaves: &[(&[u8], Hash)]) -> Result<u64, LedgerError> {
         let mut inner = lock(&self.inner);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let mut attempts = 0;
+        loop {
+            match Self::commit_locked(&mut inner, leaves) {
+                // Another process appended to the same store: catch up with it and try again.
+                Err(LedgerError::Store(StoreError::Conflict { .. })) if attempts < 3 => {
+                    attempts += 1;
+                    let size = inner.store.size()?;
+                    inner.tree = TreeState::load(size, |id| inner.store.tile(id))?
+                        .map_err(|id| LedgerError::MissingTile { level: id.level, index: id.index })?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn commit_locked(inner: &mut Inner<S>, leaves: &[(&[u8], Hash)]) -> Result<u64, LedgerError> {
         let first = inner.tree.size();
         if first.checked_add(leaves.len() as u64).is_none_or(|end| end > 1 << 48) {
             return Err(LedgerError::LogFull);
@@ -215,7 +240,6 @@ impl<S: Store> Ledger<S> {
         }
         writes.extend(inner.tree.dirty_partials(first));
         let entries: Vec<&[u8]> = leaves.iter().map(|(l, _)| *l).collect();
-        let inner = &mut *inner;
         match inner.store.commit(first, &entries, &writes) {
             Ok(()) => Ok(first),
             Err(e) => {
@@ -233,6 +257,32 @@ impl<S: Store> Ledger<S> {
             return Err(LedgerError::IndexOutOfRange { index, size });
         }
         inner.store.entry(index)?.ok_or(LedgerError::MissingEntry(index))
+    }
+
+    /// Calls `f` with every record in `start..end` (clamped to the tree size), in order; `f` returns
+    /// `false` to stop. Fails if a record in the range is missing from storage.
+    pub fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), LedgerError> {
+        let inner = lock(&self.inner);
+        let end = end.min(inner.tree.size());
+        let mut next = start;
+        let mut stopped = false;
+        inner.store.scan_entries(start, end, &mut |i, data| {
+            if i != next {
+                return false;
+            }
+            next += 1;
+            stopped = !f(i, data);
+            !stopped
+        })?;
+        if !stopped && next < end {
+            return Err(LedgerError::MissingEntry(next));
+        }
+        Ok(())
     }
 
     /// The root hash of the tree when it had `size` records.

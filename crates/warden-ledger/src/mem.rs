@@ -38,7 +38,7 @@ impl Store for MemStore {
 
     fn commit(&mut self, first: u64, entries: &[&[u8]], tiles: &[TileWrite]) -> Result<(), StoreError> {
         if first != self.size {
-            return Err(StoreError::Corrupt(format!("commit at {first} but size is {}", self.size)));
+            return Err(StoreError::Conflict { expected: first, found: self.size.to_string() });
         }
         for (i, e) in entries.iter().enumerate() {
             self.entries.insert(first + i as u64, e.to_vec());

@@ -19,6 +19,8 @@ pub enum StoreError {
     ReadOnly,
     #[error("the ledger is locked by another process; try again")]
     Busy,
+    #[error("another writer appended first (expected size {expected}, found {found})")]
+    Conflict { expected: u64, found: String },
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error("storage error while trying to {op}: {message}")]

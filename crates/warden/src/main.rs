@@ -1,1 +1,57 @@
-fn main() {}
+//! `warden`: the command-line face of Warden. Glue only: parsing arguments, reading and writing files,
+//! and printing; every decision is made by the library crates.
+
+mod bench;
+mod ledger_cmd;
+mod ledger_dir;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Security-by-design assurance for AI models.
+///
+/// Warden records every decision about a model (monitor verdicts, escalations, human overrides,
+/// containment, release gates, evidence) in a tamper-evident ledger that anyone holding a signed
+/// checkpoint can audit.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The audit ledger: append records, prove inclusion and consistency, sign checkpoints, verify.
+    Ledger(ledger_cmd::LedgerArgs),
+    /// Benchmarks whose figures go in BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// How a command ended, beyond success: `verify` finding damage is not an error of the program.
+pub(crate) enum Outcome {
+    Ok,
+    /// The command ran, and what it checked does not hold (exit status 1).
+    Failed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ledger(cmd) => ledger_cmd::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

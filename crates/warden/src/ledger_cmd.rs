@@ -1,0 +1,508 @@
+//! `warden ledger …`: the audit ledger's commands. Data goes to stdout (JSON where a program reads
+//! it), diagnostics to stderr.
+
+use std::io::{self, BufRead, BufWriter, Read as _, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use warden_ledger::merkle::{self, Hash};
+use warden_ledger::record::{MAX_LEAF_BYTES, hex};
+use warden_ledger::{Ledger, Record, VerifierKey, VerifyOptions};
+use warden_ledger_sqlite::SqliteStore;
+
+use crate::{Outcome, ledger_dir};
+
+/// Longest JSON Lines line accepted on stdin (a record's canonical form is capped at 64 KiB).
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// Records committed together at most, when appending a stream.
+const MAX_STREAM_BATCH: usize = 65_536;
+
+#[derive(Debug, Args)]
+pub(crate) struct LedgerArgs {
+    /// The ledger directory [default: $XDG_DATA_HOME/warden/ledger].
+    #[arg(long, global = true, env = "WARDEN_LEDGER", value_name = "DIR")]
+    ledger: Option<PathBuf>,
+    #[command(subcommand)]
+    command: LedgerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Create a new ledger and its Ed25519 signing key; prints the verifier key to publish.
+    Init {
+        /// The log's origin: the first line of its checkpoints and the name of its key.
+        #[arg(long, value_name = "NAME")]
+        origin: Option<String>,
+    },
+    /// Print the public verifier key (`<name>+<key id>+<base64 key>`).
+    Key,
+    /// Append one record (from flags or --record), or JSON Lines records from stdin.
+    ///
+    /// Each record is an object {kind, actor, time?, subjects?, payload?}; kinds: decision,
+    /// escalation, review, containment, evidence, gate, note. An index is printed only once the
+    /// record is durable. A signed checkpoint of the new tree is stored afterwards.
+    Append(AppendArgs),
+    /// Print a record with its index and leaf hash.
+    Get {
+        #[arg(long)]
+        index: u64,
+        /// One line of compact JSON instead of pretty JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an inclusion proof (--index, --size) or a consistency proof (--from, --to) as JSON.
+    Prove(ProveArgs),
+    /// Print the latest signed checkpoint, byte-exact; signs a new one first if the log has grown.
+    Checkpoint,
+    /// Re-derive every leaf hash and the tree from the stored records and check them against the
+    /// stored hashes and every signed checkpoint. Exit status 1 when anything does not match.
+    Verify(VerifyArgs),
+    /// Write every record as JSON Lines: {index, leaf (base64 of the hashed bytes), leaf_hash}.
+    Export {
+        /// First index to export.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Export up to (not including) this index [default: the tree size].
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AppendArgs {
+    /// Record kind (decision, escalation, review, containment, evidence, gate, note).
+    #[arg(long, requires = "actor", conflicts_with = "record")]
+    kind: Option<String>,
+    /// Who or what made the record, e.g. `monitor:fmnist-v3` or `user:alice`.
+    #[arg(long)]
+    actor: Option<String>,
+    /// When it happened (RFC 3339) [default: now].
+    #[arg(long)]
+    time: Option<String>,
+    /// An artefact the record is about, as NAME=sha256:HEX; repeatable.
+    #[arg(long = "subject", value_name = "NAME=DIGEST")]
+    subjects: Vec<String>,
+    /// The payload, a JSON object.
+    #[arg(long)]
+    payload: Option<String>,
+    /// A whole record as one JSON object.
+    #[arg(long)]
+    record: Option<String>,
+    /// Print one JSON line per appended record: {"index", "leaf_hash"}.
+    #[arg(long)]
+    json: bool,
+    /// Do not sign a checkpoint after appending.
+    #[arg(long)]
+    no_checkpoint: bool,
+}
+
+#[derive(Debug, Args)]
+struct ProveArgs {
+    /// Prove inclusion of the record at this index.
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+    index: Option<u64>,
+    /// Tree size to prove inclusion in [default: the current size].
+    #[arg(long, requires = "index")]
+    size: Option<u64>,
+    /// Prove consistency from this tree size…
+    #[arg(long, requires = "to")]
+    from: Option<u64>,
+    /// …to this one.
+    #[arg(long, requires = "from")]
+    to: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// A signed checkpoint held outside the ledger (a file); repeatable.
+    #[arg(long = "checkpoint", value_name = "FILE")]
+    checkpoints: Vec<PathBuf>,
+    /// The verifier key to trust, as text [default: the key stored in the ledger].
+    #[arg(long, conflicts_with = "key_file")]
+    key: Option<String>,
+    /// The verifier key to trust, from a file.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Skip checking that every record decodes and is canonical (hashes are still all checked).
+    #[arg(long)]
+    skip_record_check: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
+    let dir = args.ledger.unwrap_or_else(ledger_dir::default_dir);
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let outcome = match args.command {
+        LedgerCommand::Init { origin } => init(&dir, origin, &mut out)?,
+        LedgerCommand::Key => {
+            let store = ledger_dir::open_store(&dir, true)?;
+            let meta = warden_ledger::Store::meta(&store)?;
+            writeln!(out, "{}", meta.verifier_key)?;
+            Outcome::Ok
+        }
+        LedgerCommand::Append(a) => append(&dir, a, &mut out)?,
+        LedgerCommand::Get { index, json } => {
+            let ledger = ledger_dir::open(&dir, true, false)?;
+            let leaf = ledger.get(index)?;
+            let record = Record::from_leaf(&leaf)
+                .with_context(|| format!("record {index} is damaged; run `warden ledger verify`"))?;
+            let v = json!({
+                "index": index,
+                "leaf_hash": B64.encode(merkle::leaf_hash(&leaf)),
+                "record": record.to_value(),
+            });
+            if json {
+                serde_json::to_writer(&mut out, &v)?;
+            } else {
+                serde_json::to_writer_pretty(&mut out, &v)?;
+            }
+            writeln!(out)?;
+            Outcome::Ok
+        }
+        LedgerCommand::Prove(p) => prove(&dir, p, &mut out)?,
+        LedgerCommand::Checkpoint => {
+            let ledger = ledger_dir::open(&dir, false, true)?;
+            out.write_all(ledger.checkpoint()?.as_bytes())?;
+            Outcome::Ok
+        }
+        LedgerCommand::Verify(v) => verify(&dir, v, &mut out)?,
+        LedgerCommand::Export { from, to } => {
+            let ledger = ledger_dir::open(&dir, true, false)?;
+            let mut werr = None;
+            ledger.scan(from, to.unwrap_or(u64::MAX), &mut |i, leaf| {
+                let line = json!({
+                    "index": i,
+                    "leaf": B64.encode(leaf),
+                    "leaf_hash": B64.encode(merkle::leaf_hash(leaf)),
+                });
+                match serde_json::to_writer(&mut out, &line).map_err(io::Error::from).and_then(|()| out.write_all(b"\n")) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        werr = Some(e);
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = werr {
+                return Err(e.into());
+            }
+            Outcome::Ok
+        }
+    };
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(outcome),
+    }
+}
+
+fn init(dir: &Path, origin: Option<String>, out: &mut impl Write) -> Result<Outcome> {
+    let origin = match origin {
+        Some(o) => o,
+        None => {
+            let mut id = [0u8; 6];
+            getrandom(&mut id)?;
+            format!("warden.local/ledger/{}", hex(&id))
+        }
+    };
+    let ledger = ledger_dir::create(dir, &origin)?;
+    writeln!(out, "{}", ledger.verifier().to_text())?;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "created ledger {} at {}\nthe line above is its verifier key: publish it, and keep checkpoints (`warden ledger checkpoint`) outside the ledger",
+            origin,
+            dir.display()
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+fn getrandom(buf: &mut [u8]) -> Result<()> {
+    let mut f = std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?;
+    f.read_exact(buf).context("cannot read /dev/urandom")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn single_record(a: &AppendArgs) -> Result<Option<Record>> {
+    if let Some(text) = &a.record {
+        return Ok(Some(Record::from_json(text.as_bytes(), now_ms())?));
+    }
+    let Some(kind) = &a.kind else {
+        if a.actor.is_some() || a.time.is_some() || !a.subjects.is_empty() || a.payload.is_some() {
+            bail!("--actor, --time, --subject and --payload need --kind\nhint: or give a whole record with --record, or JSON Lines on stdin");
+        }
+        return Ok(None);
+    };
+    let mut subjects = Vec::new();
+    for s in &a.subjects {
+        let (name, digest) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--subject {s:?}: expected NAME=sha256:HEX"))?;
+        subjects.push(json!({ "name": name, "digest": digest }));
+    }
+    let payload: Value = match &a.payload {
+        Some(p) => serde_json::from_str(p).context("--payload is not valid JSON")?,
+        None => Value::Null,
+    };
+    let v = json!({
+        "kind": kind,
+        "actor": a.actor,
+        "time": a.time,
+        "subjects": subjects,
+        "payload": payload,
+    });
+    Ok(Some(Record::from_value(v, now_ms())?))
+}
+
+/// A parsed, hashed record from the stream, or the reason the stream stopped.
+type Parsed = Result<Vec<(Vec<u8>, Hash)>, String>;
+
+fn append(dir: &Path, a: AppendArgs, out: &mut impl Write) -> Result<Outcome> {
+    let single = single_record(&a)?;
+    let ledger = ledger_dir::open(dir, false, !a.no_checkpoint)?;
+    let (count, first, stream_error) = match single {
+        Some(record) => {
+            let index = ledger.append(&record)?;
+            if a.json {
+                let leaf_hash = merkle::leaf_hash(&record.to_leaf());
+                writeln!(out, "{}", json!({ "index": index, "leaf_hash": B64.encode(leaf_hash) }))?;
+            }
+            (1, Some(index), None)
+        }
+        None => append_stream(&ledger, io::BufReader::with_capacity(1 << 16, io::stdin()), a.json, out)?,
+    };
+    let size = ledger.size();
+    if !a.no_checkpoint {
+        match ledger.checkpoint() {
+            Ok(_) => {}
+            Err(warden_ledger::LedgerError::NoSigner) => {}
+            Err(e) => return Err(e).context("records are stored, but signing the checkpoint failed"),
+        }
+    }
+    out.flush()?;
+    #[allow(clippy::print_stderr)]
+    match (first, count) {
+        (Some(f), n) if n > 0 => eprintln!("appended {n} record(s), indexes {f}..={}; tree size {size}", f + n - 1),
+        _ => eprintln!("appended no records; tree size {size}"),
+    }
+    if let Some(e) = stream_error {
+        bail!("{e}\nrecords before that line were appended; nothing after it was");
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Appends JSON Lines from `input`: one thread parses, canonicalises and hashes while this one commits
+/// whatever has arrived, so a slow producer gets each record acknowledged promptly and a fast one gets
+/// large group commits. Returns (records appended, first index, the error that stopped the stream).
+pub(crate) fn append_stream(
+    ledger: &Ledger<SqliteStore>,
+    input: impl BufRead + Send,
+    json_out: bool,
+    out: &mut impl Write,
+) -> Result<(u64, Option<u64>, Option<String>)> {
+    let (tx, rx) = mpsc::sync_channel::<Parsed>(64);
+    std::thread::scope(|scope| {
+        scope.spawn(move || parse_lines(input, &tx));
+        let mut count = 0u64;
+        let mut first = None;
+        let mut error = None;
+        let mut batch: Vec<(Vec<u8>, Hash)> = Vec::new();
+        'outer: while let Ok(msg) = rx.recv() {
+            let mut msg = Some(msg);
+            // Take everything already parsed, up to the batch limit.
+            while let Some(m) = msg.take() {
+                match m {
+                    Ok(mut chunk) => batch.append(&mut chunk),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+                if batch.len() >= MAX_STREAM_BATCH {
+                    break;
+                }
+                msg = rx.try_recv().ok();
+            }
+            if !batch.is_empty() {
+                let refs: Vec<(&[u8], Hash)> = batch.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
+                let start = ledger.append_batch(&refs)?;
+                first.get_or_insert(start);
+                if json_out {
+                    for (i, (_, h)) in batch.iter().enumerate() {
+                        writeln!(out, "{{\"index\":{},\"leaf_hash\":\"{}\"}}", start + i as u64, B64.encode(h))?;
+                    }
+                    out.flush()?;
+                }
+                count += batch.len() as u64;
+                batch.clear();
+            }
+            if error.is_some() {
+                break 'outer;
+            }
+        }
+        Ok((count, first, error))
+    })
+}
+
+fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
+    let mut chunk = Vec::with_capacity(256);
+    let mut line = Vec::with_capacity(1024);
+    let mut line_no = 0u64;
+    let now = now_ms();
+    loop {
+        line.clear();
+        line_no += 1;
+        let n = match (&mut input).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(format!("cannot read stdin: {e}")));
+                return;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if line.len() > MAX_LINE_BYTES {
+            let _ = tx.send(Err(format!("stdin line {line_no}: longer than {MAX_LINE_BYTES} bytes")));
+            return;
+        }
+        let text = line.trim_ascii();
+        if !text.is_empty() {
+            if text.len() > MAX_LEAF_BYTES {
+                let _ = tx.send(Err(format!("stdin line {line_no}: record is {} bytes, the limit is {MAX_LEAF_BYTES}", text.len())));
+                return;
+            }
+            match Record::from_json(text, now) {
+                Ok(r) => {
+                    let leaf = r.to_leaf();
+                    let h = merkle::leaf_hash(&leaf);
+                    chunk.push((leaf, h));
+                }
+                Err(e) => {
+                    if !chunk.is_empty() {
+                        let _ = tx.send(Ok(std::mem::take(&mut chunk)));
+                    }
+                    let _ = tx.send(Err(format!("stdin line {line_no}: {e}")));
+                    return;
+                }
+            }
+        }
+        // Hand over what we have when the chunk is full or the next read would wait for input.
+        if chunk.len() >= 256 || input.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {
+            if !chunk.is_empty() && tx.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(256)))).is_err() {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Ok(chunk));
+    }
+}
+
+fn prove(dir: &Path, p: ProveArgs, out: &mut impl Write) -> Result<Outcome> {
+    let ledger = ledger_dir::open(dir, true, false)?;
+    let b64s = |hs: &[Hash]| hs.iter().map(|h| B64.encode(h)).collect::<Vec<_>>();
+    let v = match (p.index, p.from, p.to) {
+        (Some(index), _, _) => {
+            let size = p.size.unwrap_or_else(|| ledger.size());
+            let proof = ledger.inclusion_proof(index, size)?;
+            let leaf = ledger.get(index)?;
+            json!({
+                "leafIdx": index,
+                "treeSize": size,
+                "root": B64.encode(ledger.root_at(size)?),
+                "leafHash": B64.encode(merkle::leaf_hash(&leaf)),
+                "proof": b64s(&proof),
+            })
+        }
+        (None, Some(from), Some(to)) => {
+            let proof = ledger.consistency_proof(from, to)?;
+            json!({
+                "size1": from,
+                "size2": to,
+                "root1": B64.encode(ledger.root_at(from)?),
+                "root2": B64.encode(ledger.root_at(to)?),
+                "proof": b64s(&proof),
+            })
+        }
+        _ => bail!("give --index N [--size M] for inclusion, or --from M --to N for consistency"),
+    };
+    serde_json::to_writer_pretty(&mut *out, &v)?;
+    writeln!(out)?;
+    Ok(Outcome::Ok)
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<String> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut s = String::new();
+    f.take(limit + 1).read_to_string(&mut s).with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    if s.len() as u64 > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    Ok(s)
+}
+
+fn verify(dir: &Path, v: VerifyArgs, out: &mut impl Write) -> Result<Outcome> {
+    let store = ledger_dir::open_store(dir, true)?;
+    let trusted_key = match (&v.key, &v.key_file) {
+        (Some(k), _) => Some(VerifierKey::parse(k).context("--key")?),
+        (None, Some(f)) => Some(VerifierKey::parse(&read_limited(f, 4096)?).with_context(|| format!("--key-file {}", f.display()))?),
+        (None, None) => None,
+    };
+    let mut checkpoints = Vec::new();
+    for f in &v.checkpoints {
+        checkpoints.push(read_limited(f, warden_ledger::note::MAX_NOTE_BYTES as u64)?);
+    }
+    let opts = VerifyOptions { trusted_key: trusted_key.clone(), checkpoints, check_records: !v.skip_record_check };
+    let report = warden_ledger::verify(&store, &opts)?;
+    if v.json {
+        let problems: Vec<Value> =
+            report.problems.iter().map(|p| json!({ "index": p.index, "message": p.message })).collect();
+        serde_json::to_writer(
+            &mut *out,
+            &json!({
+                "ok": report.is_ok(),
+                "recorded_size": report.recorded_size,
+                "records_checked": report.records_checked,
+                "root": B64.encode(report.root),
+                "checkpoints_ok": report.checkpoints_ok,
+                "latest_checkpoint_size": report.latest_checkpoint_size,
+                "first_bad_index": report.first_bad_index(),
+                "trusted_key": trusted_key.is_some(),
+                "problems": problems,
+            }),
+        )?;
+        writeln!(out)?;
+    } else if report.is_ok() {
+        writeln!(
+            out,
+            "ok: {} records, root {}, {} signed checkpoint(s) hold (latest at size {}){}",
+            report.records_checked,
+            B64.encode(report.root),
+            report.checkpoints_ok,
+            report.latest_checkpoint_size,
+            if trusted_key.is_some() { "" } else { "\nnote: checked with the key stored in the ledger; pass --key to pin your own copy" }
+        )?;
+    } else {
+        writeln!(out, "FAILED: {} problem(s)", report.problems.len())?;
+        if let Some(i) = report.first_bad_index() {
+            writeln!(out, "first bad record: {i}")?;
+        }
+        for p in &report.problems {
+            writeln!(out, "- {}", p.message)?;
+        }
+    }
+    Ok(if report.is_ok() { Outcome::Ok } else { Outcome::Failed })
+}

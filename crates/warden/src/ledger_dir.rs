@@ -1,0 +1,97 @@
+//! Where a ledger lives on disk: a directory holding `ledger.db` (the SQLite store), `signer.key` (the
+//! Ed25519 signing key, owner-only) and `verifier.pub` (the public verifier key, to publish).
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use warden_ledger::{Ledger, SignerKey};
+use warden_ledger_sqlite::{SqliteOptions, SqliteStore};
+
+pub(crate) const DB_FILE: &str = "ledger.db";
+pub(crate) const KEY_FILE: &str = "signer.key";
+pub(crate) const PUB_FILE: &str = "verifier.pub";
+
+/// The default ledger directory: `$XDG_DATA_HOME/warden/ledger`, else `~/.local/share/warden/ledger`.
+pub(crate) fn default_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("warden/ledger")
+}
+
+/// Creates a new ledger in `dir` (created owner-only if missing; must not hold a ledger already).
+pub(crate) fn create(dir: &Path, origin: &str) -> Result<Ledger<SqliteStore>> {
+    let db = dir.join(DB_FILE);
+    if db.exists() {
+        bail!("a ledger already exists at {}\nhint: use another --ledger directory", dir.display());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the ledger directory {}", dir.display()))?;
+    let signer = SignerKey::generate(origin)?;
+    write_private(&dir.join(KEY_FILE), signer.to_text().as_bytes())?;
+    fs::write(dir.join(PUB_FILE), format!("{}\n", signer.verifier().to_text()))
+        .with_context(|| format!("cannot write {}", dir.join(PUB_FILE).display()))?;
+    let store = SqliteStore::create(&db)?;
+    Ok(Ledger::create(store, signer)?)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads the signing key, refusing one that others can read.
+pub(crate) fn load_signer(dir: &Path) -> Result<Option<SignerKey>> {
+    let path = dir.join(KEY_FILE);
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "the signing key {} can be read by others (mode {:o})\nhint: chmod 600 {}",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
+    if meta.len() > 4096 {
+        bail!("{} is too large to be a signing key", path.display());
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(SignerKey::parse(text.trim()).with_context(|| format!("bad signing key in {}", path.display()))?))
+}
+
+/// Opens the store of the ledger in `dir`.
+pub(crate) fn open_store(dir: &Path, read_only: bool) -> Result<SqliteStore> {
+    let db = dir.join(DB_FILE);
+    if !dir.is_dir() {
+        bail!("no ledger at {}: not a directory\nhint: create one with `warden ledger init --ledger {}`", dir.display(), dir.display());
+    }
+    let opts = SqliteOptions { read_only, ..SqliteOptions::default() };
+    Ok(SqliteStore::open(&db, &opts)?)
+}
+
+/// Opens the ledger in `dir`, with its signing key when `signing` and the key is present.
+pub(crate) fn open(dir: &Path, read_only: bool, signing: bool) -> Result<Ledger<SqliteStore>> {
+    let store = open_store(dir, read_only)?;
+    let signer = if signing { load_signer(dir)? } else { None };
+    Ok(Ledger::open(store, signer)?)
+}
