@@ -6,7 +6,7 @@
 //! spawned and nothing is acknowledged before it is durable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use thiserror::Error;
 
@@ -52,6 +52,8 @@ struct Pending {
     leaf: Vec<u8>,
     hash: Hash,
     slot: Arc<OnceLock<Result<u64, LedgerError>>>,
+    /// The appender waiting for this record, woken alone when its commit is done.
+    waiter: std::thread::Thread,
 }
 
 #[derive(Default)]
@@ -69,7 +71,6 @@ struct Inner<S> {
 pub struct Ledger<S: Store> {
     inner: Mutex<Inner<S>>,
     queue: Mutex<Queue>,
-    committed: Condvar,
     meta: Meta,
     verifier: VerifierKey,
     signer: Option<SignerKey>,
@@ -123,7 +124,6 @@ impl<S: Store> Ledger<S> {
         Ok(Ledger {
             inner: Mutex::new(Inner { store, tree }),
             queue: Mutex::new(Queue::default()),
-            committed: Condvar::new(),
             meta,
             verifier,
             signer,
@@ -177,30 +177,39 @@ impl<S: Store> Ledger<S> {
     /// Appends a leaf that is already the canonical encoding of a record, with its leaf hash.
     pub fn append_leaf(&self, leaf: Vec<u8>, hash: Hash) -> Result<u64, LedgerError> {
         let slot = Arc::new(OnceLock::new());
+        let me = std::thread::current();
         let mut q = lock(&self.queue);
-        q.pending.push(Pending { leaf, hash, slot: Arc::clone(&slot) });
+        q.pending.push(Pending { leaf, hash, slot: Arc::clone(&slot), waiter: me.clone() });
         loop {
             if let Some(result) = slot.get() {
                 return result.clone();
             }
-            if !q.leader_active {
-                q.leader_active = true;
-                let take = q.pending.len().min(MAX_GROUP);
-                let batch: Vec<Pending> = q.pending.drain(..take).collect();
+            if q.leader_active {
+                // Wait for our commit, or for the leader to hand leadership to us. Each waiter is
+                // woken by name (no thundering herd); a spurious wake-up just loops.
                 drop(q);
-                let leaves: Vec<(&[u8], Hash)> =
-                    batch.iter().map(|p| (p.leaf.as_slice(), p.hash)).collect();
-                let result = self.commit(&leaves);
-                for (i, p) in batch.iter().enumerate() {
-                    let r = result.clone().map(|first| first + i as u64);
-                    let _ = p.slot.set(r);
-                }
+                std::thread::park();
                 q = lock(&self.queue);
-                q.leader_active = false;
-                self.committed.notify_all();
                 continue;
             }
-            q = self.committed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.leader_active = true;
+            let take = q.pending.len().min(MAX_GROUP);
+            let batch: Vec<Pending> = q.pending.drain(..take).collect();
+            drop(q);
+            let leaves: Vec<(&[u8], Hash)> = batch.iter().map(|p| (p.leaf.as_slice(), p.hash)).collect();
+            let result = self.commit(&leaves);
+            for (i, p) in batch.iter().enumerate() {
+                let _ = p.slot.set(result.clone().map(|first| first + i as u64));
+                if p.waiter.id() != me.id() {
+                    p.waiter.unpark();
+                }
+            }
+            q = lock(&self.queue);
+            q.leader_active = false;
+            // Whoever queued meanwhile becomes the next leader.
+            if let Some(next) = q.pending.first() {
+                next.waiter.unpark();
+            }
         }
     }
 

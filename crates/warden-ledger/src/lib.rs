@@ -5,6 +5,7 @@
 //! This crate owns the log's semantics and is pure: no SQL, no network, no files. Storage drivers
 //! implement [`Store`]; [`MemStore`] is the in-memory reference driver used by the tests.
 
+mod canonical;
 pub mod ledger;
 pub mod mem;
 pub mod merkle;

@@ -125,6 +125,8 @@ pub enum RecordError {
     UnknownField(String),
     #[error("unsupported schema version {0}; this build reads version 1")]
     Version(String),
+    #[error("invalid record: {0}")]
+    Invalid(String),
     #[error("leaf is not in canonical form")]
     NotCanonical,
 }
@@ -132,146 +134,159 @@ pub enum RecordError {
 impl Record {
     /// Parses and validates a record from JSON. `time` may be omitted, and is then `now_ms`.
     pub fn from_json(bytes: &[u8], now_ms: i64) -> Result<Record, RecordError> {
+        let leaf = Record::canonical_leaf(bytes, now_ms)?;
+        Record::decode_canonical(&leaf)
+    }
+
+    /// Validates a record given as JSON and returns its canonical leaf bytes directly: the fast path
+    /// for bulk appends.
+    pub fn canonical_leaf(bytes: &[u8], now_ms: i64) -> Result<Vec<u8>, RecordError> {
         if bytes.len() > MAX_LEAF_BYTES {
             return Err(RecordError::TooLarge { len: bytes.len(), max: MAX_LEAF_BYTES });
         }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
-        Record::from_value(value, now_ms)
+        crate::canonical::canonicalize(bytes, now_ms, false)
     }
 
     /// Validates a record given as a JSON value.
     pub fn from_value(value: Value, now_ms: i64) -> Result<Record, RecordError> {
-        let Value::Object(mut obj) = value else {
-            return Err(RecordError::Field { field: "record", expected: "a JSON object" });
-        };
-        if let Some(v) = obj.remove("v") {
-            if v.as_u64() != Some(SCHEMA_VERSION) {
-                return Err(RecordError::Version(v.to_string().chars().take(32).collect()));
-            }
-        }
-        let kind = match obj.remove("kind") {
-            Some(Value::String(s)) => Kind::parse(&s)?,
-            _ => return Err(RecordError::Field { field: "kind", expected: "a string" }),
-        };
-        let time_ms = match obj.remove("time") {
-            None | Some(Value::Null) => now_ms,
-            Some(Value::String(s)) => parse_rfc3339_ms(&s).ok_or(RecordError::Field {
-                field: "time",
-                expected: "an RFC 3339 time between 1970 and 9999, at most millisecond precision, e.g. 2026-11-25T21:13:00.123Z",
-            })?,
-            Some(_) => {
-                return Err(RecordError::Field { field: "time", expected: "an RFC 3339 string" });
-            }
-        };
-        let actor = match obj.remove("actor") {
-            Some(Value::String(s))
-                if !s.is_empty() && s.len() <= MAX_ACTOR_BYTES && !s.chars().any(char::is_control) =>
-            {
-                s
-            }
-            _ => {
-                return Err(RecordError::Field {
-                    field: "actor",
-                    expected: "a non-empty string of at most 256 bytes without control characters",
-                });
-            }
-        };
-        let subjects = match obj.remove("subjects") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) if items.len() <= MAX_SUBJECTS => {
-                items.into_iter().map(parse_subject).collect::<Result<_, _>>()?
-            }
-            Some(_) => {
-                return Err(RecordError::Field {
-                    field: "subjects",
-                    expected: "an array of at most 32 {\"name\", \"digest\"} objects",
-                });
-            }
-        };
-        let payload = match obj.remove("payload") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
-            Some(_) => return Err(RecordError::Field { field: "payload", expected: "a JSON object" }),
-        };
-        if let Some(k) = obj.keys().next() {
-            return Err(RecordError::UnknownField(k.chars().take(64).collect()));
-        }
-        if depth_of_map(&payload) > MAX_PAYLOAD_DEPTH {
-            return Err(RecordError::Field {
-                field: "payload",
-                expected: "nesting at most 32 levels deep",
-            });
-        }
-        let record = Record { kind, time_ms, actor, subjects, payload };
-        let len = record.to_leaf().len();
-        if len > MAX_LEAF_BYTES {
-            return Err(RecordError::TooLarge { len, max: MAX_LEAF_BYTES });
-        }
-        Ok(record)
+        let bytes = serde_json::to_vec(&value).map_err(|e| RecordError::Json(e.to_string()))?;
+        Record::from_json(&bytes, now_ms)
     }
 
     /// Decodes a stored leaf, and checks that it is exactly the canonical encoding of what it says.
     pub fn from_leaf(leaf: &[u8]) -> Result<Record, RecordError> {
-        let value: Value =
-            serde_json::from_slice(leaf).map_err(|e| RecordError::Json(e.to_string()))?;
-        if value.get("v").is_none() || value.get("time").is_none() {
-            return Err(RecordError::NotCanonical);
+        check_leaf(leaf)?;
+        Record::decode_canonical(leaf)
+    }
+
+    /// Reads the fields of a leaf already known to be canonical.
+    fn decode_canonical(leaf: &[u8]) -> Result<Record, RecordError> {
+        let bad = || RecordError::NotCanonical;
+        let Value::Object(mut o) =
+            serde_json::from_slice(leaf).map_err(|e| RecordError::Json(e.to_string()))?
+        else {
+            return Err(bad());
+        };
+        let text = |o: &mut Map<String, Value>, k: &str| match o.remove(k) {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(bad()),
+        };
+        let kind = Kind::parse(&text(&mut o, "kind")?)?;
+        let actor = text(&mut o, "actor")?;
+        let time_ms = parse_time(&text(&mut o, "time")?)?;
+        let mut subjects = Vec::new();
+        if let Some(Value::Array(items)) = o.remove("subjects") {
+            for item in items {
+                let Value::Object(mut s) = item else { return Err(bad()) };
+                let name = text(&mut s, "name")?;
+                let digest = check_subject(&name, &text(&mut s, "digest")?)?;
+                subjects.push(Subject { name, digest });
+            }
         }
-        let record = Record::from_value(value, 0)?;
-        if record.to_leaf() != leaf {
-            return Err(RecordError::NotCanonical);
-        }
-        Ok(record)
+        let Some(Value::Object(payload)) = o.remove("payload") else { return Err(bad()) };
+        Ok(Record { kind, time_ms, actor, subjects, payload })
     }
 
     /// The canonical JSON value of the record.
     pub fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("actor".into(), Value::String(self.actor.clone()));
-        m.insert("kind".into(), Value::String(self.kind.as_str().into()));
-        m.insert("payload".into(), Value::Object(self.payload.clone()));
-        let subjects = self
-            .subjects
-            .iter()
-            .map(|s| {
-                let mut o = Map::new();
-                o.insert("digest".into(), Value::String(s.digest_string()));
-                o.insert("name".into(), Value::String(s.name.clone()));
-                Value::Object(o)
-            })
-            .collect();
-        m.insert("subjects".into(), Value::Array(subjects));
-        m.insert("time".into(), Value::String(format_rfc3339_ms(self.time_ms)));
-        m.insert("v".into(), Value::from(SCHEMA_VERSION));
-        Value::Object(m)
+        // The leaf is valid JSON by construction.
+        serde_json::from_slice(&self.to_leaf()).unwrap_or(Value::Null)
     }
 
     /// The canonical bytes: what is hashed into the tree.
     pub fn to_leaf(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        write_canonical(&self.to_value(), &mut out);
+        let mut payload = Vec::with_capacity(128);
+        write_canonical_map(&self.payload, &mut payload);
+        let mut out = Vec::with_capacity(payload.len() + 200);
+        write_leaf(
+            &mut out,
+            self.kind,
+            self.time_ms,
+            &self.actor,
+            self.subjects.iter().map(|s| (s.name.as_str(), &s.digest)),
+            &payload,
+        );
         out
     }
 }
 
-fn parse_subject(v: Value) -> Result<Subject, RecordError> {
-    const EXPECTED: &str =
-        "an object {\"name\": role of at most 64 bytes, \"digest\": \"sha256:<64 hex digits>\"}";
-    let bad = || RecordError::Field { field: "subjects", expected: EXPECTED };
-    let Value::Object(mut o) = v else { return Err(bad()) };
-    let (Some(Value::String(name)), Some(Value::String(digest))) = (o.remove("name"), o.remove("digest"))
-    else {
-        return Err(bad());
-    };
-    if !o.is_empty() || name.is_empty() || name.len() > MAX_SUBJECT_NAME_BYTES {
-        return Err(bad());
+/// Checks that `leaf` is a valid record in exactly its canonical form, without decoding it further.
+pub fn check_leaf(leaf: &[u8]) -> Result<(), RecordError> {
+    if leaf.len() > MAX_LEAF_BYTES {
+        return Err(RecordError::TooLarge { len: leaf.len(), max: MAX_LEAF_BYTES });
     }
-    if name.chars().any(char::is_control) {
-        return Err(bad());
+    if crate::canonical::canonicalize(leaf, 0, true)? != leaf {
+        return Err(RecordError::NotCanonical);
     }
-    let digest = parse_digest(&digest).ok_or_else(bad)?;
-    Ok(Subject { name, digest })
+    Ok(())
+}
+
+/// Writes the canonical leaf. Member order is the sorted order of the keys: actor, kind, payload,
+/// subjects (each: digest, name), time, v. `payload` is an object already in canonical form.
+pub(crate) fn write_leaf<'a>(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    time_ms: i64,
+    actor: &str,
+    subjects: impl Iterator<Item = (&'a str, &'a [u8; 32])>,
+    payload: &[u8],
+) {
+    out.extend_from_slice(b"{\"actor\":");
+    write_str(actor, out);
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"payload\":");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b",\"subjects\":[");
+    for (i, (name, digest)) in subjects.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"digest\":\"sha256:");
+        out.extend_from_slice(hex(digest).as_bytes());
+        out.extend_from_slice(b"\",\"name\":");
+        write_str(name, out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"time\":\"");
+    out.extend_from_slice(format_rfc3339_ms(time_ms).as_bytes());
+    out.extend_from_slice(b"\",\"v\":1}");
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    // Serialising a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+pub(crate) fn check_actor(actor: &str) -> Result<(), RecordError> {
+    if actor.is_empty() || actor.len() > MAX_ACTOR_BYTES || actor.chars().any(char::is_control) {
+        return Err(RecordError::Field {
+            field: "actor",
+            expected: "a non-empty string of at most 256 bytes without control characters",
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<i64, RecordError> {
+    parse_rfc3339_ms(s).ok_or(RecordError::Field {
+        field: "time",
+        expected: "an RFC 3339 time between 1970 and 9999, at most millisecond precision, e.g. 2026-11-25T21:13:00.123Z",
+    })
+}
+
+pub(crate) fn subjects_error() -> RecordError {
+    RecordError::Field {
+        field: "subjects",
+        expected: "an array of at most 32 objects {\"name\": role of at most 64 bytes, \"digest\": \"sha256:<64 hex digits>\"}",
+    }
+}
+
+pub(crate) fn check_subject(name: &str, digest: &str) -> Result<[u8; 32], RecordError> {
+    if name.is_empty() || name.len() > MAX_SUBJECT_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(subjects_error());
+    }
+    parse_digest(digest).ok_or_else(subjects_error)
 }
 
 /// Parses `sha256:<64 hex digits>` (either case).
@@ -305,35 +320,25 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn depth_of_map(m: &Map<String, Value>) -> usize {
-    1 + m.values().map(depth_of).max().unwrap_or(0)
-}
-
-fn depth_of(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(depth_of).max().unwrap_or(0),
-        Value::Object(m) => depth_of_map(m),
-        _ => 0,
+fn write_canonical_map(m: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    out.push(b'{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(k, out);
+        out.push(b':');
+        write_canonical(&m[k.as_str()], out);
     }
+    out.push(b'}');
 }
 
 /// Writes `v` as canonical JSON (sorted keys at every depth, no whitespace).
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&Value::String(k.clone()), out);
-                out.push(b':');
-                write_canonical(&m[k.as_str()], out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(m) => write_canonical_map(m, out),
         Value::Array(a) => {
             out.push(b'[');
             for (i, item) in a.iter().enumerate() {
@@ -481,6 +486,32 @@ mod tests {
             r#"{"actor":"monitor:m1","kind":"decision","payload":{"scores":{"a":[1,2],"z":1.5},"verdict":"block"},"subjects":[{"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"model"}],"time":"2026-11-25T20:13:00.500Z","v":1}"#
         );
         assert_eq!(Record::from_leaf(leaf.as_bytes()).unwrap(), ra);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_value_path() {
+        let payloads = [
+            r#"{}"#,
+            r#"{"b":1,"a":2,"A":3,"_":4,"aa":5}"#,
+            r#"{"x":[1,-2,3.5,1e300,-0.0,1E-7,12345678901234567890,-9223372036854775808]}"#,
+            r#"{"s":"tab\tquote\"back\\slash\u0001\u00e9\ud83d\ude00 é","n":null,"t":true,"f":false}"#,
+            r#"{"deep":{"z":{"y":[{"b":1,"a":[[],{}]}]}},"arr":[{"k":2,"j":1}]}"#,
+            r#"{"\u0041":1,"\u00e9":2,"é2":3}"#,
+        ];
+        for p in payloads {
+            let json = format!(r#"{{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z","payload":{p}}}"#);
+            let fast = Record::canonical_leaf(json.as_bytes(), 0).unwrap();
+            let payload: Map<String, Value> = serde_json::from_str(p).unwrap();
+            let slow = Record { kind: Kind::Note, time_ms: 1_767_225_600_000, actor: "a".into(), subjects: vec![], payload }.to_leaf();
+            assert_eq!(String::from_utf8(fast.clone()).unwrap(), String::from_utf8(slow).unwrap());
+            check_leaf(&fast).unwrap();
+        }
+        let dup = br#"{"kind":"note","actor":"a","payload":{"k":1,"k":2}}"#;
+        assert!(Record::from_json(dup, 0).unwrap_err().to_string().contains("duplicate key"));
+        let arr = br#"["note","a"]"#;
+        assert!(Record::from_json(arr, 0).is_err());
+        let subj_arr = br#"{"kind":"note","actor":"a","subjects":[["m","sha256:00"]]}"#;
+        assert!(Record::from_json(subj_arr, 0).unwrap_err().to_string().starts_with("field `subjects`"));
     }
 
     #[test]

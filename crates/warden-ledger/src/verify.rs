@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::merkle::{self, Hash};
 use crate::note::{Checkpoint, VerifierKey};
-use crate::record::Record;
+use crate::record;
 use crate::store::{Store, StoreError};
 use crate::tiles::{self, TILE_HEIGHT, TileWrite, TreeState};
 
@@ -138,7 +138,7 @@ pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<Veri
             return false;
         }
         if opts.check_records {
-            if let Err(e) = Record::from_leaf(data) {
+            if let Err(e) = record::check_leaf(data) {
                 problems.push(Problem { index: Some(idx), message: format!("record {idx} is not a valid record: {e}") });
             }
         }

@@ -13,7 +13,8 @@ use serde_json::json;
 use warden_ledger::merkle::{self, verify_consistency, verify_inclusion};
 use warden_ledger::{Record, VerifyOptions};
 
-use crate::{Outcome, ledger_cmd, ledger_dir};
+use crate::ledger_dir::{self, Access};
+use crate::{Outcome, ledger_cmd};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -95,7 +96,8 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
 
     // 1. Bulk JSON Lines, through the same pipeline as `warden ledger append`.
     let bulk_dir = base.join("bulk");
-    let ledger = ledger_dir::create(&bulk_dir, "bench/bulk")?;
+    drop(ledger_dir::create(&bulk_dir, "bench/bulk")?);
+    let ledger = ledger_dir::open(&bulk_dir, Access::Bulk, true)?;
     let mut input = Vec::with_capacity(b.records as usize * 360);
     for i in 0..b.records {
         input.extend_from_slice(decision_line(i).as_bytes());
@@ -113,7 +115,37 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
     results.insert("bulk_seconds".into(), json!(bulk_secs));
     results.insert("bulk_records_per_s".into(), json!(bulk_rate));
 
-    // 2. Proof generation and verification latency at this size.
+    // 1b. The two stages of the pipeline alone: parsing (one thread) and durable storing.
+    {
+        let lines: Vec<String> = (0..b.records.min(200_000)).map(decision_line).collect();
+        let t = Instant::now();
+        let leaves: Vec<(Vec<u8>, merkle::Hash)> = lines
+            .iter()
+            .map(|l| {
+                let leaf = Record::canonical_leaf(l.as_bytes(), 0).unwrap_or_default();
+                let h = merkle::leaf_hash(&leaf);
+                (leaf, h)
+            })
+            .collect();
+        let parse_rate = leaves.len() as f64 / t.elapsed().as_secs_f64();
+        let dir = base.join("store-only");
+        drop(ledger_dir::create(&dir, "bench/store-only")?);
+        let l2 = ledger_dir::open(&dir, Access::Bulk, true)?;
+        let t = Instant::now();
+        for chunk in leaves.chunks(65_536) {
+            let refs: Vec<(&[u8], merkle::Hash)> = chunk.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
+            l2.append_batch(&refs)?;
+        }
+        let store_rate = leaves.len() as f64 / t.elapsed().as_secs_f64();
+        writeln!(err, "stages: parse+canonicalise+hash {parse_rate:.0} records/s on one thread; durable store {store_rate:.0} records/s")?;
+        results.insert("parse_records_per_s".into(), json!(parse_rate));
+        results.insert("store_records_per_s".into(), json!(store_rate));
+    }
+
+    // 2. Proof generation and verification latency at this size, from a fresh read-only open as
+    // `warden ledger prove` does.
+    drop(ledger);
+    let ledger = ledger_dir::open(&bulk_dir, Access::ReadOnly, false)?;
     let size = ledger.size();
     let root = ledger.root_at(size)?;
     let mut rng = 42u64;
@@ -152,7 +184,7 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
 
     // 3. Full verify, from a cold open of the database, as `warden ledger verify` runs it.
     for (name, check_records) in [("verify_seconds", true), ("verify_hashes_only_seconds", false)] {
-        let store = ledger_dir::open_store(&bulk_dir, true)?;
+        let store = ledger_dir::open_store(&bulk_dir, Access::ReadOnly)?;
         let t = Instant::now();
         let report = warden_ledger::verify(&store, &VerifyOptions { check_records, ..VerifyOptions::default() })?;
         let secs = t.elapsed().as_secs_f64();
@@ -163,7 +195,7 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
 
     // 4. Bytes on disk per record, after folding the write-ahead log into the database.
     {
-        let store = ledger_dir::open_store(&bulk_dir, false)?;
+        let store = ledger_dir::open_store(&bulk_dir, Access::ReadWrite)?;
         store.connection().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     }
     let db_bytes = std::fs::metadata(bulk_dir.join(ledger_dir::DB_FILE))?.len();

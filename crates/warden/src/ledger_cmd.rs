@@ -16,7 +16,8 @@ use warden_ledger::record::{MAX_LEAF_BYTES, hex};
 use warden_ledger::{Ledger, Record, VerifierKey, VerifyOptions};
 use warden_ledger_sqlite::SqliteStore;
 
-use crate::{Outcome, ledger_dir};
+use crate::ledger_dir::{self, Access};
+use crate::Outcome;
 
 /// Longest JSON Lines line accepted on stdin (a record's canonical form is capped at 64 KiB).
 const MAX_LINE_BYTES: usize = 1 << 20;
@@ -144,14 +145,14 @@ pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
     let outcome = match args.command {
         LedgerCommand::Init { origin } => init(&dir, origin, &mut out)?,
         LedgerCommand::Key => {
-            let store = ledger_dir::open_store(&dir, true)?;
+            let store = ledger_dir::open_store(&dir, Access::ReadOnly)?;
             let meta = warden_ledger::Store::meta(&store)?;
             writeln!(out, "{}", meta.verifier_key)?;
             Outcome::Ok
         }
         LedgerCommand::Append(a) => append(&dir, a, &mut out)?,
         LedgerCommand::Get { index, json } => {
-            let ledger = ledger_dir::open(&dir, true, false)?;
+            let ledger = ledger_dir::open(&dir, Access::ReadOnly, false)?;
             let leaf = ledger.get(index)?;
             let record = Record::from_leaf(&leaf)
                 .with_context(|| format!("record {index} is damaged; run `warden ledger verify`"))?;
@@ -170,13 +171,13 @@ pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
         }
         LedgerCommand::Prove(p) => prove(&dir, p, &mut out)?,
         LedgerCommand::Checkpoint => {
-            let ledger = ledger_dir::open(&dir, false, true)?;
+            let ledger = ledger_dir::open(&dir, Access::ReadWrite, true)?;
             out.write_all(ledger.checkpoint()?.as_bytes())?;
             Outcome::Ok
         }
         LedgerCommand::Verify(v) => verify(&dir, v, &mut out)?,
         LedgerCommand::Export { from, to } => {
-            let ledger = ledger_dir::open(&dir, true, false)?;
+            let ledger = ledger_dir::open(&dir, Access::ReadOnly, false)?;
             let mut werr = None;
             ledger.scan(from, to.unwrap_or(u64::MAX), &mut |i, leaf| {
                 let line = json!({
@@ -271,7 +272,8 @@ type Parsed = Result<Vec<(Vec<u8>, Hash)>, String>;
 
 fn append(dir: &Path, a: AppendArgs, out: &mut impl Write) -> Result<Outcome> {
     let single = single_record(&a)?;
-    let ledger = ledger_dir::open(dir, false, !a.no_checkpoint)?;
+    let access = if single.is_some() { Access::ReadWrite } else { Access::Bulk };
+    let ledger = ledger_dir::open(dir, access, !a.no_checkpoint)?;
     let (count, first, stream_error) = match single {
         Some(record) => {
             let index = ledger.append(&record)?;
@@ -384,9 +386,8 @@ fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
                 let _ = tx.send(Err(format!("stdin line {line_no}: record is {} bytes, the limit is {MAX_LEAF_BYTES}", text.len())));
                 return;
             }
-            match Record::from_json(text, now) {
-                Ok(r) => {
-                    let leaf = r.to_leaf();
+            match Record::canonical_leaf(text, now) {
+                Ok(leaf) => {
                     let h = merkle::leaf_hash(&leaf);
                     chunk.push((leaf, h));
                 }
@@ -412,7 +413,7 @@ fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
 }
 
 fn prove(dir: &Path, p: ProveArgs, out: &mut impl Write) -> Result<Outcome> {
-    let ledger = ledger_dir::open(dir, true, false)?;
+    let ledger = ledger_dir::open(dir, Access::ReadOnly, false)?;
     let b64s = |hs: &[Hash]| hs.iter().map(|h| B64.encode(h)).collect::<Vec<_>>();
     let v = match (p.index, p.from, p.to) {
         (Some(index), _, _) => {
@@ -455,7 +456,7 @@ fn read_limited(path: &Path, limit: u64) -> Result<String> {
 }
 
 fn verify(dir: &Path, v: VerifyArgs, out: &mut impl Write) -> Result<Outcome> {
-    let store = ledger_dir::open_store(dir, true)?;
+    let store = ledger_dir::open_store(dir, Access::ReadOnly)?;
     let trusted_key = match (&v.key, &v.key_file) {
         (Some(k), _) => Some(VerifierKey::parse(k).context("--key")?),
         (None, Some(f)) => Some(VerifierKey::parse(&read_limited(f, 4096)?).with_context(|| format!("--key-file {}", f.display()))?),

@@ -79,19 +79,32 @@ pub(crate) fn load_signer(dir: &Path) -> Result<Option<SignerKey>> {
     Ok(Some(SignerKey::parse(text.trim()).with_context(|| format!("bad signing key in {}", path.display()))?))
 }
 
+/// How a command uses the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    ReadOnly,
+    ReadWrite,
+    /// Appending a stream: see [`SqliteOptions::bulk`].
+    Bulk,
+}
+
 /// Opens the store of the ledger in `dir`.
-pub(crate) fn open_store(dir: &Path, read_only: bool) -> Result<SqliteStore> {
+pub(crate) fn open_store(dir: &Path, access: Access) -> Result<SqliteStore> {
     let db = dir.join(DB_FILE);
     if !dir.is_dir() {
         bail!("no ledger at {}: not a directory\nhint: create one with `warden ledger init --ledger {}`", dir.display(), dir.display());
     }
-    let opts = SqliteOptions { read_only, ..SqliteOptions::default() };
+    let opts = SqliteOptions {
+        read_only: access == Access::ReadOnly,
+        bulk: access == Access::Bulk,
+        ..SqliteOptions::default()
+    };
     Ok(SqliteStore::open(&db, &opts)?)
 }
 
 /// Opens the ledger in `dir`, with its signing key when `signing` and the key is present.
-pub(crate) fn open(dir: &Path, read_only: bool, signing: bool) -> Result<Ledger<SqliteStore>> {
-    let store = open_store(dir, read_only)?;
+pub(crate) fn open(dir: &Path, access: Access, signing: bool) -> Result<Ledger<SqliteStore>> {
+    let store = open_store(dir, access)?;
     let signer = if signing { load_signer(dir)? } else { None };
     Ok(Ledger::open(store, signer)?)
 }
