@@ -71,7 +71,10 @@ fn map_err(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
             path: String::new(),
             reason: "not an SQLite database".into(),
         },
-        _ => StoreError::Backend { op, message: e.to_string() },
+        _ => StoreError::Backend {
+            op,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -81,11 +84,21 @@ impl SqliteStore {
         if path.exists() {
             return Err(StoreError::AlreadyExists(path.display().to_string()));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(map_err("create the database"))?;
-        let store = SqliteStore { conn, path: path.to_owned(), bulk: false };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(map_err("create the database"))?;
+        let store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            bulk: false,
+        };
         // 16 KiB pages: fewer, fuller B-tree pages for 300-500 byte records (must precede WAL mode).
-        store.conn.execute_batch("PRAGMA page_size = 16384;").map_err(map_err("set the page size"))?;
+        store
+            .conn
+            .execute_batch("PRAGMA page_size = 16384;")
+            .map_err(map_err("set the page size"))?;
         store.configure(&SqliteOptions::default())?;
         store
             .conn
@@ -103,15 +116,27 @@ impl SqliteStore {
             reason: reason.to_owned(),
         };
         if !path.is_file() {
-            return Err(not_ledger("no such file; hint: create one with `warden ledger init`"));
+            return Err(not_ledger(
+                "no such file; hint: create one with `warden ledger init`",
+            ));
         }
         let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        flags |= if opts.read_only { OpenFlags::SQLITE_OPEN_READ_ONLY } else { OpenFlags::SQLITE_OPEN_READ_WRITE };
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| match map_err("open the database")(e) {
-            StoreError::NotALedger { .. } => not_ledger("not an SQLite database"),
-            other => other,
+        flags |= if opts.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            match map_err("open the database")(e) {
+                StoreError::NotALedger { .. } => not_ledger("not an SQLite database"),
+                other => other,
+            }
         })?;
-        let store = SqliteStore { conn, path: path.to_owned(), bulk: opts.bulk && !opts.read_only };
+        let store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            bulk: opts.bulk && !opts.read_only,
+        };
         let app: i32 = store
             .conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -136,17 +161,23 @@ impl SqliteStore {
     }
 
     fn configure(&self, opts: &SqliteOptions) -> Result<(), StoreError> {
-        self.conn.busy_timeout(Duration::from_secs(10)).map_err(map_err("set the busy timeout"))?;
+        self.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(map_err("set the busy timeout"))?;
         let mut pragmas = String::from("PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;");
         if !opts.read_only {
             // FULL sync: a commit has reached the disk when it returns. WAL: one fsync per commit.
             let mode = if opts.bulk { "PERSIST" } else { "WAL" };
-            pragmas.push_str(&format!("PRAGMA journal_mode = {mode}; PRAGMA synchronous = FULL;"));
+            pragmas.push_str(&format!(
+                "PRAGMA journal_mode = {mode}; PRAGMA synchronous = FULL;"
+            ));
         }
         if let Some(n) = opts.max_page_count {
             pragmas.push_str(&format!("PRAGMA max_page_count = {n};"));
         }
-        self.conn.execute_batch(&pragmas).map_err(map_err("configure the database"))
+        self.conn
+            .execute_batch(&pragmas)
+            .map_err(map_err("configure the database"))
     }
 
     /// The database file.
@@ -173,19 +204,28 @@ impl Store for SqliteStore {
             path: self.path.display().to_string(),
             reason: format!("metadata has no {what}"),
         };
-        let format = self.meta_value("format")?.ok_or_else(|| missing("format"))?;
-        let format = format.parse().map_err(|_| StoreError::Corrupt(format!("bad format {format:?}")))?;
+        let format = self
+            .meta_value("format")?
+            .ok_or_else(|| missing("format"))?;
+        let format = format
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("bad format {format:?}")))?;
         Ok(Meta {
             format,
-            origin: self.meta_value("origin")?.ok_or_else(|| missing("origin"))?,
-            verifier_key: self.meta_value("verifier_key")?.ok_or_else(|| missing("verifier key"))?,
+            origin: self
+                .meta_value("origin")?
+                .ok_or_else(|| missing("origin"))?,
+            verifier_key: self
+                .meta_value("verifier_key")?
+                .ok_or_else(|| missing("verifier key"))?,
         })
     }
 
     fn init(&mut self, meta: &Meta) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(map_err("begin"))?;
-        let existing: i64 =
-            tx.query_row("SELECT count(*) FROM meta", [], |r| r.get(0)).map_err(map_err("read the metadata"))?;
+        let existing: i64 = tx
+            .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+            .map_err(map_err("read the metadata"))?;
         if existing > 0 {
             return Err(StoreError::AlreadyExists(self.path.display().to_string()));
         }
@@ -196,34 +236,51 @@ impl Store for SqliteStore {
             ("verifier_key", meta.verifier_key.clone()),
             ("size", "0".to_owned()),
         ] {
-            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v])
-                .map_err(map_err("write the metadata"))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(map_err("write the metadata"))?;
         }
         tx.commit().map_err(map_err("commit"))
     }
 
     fn size(&self) -> Result<u64, StoreError> {
-        let s = self.meta_value("size")?.ok_or_else(|| StoreError::Corrupt("metadata has no size".into()))?;
-        s.parse().map_err(|_| StoreError::Corrupt(format!("recorded size {s:?} is not a number")))
+        let s = self
+            .meta_value("size")?
+            .ok_or_else(|| StoreError::Corrupt("metadata has no size".into()))?;
+        s.parse()
+            .map_err(|_| StoreError::Corrupt(format!("recorded size {s:?} is not a number")))
     }
 
-    fn commit(&mut self, first: u64, entries: &[&[u8]], tiles: &[TileWrite]) -> Result<(), StoreError> {
+    fn commit(
+        &mut self,
+        first: u64,
+        entries: &[&[u8]],
+        tiles: &[TileWrite],
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(map_err("begin a commit"))?;
         let size: String = tx
-            .query_row("SELECT value FROM meta WHERE key = 'size'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'size'", [], |r| {
+                r.get(0)
+            })
             .map_err(map_err("read the size"))?;
         if size.parse::<u64>().ok() != Some(first) {
-            return Err(StoreError::Conflict { expected: first, found: size });
+            return Err(StoreError::Conflict {
+                expected: first,
+                found: size,
+            });
         }
         {
             let mut ins = tx
                 .prepare_cached("INSERT INTO entries (idx, data) VALUES (?1, ?2)")
                 .map_err(map_err("prepare the entry insert"))?;
             for (i, e) in entries.iter().enumerate() {
-                ins.execute(params![(first + i as u64) as i64, e]).map_err(map_err("store an entry"))?;
+                ins.execute(params![(first + i as u64) as i64, e])
+                    .map_err(map_err("store an entry"))?;
             }
             let mut put = tx
                 .prepare_cached("INSERT OR REPLACE INTO tiles (id, data) VALUES (?1, ?2)")
@@ -234,7 +291,8 @@ impl Store for SqliteStore {
                 for h in &t.hashes {
                     buf.extend_from_slice(h);
                 }
-                put.execute(params![tile_key(t.id), buf]).map_err(map_err("store a tile"))?;
+                put.execute(params![tile_key(t.id), buf])
+                    .map_err(map_err("store a tile"))?;
             }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'size'",
@@ -246,7 +304,9 @@ impl Store for SqliteStore {
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Ok(idx) = i64::try_from(index) else { return Ok(None) };
+        let Ok(idx) = i64::try_from(index) else {
+            return Ok(None);
+        };
         self.conn
             .prepare_cached("SELECT data FROM entries WHERE idx = ?1")
             .and_then(|mut s| s.query_row([idx], |r| r.get(0)).optional())
@@ -262,9 +322,13 @@ impl Store for SqliteStore {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+            .prepare_cached(
+                "SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )
             .map_err(map_err("scan the entries"))?;
-        let mut rows = stmt.query([clamp(start), clamp(end)]).map_err(map_err("scan the entries"))?;
+        let mut rows = stmt
+            .query([clamp(start), clamp(end)])
+            .map_err(map_err("scan the entries"))?;
         while let Some(row) = rows.next().map_err(map_err("scan the entries"))? {
             let idx: i64 = row.get(0).map_err(map_err("scan the entries"))?;
             let data = row.get_ref(1).map_err(map_err("scan the entries"))?;
@@ -272,7 +336,9 @@ impl Store for SqliteStore {
                 rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b,
                 _ => &[],
             };
-            let Ok(idx) = u64::try_from(idx) else { continue };
+            let Ok(idx) = u64::try_from(idx) else {
+                continue;
+            };
             if !f(idx, bytes) {
                 break;
             }
@@ -289,7 +355,10 @@ impl Store for SqliteStore {
 
     fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError> {
         self.conn
-            .execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", params![size as i64, note])
+            .execute(
+                "INSERT INTO checkpoints (size, note) VALUES (?1, ?2)",
+                params![size as i64, note],
+            )
             .map(|_| ())
             .map_err(map_err("store a checkpoint"))
     }
@@ -302,13 +371,17 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .map_err(map_err("read the checkpoints"))?;
-        rows.collect::<Result<_, _>>().map_err(map_err("read the checkpoints"))
+        rows.collect::<Result<_, _>>()
+            .map_err(map_err("read the checkpoints"))
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
         self.conn
             .prepare_cached("SELECT size, note FROM checkpoints ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut s| s.query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).optional())
+            .and_then(|mut s| {
+                s.query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+                    .optional()
+            })
             .map_err(map_err("read the latest checkpoint"))
     }
 }

@@ -2,6 +2,8 @@
 //! of a stored hash, a deleted row, two swapped rows, a truncated log, a rolled-back log, a forged
 //! checkpoint) is reported by `verify`, with the index of the first bad record where one exists.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
@@ -26,7 +28,10 @@ fn record(i: u64) -> Record {
         time_ms: 1_795_000_000_000 + i as i64,
         actor: format!("actor-{i}"),
         subjects: vec![],
-        payload: serde_json::json!({ "seq": i, "verdict": "allow" }).as_object().unwrap().clone(),
+        payload: serde_json::json!({ "seq": i, "verdict": "allow" })
+            .as_object()
+            .unwrap()
+            .clone(),
     }
 }
 
@@ -43,7 +48,12 @@ fn fixture() -> Fixture {
     }
     let external = ledger.checkpoint().unwrap();
     drop(ledger);
-    Fixture { _dir: dir, pristine, key, external }
+    Fixture {
+        _dir: dir,
+        pristine,
+        key,
+        external,
+    }
 }
 
 impl Fixture {
@@ -61,10 +71,21 @@ impl Fixture {
     }
 
     fn verify(&self, path: &Path, external: bool) -> VerifyReport {
-        let store = SqliteStore::open(path, &SqliteOptions { read_only: true, ..Default::default() }).unwrap();
+        let store = SqliteStore::open(
+            path,
+            &SqliteOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let opts = VerifyOptions {
             trusted_key: Some(self.key.verifier()),
-            checkpoints: if external { vec![self.external.clone()] } else { vec![] },
+            checkpoints: if external {
+                vec![self.external.clone()]
+            } else {
+                vec![]
+            },
             check_records: true,
         };
         warden_ledger::verify(&store, &opts).unwrap()
@@ -72,11 +93,21 @@ impl Fixture {
 }
 
 fn blob(conn: &Connection, table: &str, key: &str, id: i64) -> Vec<u8> {
-    conn.query_row(&format!("SELECT data FROM {table} WHERE {key} = ?1"), [id], |r| r.get(0)).unwrap()
+    conn.query_row(
+        &format!("SELECT data FROM {table} WHERE {key} = ?1"),
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 fn set_blob(conn: &Connection, table: &str, key: &str, id: i64, data: &[u8]) {
-    let n = conn.execute(&format!("UPDATE {table} SET data = ?1 WHERE {key} = ?2"), params![data, id]).unwrap();
+    let n = conn
+        .execute(
+            &format!("UPDATE {table} SET data = ?1 WHERE {key} = ?2"),
+            params![data, id],
+        )
+        .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -85,7 +116,14 @@ fn pristine_ledger_verifies() {
     let fx = fixture();
     let r = fx.verify(&fx.pristine, true);
     assert!(r.is_ok(), "{:?}", r.problems);
-    assert_eq!((r.records_checked, r.checkpoints_ok, r.latest_checkpoint_size), (N, 4, N));
+    assert_eq!(
+        (
+            r.records_checked,
+            r.checkpoints_ok,
+            r.latest_checkpoint_size
+        ),
+        (N, 4, N)
+    );
 }
 
 #[test]
@@ -102,7 +140,12 @@ fn any_changed_byte_of_a_record_names_that_record() {
                 data[pos] ^= 0x20;
                 set_blob(c, "entries", "idx", index as i64, &data);
             });
-            assert_eq!(r.first_bad_index(), Some(index), "record {index} byte {pos}: {:?}", r.problems);
+            assert_eq!(
+                r.first_bad_index(),
+                Some(index),
+                "record {index} byte {pos}: {:?}",
+                r.problems
+            );
         }
     }
 }
@@ -112,10 +155,19 @@ fn any_changed_byte_of_a_stored_hash_is_found() {
     let fx = fixture();
     let tiles: Vec<(i64, Vec<u8>)> = {
         let conn = Connection::open(&fx.pristine).unwrap();
-        let mut st = conn.prepare("SELECT id, data FROM tiles ORDER BY id").unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+        let mut st = conn
+            .prepare("SELECT id, data FROM tiles ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
-    assert!(tiles.len() >= 8, "expected level-0 and level-1 tiles, got {}", tiles.len());
+    assert!(
+        tiles.len() >= 8,
+        "expected level-0 and level-1 tiles, got {}",
+        tiles.len()
+    );
     for (id, data) in &tiles {
         let level = (id >> 56) as u32 * 4;
         let tile_index = (id & ((1 << 56) - 1)) as u64;
@@ -127,7 +179,12 @@ fn any_changed_byte_of_a_stored_hash_is_found() {
             });
             let node = tile_index * 16 + (pos / 32) as u64;
             let first_record = node << level;
-            assert_eq!(r.first_bad_index(), Some(first_record), "tile {id:x} byte {pos}: {:?}", r.problems);
+            assert_eq!(
+                r.first_bad_index(),
+                Some(first_record),
+                "tile {id:x} byte {pos}: {:?}",
+                r.problems
+            );
         }
     }
 }
@@ -139,7 +196,11 @@ fn deleted_swapped_and_truncated_rows_are_found() {
         c.execute("DELETE FROM entries WHERE idx = 40", []).unwrap();
     });
     assert_eq!(r.first_bad_index(), Some(40), "{:?}", r.problems);
-    assert!(r.problems[0].message.contains("record 40 is missing"), "{:?}", r.problems);
+    assert!(
+        r.problems[0].message.contains("record 40 is missing"),
+        "{:?}",
+        r.problems
+    );
 
     let r = fx.damaged("swap", false, |c| {
         let (a, b) = (blob(c, "entries", "idx", 10), blob(c, "entries", "idx", 20));
@@ -149,14 +210,17 @@ fn deleted_swapped_and_truncated_rows_are_found() {
     assert_eq!(r.first_bad_index(), Some(10), "{:?}", r.problems);
 
     let r = fx.damaged("truncate", false, |c| {
-        c.execute("DELETE FROM entries WHERE idx >= 90", []).unwrap();
+        c.execute("DELETE FROM entries WHERE idx >= 90", [])
+            .unwrap();
     });
     assert_eq!(r.first_bad_index(), Some(90), "{:?}", r.problems);
 
     // Truncated with the size rewritten to match: the stored checkpoint still commits to 100.
     let r = fx.damaged("truncate-size", false, |c| {
-        c.execute("DELETE FROM entries WHERE idx >= 90", []).unwrap();
-        c.execute("UPDATE meta SET value = '90' WHERE key = 'size'", []).unwrap();
+        c.execute("DELETE FROM entries WHERE idx >= 90", [])
+            .unwrap();
+        c.execute("UPDATE meta SET value = '90' WHERE key = 'size'", [])
+            .unwrap();
     });
     assert_eq!(r.first_bad_index(), Some(90), "{:?}", r.problems);
 }
@@ -167,9 +231,12 @@ fn a_full_rollback_is_caught_by_an_external_checkpoint_only() {
     // Everything after record 80 removed, tiles rebuilt, newer checkpoints deleted: internally
     // consistent, so only the auditor's checkpoint can tell.
     let rollback = |c: &Connection| {
-        c.execute("DELETE FROM entries WHERE idx >= 80", []).unwrap();
-        c.execute("UPDATE meta SET value = '80' WHERE key = 'size'", []).unwrap();
-        c.execute("DELETE FROM checkpoints WHERE size > 80", []).unwrap();
+        c.execute("DELETE FROM entries WHERE idx >= 80", [])
+            .unwrap();
+        c.execute("UPDATE meta SET value = '80' WHERE key = 'size'", [])
+            .unwrap();
+        c.execute("DELETE FROM checkpoints WHERE size > 80", [])
+            .unwrap();
         c.execute("DELETE FROM tiles", []).unwrap();
         let mut tree = TreeState::default();
         let mut writes: Vec<TileWrite> = Vec::new();
@@ -179,21 +246,39 @@ fn a_full_rollback_is_caught_by_an_external_checkpoint_only() {
         writes.extend(tree.dirty_partials(0));
         for w in writes {
             let id = (i64::from(w.id.level) << 56) | w.id.index as i64;
-            c.execute("INSERT OR REPLACE INTO tiles (id, data) VALUES (?1, ?2)", params![id, tile_bytes(&w.hashes)]).unwrap();
+            c.execute(
+                "INSERT OR REPLACE INTO tiles (id, data) VALUES (?1, ?2)",
+                params![id, tile_bytes(&w.hashes)],
+            )
+            .unwrap();
         }
     };
     let r = fx.damaged("rollback-internal", false, rollback);
-    assert!(r.is_ok(), "internally consistent rollback: {:?}", r.problems);
+    assert!(
+        r.is_ok(),
+        "internally consistent rollback: {:?}",
+        r.problems
+    );
     let r = fx.damaged("rollback-external", true, rollback);
     assert_eq!(r.first_bad_index(), Some(80), "{:?}", r.problems);
-    assert!(r.problems.iter().any(|p| p.message.contains("truncated or rolled back")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("truncated or rolled back")),
+        "{:?}",
+        r.problems
+    );
 }
 
 #[test]
 fn a_rewritten_history_with_recomputed_hashes_fails_the_checkpoints() {
     let fx = fixture();
     let r = fx.damaged("rewrite", false, |c| {
-        let forged = Record { actor: "mallory".into(), ..record(30) }.to_leaf();
+        let forged = Record {
+            actor: "mallory".into(),
+            ..record(30)
+        }
+        .to_leaf();
         set_blob(c, "entries", "idx", 30, &forged);
         c.execute("DELETE FROM tiles", []).unwrap();
         let mut tree = TreeState::default();
@@ -204,12 +289,18 @@ fn a_rewritten_history_with_recomputed_hashes_fails_the_checkpoints() {
         writes.extend(tree.dirty_partials(0));
         for w in writes {
             let id = (i64::from(w.id.level) << 56) | w.id.index as i64;
-            c.execute("INSERT INTO tiles (id, data) VALUES (?1, ?2)", params![id, tile_bytes(&w.hashes)]).unwrap();
+            c.execute(
+                "INSERT INTO tiles (id, data) VALUES (?1, ?2)",
+                params![id, tile_bytes(&w.hashes)],
+            )
+            .unwrap();
         }
     });
     assert!(!r.is_ok());
     assert!(
-        r.problems.iter().any(|p| p.message.contains("a record below 50 was changed")),
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("a record below 50 was changed")),
         "the checkpoint at 50 must catch record 30: {:?}",
         r.problems
     );
@@ -219,19 +310,54 @@ fn a_rewritten_history_with_recomputed_hashes_fails_the_checkpoints() {
 fn forged_or_foreign_checkpoints_are_reported() {
     let fx = fixture();
     let r = fx.damaged("forged-cp", false, |c| {
-        let note: String = c.query_row("SELECT note FROM checkpoints ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+        let note: String = c
+            .query_row(
+                "SELECT note FROM checkpoints ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         let forged = note.replacen("\n100\n", "\n101\n", 1);
-        c.execute("UPDATE checkpoints SET note = ?1 WHERE seq = (SELECT max(seq) FROM checkpoints)", [forged]).unwrap();
+        c.execute(
+            "UPDATE checkpoints SET note = ?1 WHERE seq = (SELECT max(seq) FROM checkpoints)",
+            [forged],
+        )
+        .unwrap();
     });
-    assert!(r.problems.iter().any(|p| p.message.contains("does not verify")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("does not verify")),
+        "{:?}",
+        r.problems
+    );
 
     // A ledger whose stored verifier key was swapped is caught when the auditor pins the real key.
     let other = SignerKey::generate("warden.test/tamper").unwrap();
     let r = fx.damaged("swapped-key", false, |c| {
-        c.execute("UPDATE meta SET value = ?1 WHERE key = 'verifier_key'", [other.verifier().to_text()]).unwrap();
+        c.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'verifier_key'",
+            [other.verifier().to_text()],
+        )
+        .unwrap();
         c.execute("DELETE FROM checkpoints", []).unwrap();
-        let cp = warden_ledger::Checkpoint { origin: "warden.test/tamper".into(), size: 100, root: [0; 32], extensions: vec![] };
-        c.execute("INSERT INTO checkpoints (size, note) VALUES (100, ?1)", [cp.sign(&other).unwrap()]).unwrap();
+        let cp = warden_ledger::Checkpoint {
+            origin: "warden.test/tamper".into(),
+            size: 100,
+            root: [0; 32],
+            extensions: vec![],
+        };
+        c.execute(
+            "INSERT INTO checkpoints (size, note) VALUES (100, ?1)",
+            [cp.sign(&other).unwrap()],
+        )
+        .unwrap();
     });
-    assert!(r.problems.iter().any(|p| p.message.contains("does not verify")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("does not verify")),
+        "{:?}",
+        r.problems
+    );
 }

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::record::{self, Kind, MAX_PAYLOAD_DEPTH, RecordError};
 
@@ -104,7 +104,11 @@ impl<'de> Deserialize<'de> for Payload {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Payload, A::Error> {
                 let mut out = Vec::with_capacity(128);
-                Canon { out: &mut out, depth: 1 }.visit_map(map)?;
+                Canon {
+                    out: &mut out,
+                    depth: 1,
+                }
+                .visit_map(map)?;
                 Ok(Payload(out))
             }
         }
@@ -156,7 +160,9 @@ impl<'de> Visitor<'de> for Canon<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.depth > MAX_PAYLOAD_DEPTH {
-            return Err(de::Error::custom("payload nesting is deeper than 32 levels"));
+            return Err(de::Error::custom(
+                "payload nesting is deeper than 32 levels",
+            ));
         }
         self.out.push(b'[');
         let mut first = true;
@@ -165,7 +171,13 @@ impl<'de> Visitor<'de> for Canon<'_> {
             if !first {
                 self.out.push(b',');
             }
-            if seq.next_element_seed(Canon { out: self.out, depth: self.depth + 1 })?.is_none() {
+            if seq
+                .next_element_seed(Canon {
+                    out: self.out,
+                    depth: self.depth + 1,
+                })?
+                .is_none()
+            {
                 self.out.truncate(mark);
                 break;
             }
@@ -176,18 +188,25 @@ impl<'de> Visitor<'de> for Canon<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         if self.depth > MAX_PAYLOAD_DEPTH {
-            return Err(de::Error::custom("payload nesting is deeper than 32 levels"));
+            return Err(de::Error::custom(
+                "payload nesting is deeper than 32 levels",
+            ));
         }
         let mut members: Vec<(Str<'de>, Vec<u8>)> = Vec::new();
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let mut value = Vec::with_capacity(16);
-            map.next_value_seed(Canon { out: &mut value, depth: self.depth + 1 })?;
+            map.next_value_seed(Canon {
+                out: &mut value,
+                depth: self.depth + 1,
+            })?;
             members.push((key, value));
         }
-        members.sort_unstable_by(|a, b| a.0 .0.as_bytes().cmp(b.0 .0.as_bytes()));
-        if let Some(w) = members.windows(2).find(|w| w[0].0 .0 == w[1].0 .0) {
-            let key: String = w[0].0 .0.chars().take(64).collect();
-            return Err(de::Error::custom(format_args!("duplicate key {key:?} in the payload")));
+        members.sort_unstable_by(|a, b| a.0.0.as_bytes().cmp(b.0.0.as_bytes()));
+        if let Some(w) = members.windows(2).find(|w| w[0].0.0 == w[1].0.0) {
+            let key: String = w[0].0.0.chars().take(64).collect();
+            return Err(de::Error::custom(format_args!(
+                "duplicate key {key:?} in the payload"
+            )));
         }
         self.out.push(b'{');
         for (i, (k, v)) in members.iter().enumerate() {
@@ -205,7 +224,11 @@ impl<'de> Visitor<'de> for Canon<'_> {
 
 /// Validates a record given as JSON and returns its canonical leaf bytes. `time` may be omitted and is
 /// then `now_ms`; with `strict`, `v` and `time` must be present (as in a stored leaf).
-pub(crate) fn canonicalize(bytes: &[u8], now_ms: i64, strict: bool) -> Result<Vec<u8>, RecordError> {
+pub(crate) fn canonicalize(
+    bytes: &[u8],
+    now_ms: i64,
+    strict: bool,
+) -> Result<Vec<u8>, RecordError> {
     // A derived struct would also accept an array; a record is an object.
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(diagnose(bytes, None));
@@ -231,7 +254,10 @@ pub(crate) fn canonicalize(bytes: &[u8], now_ms: i64, strict: bool) -> Result<Ve
     }
     let mut checked = Vec::with_capacity(subjects.len());
     for s in &subjects {
-        checked.push((s.name.0.as_ref(), record::check_subject(&s.name.0, &s.digest.0)?));
+        checked.push((
+            s.name.0.as_ref(),
+            record::check_subject(&s.name.0, &s.digest.0)?,
+        ));
     }
     let payload = r.payload.map(|p| p.0);
     let mut out = Vec::with_capacity(bytes.len() + 32);
@@ -244,7 +270,10 @@ pub(crate) fn canonicalize(bytes: &[u8], now_ms: i64, strict: bool) -> Result<Ve
         payload.as_deref().unwrap_or(b"{}"),
     );
     if out.len() > record::MAX_LEAF_BYTES {
-        return Err(RecordError::TooLarge { len: out.len(), max: record::MAX_LEAF_BYTES });
+        return Err(RecordError::TooLarge {
+            len: out.len(),
+            max: record::MAX_LEAF_BYTES,
+        });
     }
     Ok(out)
 }
@@ -257,16 +286,19 @@ fn diagnose(bytes: &[u8], err: Option<serde_json::Error>) -> RecordError {
         Err(e) => return RecordError::Json(e.to_string()),
     };
     let Value::Object(o) = value else {
-        return RecordError::Field { field: "record", expected: "a JSON object" };
+        return RecordError::Field {
+            field: "record",
+            expected: "a JSON object",
+        };
     };
     const KNOWN: [&str; 6] = ["v", "kind", "time", "actor", "subjects", "payload"];
     if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return RecordError::UnknownField(k.chars().take(64).collect());
     }
-    if let Some(v) = o.get("v") {
-        if v.as_u64() != Some(record::SCHEMA_VERSION) {
-            return RecordError::Version(v.to_string().chars().take(32).collect());
-        }
+    if let Some(v) = o.get("v")
+        && v.as_u64() != Some(record::SCHEMA_VERSION)
+    {
+        return RecordError::Version(v.to_string().chars().take(32).collect());
     }
     match o.get("kind") {
         Some(Value::String(k)) => {
@@ -274,7 +306,12 @@ fn diagnose(bytes: &[u8], err: Option<serde_json::Error>) -> RecordError {
                 return e;
             }
         }
-        _ => return RecordError::Field { field: "kind", expected: "a string" },
+        _ => {
+            return RecordError::Field {
+                field: "kind",
+                expected: "a string",
+            };
+        }
     }
     match o.get("actor") {
         Some(Value::String(a)) => {
@@ -291,18 +328,33 @@ fn diagnose(bytes: &[u8], err: Option<serde_json::Error>) -> RecordError {
     }
     match o.get("time") {
         None | Some(Value::Null | Value::String(_)) => {}
-        Some(_) => return RecordError::Field { field: "time", expected: "an RFC 3339 string" },
+        Some(_) => {
+            return RecordError::Field {
+                field: "time",
+                expected: "an RFC 3339 string",
+            };
+        }
     }
     match o.get("subjects") {
         None | Some(Value::Null) => {}
-        Some(Value::Array(items)) if items.iter().all(|i| i.as_object().is_some_and(|s| {
-            s.len() == 2 && s.get("name").is_some_and(Value::is_string) && s.get("digest").is_some_and(Value::is_string)
-        })) => {}
+        Some(Value::Array(items))
+            if items.iter().all(|i| {
+                i.as_object().is_some_and(|s| {
+                    s.len() == 2
+                        && s.get("name").is_some_and(Value::is_string)
+                        && s.get("digest").is_some_and(Value::is_string)
+                })
+            }) => {}
         Some(_) => return record::subjects_error(),
     }
     match o.get("payload") {
         None | Some(Value::Null | Value::Object(_)) => {}
-        Some(_) => return RecordError::Field { field: "payload", expected: "a JSON object" },
+        Some(_) => {
+            return RecordError::Field {
+                field: "payload",
+                expected: "a JSON object",
+            };
+        }
     }
     RecordError::Invalid(err.map_or_else(|| "malformed record".to_owned(), |e| e.to_string()))
 }

@@ -40,7 +40,9 @@ pub enum LedgerError {
     NoSigner,
     #[error("the signing key {key:?} does not belong to this ledger (origin {origin:?})")]
     WrongKey { key: String, origin: String },
-    #[error("tile {level}/{index} needed for this tree is missing or damaged; run `warden ledger verify`")]
+    #[error(
+        "tile {level}/{index} needed for this tree is missing or damaged; run `warden ledger verify`"
+    )]
     MissingTile { level: u8, index: u64 },
     #[error("record {0} is missing from storage; run `warden ledger verify`")]
     MissingEntry(u64),
@@ -79,7 +81,9 @@ pub struct Ledger<S: Store> {
 
 impl<S: Store> std::fmt::Debug for Ledger<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("origin", &self.meta.origin).finish_non_exhaustive()
+        f.debug_struct("Ledger")
+            .field("origin", &self.meta.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,14 +117,20 @@ impl<S: Store> Ledger<S> {
             .into());
         }
         let verifier = VerifierKey::parse(&meta.verifier_key)?;
-        if let Some(s) = &signer {
-            if s.verifier() != verifier {
-                return Err(LedgerError::WrongKey { key: s.name().to_owned(), origin: meta.origin });
-            }
+        if let Some(s) = &signer
+            && s.verifier() != verifier
+        {
+            return Err(LedgerError::WrongKey {
+                key: s.name().to_owned(),
+                origin: meta.origin,
+            });
         }
         let size = store.size()?;
-        let tree = TreeState::load(size, |id| store.tile(id))?
-            .map_err(|id| LedgerError::MissingTile { level: id.level, index: id.index })?;
+        let tree =
+            TreeState::load(size, |id| store.tile(id))?.map_err(|id| LedgerError::MissingTile {
+                level: id.level,
+                index: id.index,
+            })?;
         Ok(Ledger {
             inner: Mutex::new(Inner { store, tree }),
             queue: Mutex::new(Queue::default()),
@@ -133,7 +143,10 @@ impl<S: Store> Ledger<S> {
 
     /// Closes the ledger and hands its store back.
     pub fn into_store(self) -> S {
-        self.inner.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).store
+        self.inner
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .store
     }
 
     /// Runs the full verifier over the open ledger (see [`crate::verify()`]).
@@ -179,7 +192,12 @@ impl<S: Store> Ledger<S> {
         let slot = Arc::new(OnceLock::new());
         let me = std::thread::current();
         let mut q = lock(&self.queue);
-        q.pending.push(Pending { leaf, hash, slot: Arc::clone(&slot), waiter: me.clone() });
+        q.pending.push(Pending {
+            leaf,
+            hash,
+            slot: Arc::clone(&slot),
+            waiter: me.clone(),
+        });
         loop {
             if let Some(result) = slot.get() {
                 return result.clone();
@@ -196,7 +214,8 @@ impl<S: Store> Ledger<S> {
             let take = q.pending.len().min(MAX_GROUP);
             let batch: Vec<Pending> = q.pending.drain(..take).collect();
             drop(q);
-            let leaves: Vec<(&[u8], Hash)> = batch.iter().map(|p| (p.leaf.as_slice(), p.hash)).collect();
+            let leaves: Vec<(&[u8], Hash)> =
+                batch.iter().map(|p| (p.leaf.as_slice(), p.hash)).collect();
             let result = self.commit(&leaves);
             for (i, p) in batch.iter().enumerate() {
                 let _ = p.slot.set(result.clone().map(|first| first + i as u64));
@@ -229,8 +248,13 @@ impl<S: Store> Ledger<S> {
                 Err(LedgerError::Store(StoreError::Conflict { .. })) if attempts < 3 => {
                     attempts += 1;
                     let size = inner.store.size()?;
-                    inner.tree = TreeState::load(size, |id| inner.store.tile(id))?
-                        .map_err(|id| LedgerError::MissingTile { level: id.level, index: id.index })?;
+                    inner.tree =
+                        TreeState::load(size, |id| inner.store.tile(id))?.map_err(|id| {
+                            LedgerError::MissingTile {
+                                level: id.level,
+                                index: id.index,
+                            }
+                        })?;
                 }
                 other => return other,
             }
@@ -239,7 +263,10 @@ impl<S: Store> Ledger<S> {
 
     fn commit_locked(inner: &mut Inner<S>, leaves: &[(&[u8], Hash)]) -> Result<u64, LedgerError> {
         let first = inner.tree.size();
-        if first.checked_add(leaves.len() as u64).is_none_or(|end| end > 1 << 48) {
+        if first
+            .checked_add(leaves.len() as u64)
+            .is_none_or(|end| end > 1 << 48)
+        {
             return Err(LedgerError::LogFull);
         }
         let saved = inner.tree.clone();
@@ -265,7 +292,10 @@ impl<S: Store> Ledger<S> {
         if index >= size {
             return Err(LedgerError::IndexOutOfRange { index, size });
         }
-        inner.store.entry(index)?.ok_or(LedgerError::MissingEntry(index))
+        inner
+            .store
+            .entry(index)?
+            .ok_or(LedgerError::MissingEntry(index))
     }
 
     /// Calls `f` with every record in `start..end` (clamped to the tree size), in order; `f` returns
@@ -327,10 +357,10 @@ impl<S: Store> Ledger<S> {
         let mut inner = lock(&self.inner);
         let size = inner.tree.size();
         let latest = inner.store.latest_checkpoint()?;
-        if let Some((s, note)) = &latest {
-            if *s == size {
-                return Ok(note.clone());
-            }
+        if let Some((s, note)) = &latest
+            && *s == size
+        {
+            return Ok(note.clone());
         }
         let Some(signer) = &self.signer else {
             return latest.map(|(_, n)| n).ok_or(LedgerError::NoSigner);
@@ -362,7 +392,10 @@ struct StoreNodes<'a, S: Store> {
 
 impl<'a, S: Store> StoreNodes<'a, S> {
     fn new(store: &'a S) -> Self {
-        StoreNodes { store, cache: Vec::with_capacity(16) }
+        StoreNodes {
+            store,
+            cache: Vec::with_capacity(16),
+        }
     }
 }
 
@@ -370,7 +403,10 @@ impl<S: Store> NodeSource for StoreNodes<'_, S> {
     type Error = LedgerError;
     fn node(&mut self, level: u8, index: u64) -> Result<Hash, LedgerError> {
         let (tile, off, n) = tiles::locate(level, index);
-        let missing = || LedgerError::MissingTile { level: tile.level, index: tile.index };
+        let missing = || LedgerError::MissingTile {
+            level: tile.level,
+            index: tile.index,
+        };
         let pos = match self.cache.iter().position(|(id, _)| *id == tile) {
             Some(p) => p,
             None => {
@@ -381,6 +417,8 @@ impl<S: Store> NodeSource for StoreNodes<'_, S> {
             }
         };
         let row = &self.cache[pos].1;
-        row.get(off..off + n).map(tiles::subtree_root).ok_or_else(missing)
+        row.get(off..off + n)
+            .map(tiles::subtree_root)
+            .ok_or_else(missing)
     }
 }

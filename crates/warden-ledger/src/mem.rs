@@ -36,9 +36,17 @@ impl Store for MemStore {
         Ok(self.size)
     }
 
-    fn commit(&mut self, first: u64, entries: &[&[u8]], tiles: &[TileWrite]) -> Result<(), StoreError> {
+    fn commit(
+        &mut self,
+        first: u64,
+        entries: &[&[u8]],
+        tiles: &[TileWrite],
+    ) -> Result<(), StoreError> {
         if first != self.size {
-            return Err(StoreError::Conflict { expected: first, found: self.size.to_string() });
+            return Err(StoreError::Conflict {
+                expected: first,
+                found: self.size.to_string(),
+            });
         }
         for (i, e) in entries.iter().enumerate() {
             self.entries.insert(first + i as u64, e.to_vec());

@@ -13,8 +13,8 @@ pub type Hash = [u8; 32];
 
 /// The hash of an empty tree, `SHA-256("")`.
 pub const EMPTY_ROOT: Hash = [
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27,
-    0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
 /// `SHA-256(0x00 || leaf)`.
@@ -112,7 +112,11 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::NonEmptyForEqualSizes);
         }
-        return if root1 == root2 { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if root1 == root2 {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     if proof.is_empty() {
         return Err(ProofError::WrongLength);
@@ -166,7 +170,9 @@ pub fn verify_inclusion_bytes<T: AsRef<[u8]>>(
     proof: &[T],
     root: &[u8],
 ) -> Result<(), ProofError> {
-    let [leaf, root] = hashes_from_slices(&[leaf, root])?[..] else { unreachable!() };
+    let [leaf, root] = hashes_from_slices(&[leaf, root])?[..] else {
+        unreachable!()
+    };
     verify_inclusion(&leaf, index, size, &hashes_from_slices(proof)?, &root)
 }
 
@@ -184,9 +190,15 @@ pub fn verify_consistency_bytes<T: AsRef<[u8]>>(
         if !proof.is_empty() {
             return Err(ProofError::NonEmptyForEqualSizes);
         }
-        return if root1 == root2 { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if root1 == root2 {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
-    let [root1, root2] = hashes_from_slices(&[root1, root2])?[..] else { unreachable!() };
+    let [root1, root2] = hashes_from_slices(&[root1, root2])?[..] else {
+        unreachable!()
+    };
     verify_consistency(size1, size2, &hashes_from_slices(proof)?, &root1, &root2)
 }
 
@@ -223,7 +235,7 @@ pub fn range_hash<S: NodeSource>(src: &mut S, lo: u64, hi: u64) -> Result<Hash, 
     if n == 0 {
         return Ok(EMPTY_ROOT);
     }
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return src.node(n.trailing_zeros() as u8, lo >> n.trailing_zeros());
     }
     // Right-edge ranges: fold the perfect subtrees of the decomposition from right to left.

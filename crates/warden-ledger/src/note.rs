@@ -23,7 +23,10 @@ pub enum NoteError {
     #[error("key name {0:?} is invalid; expected a non-empty name without spaces or '+'")]
     BadName(String),
     #[error("malformed {what} key; expected {expected}")]
-    BadKey { what: &'static str, expected: &'static str },
+    BadKey {
+        what: &'static str,
+        expected: &'static str,
+    },
     #[error("key id in the key does not match its name and public key")]
     KeyIdMismatch,
     #[error("malformed signed note: {0}")]
@@ -48,7 +51,11 @@ pub fn key_id(name: &str, public: &[u8; 32]) -> u32 {
 }
 
 fn check_name(name: &str) -> Result<(), NoteError> {
-    if name.is_empty() || name.len() > 256 || name.contains('+') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if name.is_empty()
+        || name.len() > 256
+        || name.contains('+')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(NoteError::BadName(name.chars().take(64).collect()));
     }
     Ok(())
@@ -64,7 +71,10 @@ pub struct SignerKey {
 impl std::fmt::Debug for SignerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
-        f.debug_struct("SignerKey").field("name", &self.name).field("id", &format_args!("{:08x}", self.id)).finish_non_exhaustive()
+        f.debug_struct("SignerKey")
+            .field("name", &self.name)
+            .field("id", &format_args!("{:08x}", self.id))
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,14 +90,25 @@ impl SignerKey {
     fn from_seed(name: &str, seed: [u8; 32]) -> SignerKey {
         let key = SigningKey::from_bytes(&seed);
         let id = key_id(name, key.verifying_key().as_bytes());
-        SignerKey { name: name.to_owned(), key, id }
+        SignerKey {
+            name: name.to_owned(),
+            key,
+            id,
+        }
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`.
     pub fn parse(text: &str) -> Result<SignerKey, NoteError> {
-        const EXPECTED: &str = "PRIVATE+KEY+<name>+<8 hex digits>+<base64 of 0x01 and a 32-byte Ed25519 seed>";
-        let bad = NoteError::BadKey { what: "signer", expected: EXPECTED };
-        let rest = text.trim_end_matches(['\n', '\r']).strip_prefix("PRIVATE+KEY+").ok_or_else(|| bad.clone())?;
+        const EXPECTED: &str =
+            "PRIVATE+KEY+<name>+<8 hex digits>+<base64 of 0x01 and a 32-byte Ed25519 seed>";
+        let bad = NoteError::BadKey {
+            what: "signer",
+            expected: EXPECTED,
+        };
+        let rest = text
+            .trim_end_matches(['\n', '\r'])
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| bad.clone())?;
         let (name, id, key) = split_key(rest).ok_or_else(|| bad.clone())?;
         check_name(name)?;
         let raw = B64.decode(key).map_err(|_| bad.clone())?;
@@ -107,7 +128,12 @@ impl SignerKey {
     pub fn to_text(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            B64.encode(raw)
+        )
     }
 
     /// The key's name (conventionally the log's origin).
@@ -117,7 +143,11 @@ impl SignerKey {
 
     /// The public half.
     pub fn verifier(&self) -> VerifierKey {
-        VerifierKey { name: self.name.clone(), key: self.key.verifying_key(), id: self.id }
+        VerifierKey {
+            name: self.name.clone(),
+            key: self.key.verifying_key(),
+            id: self.id,
+        }
     }
 
     /// Signs `text` (which must end with a newline) and returns the signed note.
@@ -126,13 +156,21 @@ impl SignerKey {
         let sig = self.key.sign(text.as_bytes());
         let mut blob = self.id.to_be_bytes().to_vec();
         blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!("{text}\n\u{2014} {} {}\n", self.name, B64.encode(blob)))
+        Ok(format!(
+            "{text}\n\u{2014} {} {}\n",
+            self.name,
+            B64.encode(blob)
+        ))
     }
 }
 
 impl Clone for SignerKey {
     fn clone(&self) -> Self {
-        SignerKey { name: self.name.clone(), key: self.key.clone(), id: self.id }
+        SignerKey {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            id: self.id,
+        }
     }
 }
 
@@ -155,7 +193,9 @@ fn check_note_text(text: &str) -> Result<(), NoteError> {
         return Err(NoteError::Malformed("text must not contain blank lines"));
     }
     if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(NoteError::Malformed("text must not contain control characters"));
+        return Err(NoteError::Malformed(
+            "text must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -171,8 +211,12 @@ pub struct VerifierKey {
 impl VerifierKey {
     /// Parses `<name>+<hex id>+<base64(0x01 || public key)>`.
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
-        const EXPECTED: &str = "<name>+<8 hex digits>+<base64 of 0x01 and a 32-byte Ed25519 public key>";
-        let bad = NoteError::BadKey { what: "verifier", expected: EXPECTED };
+        const EXPECTED: &str =
+            "<name>+<8 hex digits>+<base64 of 0x01 and a 32-byte Ed25519 public key>";
+        let bad = NoteError::BadKey {
+            what: "verifier",
+            expected: EXPECTED,
+        };
         let (name, id, key) = split_key(text.trim()).ok_or_else(|| bad.clone())?;
         check_name(name)?;
         let raw = B64.decode(key).map_err(|_| bad.clone())?;
@@ -184,7 +228,11 @@ impl VerifierKey {
         if key_id(name, &public) != id {
             return Err(NoteError::KeyIdMismatch);
         }
-        Ok(VerifierKey { name: name.to_owned(), key, id })
+        Ok(VerifierKey {
+            name: name.to_owned(),
+            key,
+            id,
+        })
     }
 
     /// The text form, for publishing.
@@ -205,24 +253,36 @@ impl VerifierKey {
         if note.len() > MAX_NOTE_BYTES {
             return Err(NoteError::Malformed("note is larger than 16 KiB"));
         }
-        let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
+        let split = note
+            .rfind("\n\n")
+            .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
         let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
         check_note_text(text)?;
         if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature block must be non-empty and end with a newline"));
+            return Err(NoteError::Malformed(
+                "signature block must be non-empty and end with a newline",
+            ));
         }
         let mut found = false;
         for line in sigs[..sigs.len() - 1].split('\n') {
-            let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed("signature line must start with an em dash and a space"))?;
-            let (name, b64) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line must be `\u{2014} <name> <base64>`"))?;
-            let blob = B64.decode(b64).map_err(|_| NoteError::Malformed("signature is not base64"))?;
+            let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed(
+                "signature line must start with an em dash and a space",
+            ))?;
+            let (name, b64) = rest.split_once(' ').ok_or(NoteError::Malformed(
+                "signature line must be `\u{2014} <name> <base64>`",
+            ))?;
+            let blob = B64
+                .decode(b64)
+                .map_err(|_| NoteError::Malformed("signature is not base64"))?;
             if blob.len() < 5 {
                 return Err(NoteError::Malformed("signature is too short"));
             }
             if name != self.name || blob[..4] != self.id.to_be_bytes() {
                 continue;
             }
-            let Ok(sig) = Signature::from_slice(&blob[4..]) else { continue };
+            let Ok(sig) = Signature::from_slice(&blob[4..]) else {
+                continue;
+            };
             if self.key.verify(text.as_bytes(), &sig).is_ok() {
                 found = true;
             }
@@ -230,7 +290,10 @@ impl VerifierKey {
         if found {
             Ok(text)
         } else {
-            Err(NoteError::NoSignature { name: self.name.clone(), id: self.id })
+            Err(NoteError::NoSignature {
+                name: self.name.clone(),
+                id: self.id,
+            })
         }
     }
 }
@@ -247,7 +310,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The body text, every line ending in a newline.
     pub fn to_text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        );
         for e in &self.extensions {
             s.push_str(e);
             s.push('\n');
@@ -257,25 +325,48 @@ impl Checkpoint {
 
     /// Parses a checkpoint body strictly: decimal size without leading zeros, a 32-byte root.
     pub fn parse(text: &str) -> Result<Checkpoint, NoteError> {
-        let body = text.strip_suffix('\n').ok_or(NoteError::BadCheckpoint("must end with a newline"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or(NoteError::BadCheckpoint("must end with a newline"))?;
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or(NoteError::BadCheckpoint("empty origin line"))?;
-        let size_s = lines.next().ok_or(NoteError::BadCheckpoint("missing size line"))?;
-        if size_s.is_empty() || !size_s.bytes().all(|b| b.is_ascii_digit()) || (size_s.len() > 1 && size_s.starts_with('0')) {
-            return Err(NoteError::BadCheckpoint("size must be a decimal number without leading zeros"));
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or(NoteError::BadCheckpoint("empty origin line"))?;
+        let size_s = lines
+            .next()
+            .ok_or(NoteError::BadCheckpoint("missing size line"))?;
+        if size_s.is_empty()
+            || !size_s.bytes().all(|b| b.is_ascii_digit())
+            || (size_s.len() > 1 && size_s.starts_with('0'))
+        {
+            return Err(NoteError::BadCheckpoint(
+                "size must be a decimal number without leading zeros",
+            ));
         }
-        let size = size_s.parse().map_err(|_| NoteError::BadCheckpoint("size does not fit in 64 bits"))?;
-        let root_s = lines.next().ok_or(NoteError::BadCheckpoint("missing root hash line"))?;
+        let size = size_s
+            .parse()
+            .map_err(|_| NoteError::BadCheckpoint("size does not fit in 64 bits"))?;
+        let root_s = lines
+            .next()
+            .ok_or(NoteError::BadCheckpoint("missing root hash line"))?;
         let root = B64
             .decode(root_s)
             .ok()
             .and_then(|r| Hash::try_from(r.as_slice()).ok())
-            .ok_or(NoteError::BadCheckpoint("root hash must be base64 of 32 bytes"))?;
+            .ok_or(NoteError::BadCheckpoint(
+                "root hash must be base64 of 32 bytes",
+            ))?;
         let extensions: Vec<String> = lines.map(str::to_owned).collect();
         if extensions.iter().any(String::is_empty) {
             return Err(NoteError::BadCheckpoint("empty extension line"));
         }
-        Ok(Checkpoint { origin: origin.to_owned(), size, root, extensions })
+        Ok(Checkpoint {
+            origin: origin.to_owned(),
+            size,
+            root,
+            extensions,
+        })
     }
 
     /// Signs this checkpoint.
@@ -287,7 +378,9 @@ impl Checkpoint {
     pub fn open(note: &str, key: &VerifierKey) -> Result<Checkpoint, NoteError> {
         let cp = Checkpoint::parse(key.open(note)?)?;
         if cp.origin != key.name() {
-            return Err(NoteError::BadCheckpoint("origin does not match the verifier key's name"));
+            return Err(NoteError::BadCheckpoint(
+                "origin does not match the verifier key's name",
+            ));
         }
         Ok(cp)
     }
@@ -299,7 +392,8 @@ mod tests {
 
     /// The Ed25519 test key of golang.org/x/mod/sumdb/note's documentation examples: a published
     /// vector for the key formats and the key id.
-    const GO_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const GO_SKEY: &str =
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
     const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
     const GO_NOTE: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
 
@@ -318,11 +412,19 @@ mod tests {
     #[test]
     fn checkpoint_round_trip_and_tamper() {
         let k = SignerKey::generate("warden.test/log").unwrap();
-        let cp = Checkpoint { origin: "warden.test/log".into(), size: 12, root: [7; 32], extensions: vec![] };
+        let cp = Checkpoint {
+            origin: "warden.test/log".into(),
+            size: 12,
+            root: [7; 32],
+            extensions: vec![],
+        };
         let note = cp.sign(&k).unwrap();
         assert_eq!(Checkpoint::open(&note, &k.verifier()).unwrap(), cp);
         let forged = note.replace("\n12\n", "\n13\n");
-        assert!(matches!(Checkpoint::open(&forged, &k.verifier()), Err(NoteError::NoSignature { .. })));
+        assert!(matches!(
+            Checkpoint::open(&forged, &k.verifier()),
+            Err(NoteError::NoSignature { .. })
+        ));
         let other = SignerKey::generate("warden.test/log").unwrap();
         assert!(Checkpoint::open(&note, &other.verifier()).is_err());
         for bad in ["", "o\n", "o\n01\nAAAA\n", "o\n1\nAAAA\n", "o\n-1\n\n"] {

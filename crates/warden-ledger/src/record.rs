@@ -117,10 +117,15 @@ pub enum RecordError {
     Json(String),
     #[error("record is {len} bytes, the limit is {max}")]
     TooLarge { len: usize, max: usize },
-    #[error("unknown record kind {0:?}; expected one of: decision, escalation, review, containment, evidence, gate, note")]
+    #[error(
+        "unknown record kind {0:?}; expected one of: decision, escalation, review, containment, evidence, gate, note"
+    )]
     UnknownKind(String),
     #[error("field `{field}`: expected {expected}")]
-    Field { field: &'static str, expected: &'static str },
+    Field {
+        field: &'static str,
+        expected: &'static str,
+    },
     #[error("unknown field `{0}`; expected only v, kind, time, actor, subjects, payload")]
     UnknownField(String),
     #[error("unsupported schema version {0}; this build reads version 1")]
@@ -142,7 +147,10 @@ impl Record {
     /// for bulk appends.
     pub fn canonical_leaf(bytes: &[u8], now_ms: i64) -> Result<Vec<u8>, RecordError> {
         if bytes.len() > MAX_LEAF_BYTES {
-            return Err(RecordError::TooLarge { len: bytes.len(), max: MAX_LEAF_BYTES });
+            return Err(RecordError::TooLarge {
+                len: bytes.len(),
+                max: MAX_LEAF_BYTES,
+            });
         }
         crate::canonical::canonicalize(bytes, now_ms, false)
     }
@@ -177,14 +185,24 @@ impl Record {
         let mut subjects = Vec::new();
         if let Some(Value::Array(items)) = o.remove("subjects") {
             for item in items {
-                let Value::Object(mut s) = item else { return Err(bad()) };
+                let Value::Object(mut s) = item else {
+                    return Err(bad());
+                };
                 let name = text(&mut s, "name")?;
                 let digest = check_subject(&name, &text(&mut s, "digest")?)?;
                 subjects.push(Subject { name, digest });
             }
         }
-        let Some(Value::Object(payload)) = o.remove("payload") else { return Err(bad()) };
-        Ok(Record { kind, time_ms, actor, subjects, payload })
+        let Some(Value::Object(payload)) = o.remove("payload") else {
+            return Err(bad());
+        };
+        Ok(Record {
+            kind,
+            time_ms,
+            actor,
+            subjects,
+            payload,
+        })
     }
 
     /// The canonical JSON value of the record.
@@ -213,7 +231,10 @@ impl Record {
 /// Checks that `leaf` is a valid record in exactly its canonical form, without decoding it further.
 pub fn check_leaf(leaf: &[u8]) -> Result<(), RecordError> {
     if leaf.len() > MAX_LEAF_BYTES {
-        return Err(RecordError::TooLarge { len: leaf.len(), max: MAX_LEAF_BYTES });
+        return Err(RecordError::TooLarge {
+            len: leaf.len(),
+            max: MAX_LEAF_BYTES,
+        });
     }
     if crate::canonical::canonicalize(leaf, 0, true)? != leaf {
         return Err(RecordError::NotCanonical);
@@ -283,7 +304,8 @@ pub(crate) fn subjects_error() -> RecordError {
 }
 
 pub(crate) fn check_subject(name: &str, digest: &str) -> Result<[u8; 32], RecordError> {
-    if name.is_empty() || name.len() > MAX_SUBJECT_NAME_BYTES || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > MAX_SUBJECT_NAME_BYTES || name.chars().any(char::is_control)
+    {
         return Err(subjects_error());
     }
     parse_digest(digest).ok_or_else(subjects_error)
@@ -421,7 +443,20 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mdays = [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mdays = [
+        31,
+        if is_leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&mo) {
         return None;
     }
@@ -499,26 +534,51 @@ mod tests {
             r#"{"\u0041":1,"\u00e9":2,"é2":3}"#,
         ];
         for p in payloads {
-            let json = format!(r#"{{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z","payload":{p}}}"#);
+            let json = format!(
+                r#"{{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z","payload":{p}}}"#
+            );
             let fast = Record::canonical_leaf(json.as_bytes(), 0).unwrap();
             let payload: Map<String, Value> = serde_json::from_str(p).unwrap();
-            let slow = Record { kind: Kind::Note, time_ms: 1_767_225_600_000, actor: "a".into(), subjects: vec![], payload }.to_leaf();
-            assert_eq!(String::from_utf8(fast.clone()).unwrap(), String::from_utf8(slow).unwrap());
+            let slow = Record {
+                kind: Kind::Note,
+                time_ms: 1_767_225_600_000,
+                actor: "a".into(),
+                subjects: vec![],
+                payload,
+            }
+            .to_leaf();
+            assert_eq!(
+                String::from_utf8(fast.clone()).unwrap(),
+                String::from_utf8(slow).unwrap()
+            );
             check_leaf(&fast).unwrap();
         }
         let dup = br#"{"kind":"note","actor":"a","payload":{"k":1,"k":2}}"#;
-        assert!(Record::from_json(dup, 0).unwrap_err().to_string().contains("duplicate key"));
+        assert!(
+            Record::from_json(dup, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate key")
+        );
         let arr = br#"["note","a"]"#;
         assert!(Record::from_json(arr, 0).is_err());
         let subj_arr = br#"{"kind":"note","actor":"a","subjects":[["m","sha256:00"]]}"#;
-        assert!(Record::from_json(subj_arr, 0).unwrap_err().to_string().starts_with("field `subjects`"));
+        assert!(
+            Record::from_json(subj_arr, 0)
+                .unwrap_err()
+                .to_string()
+                .starts_with("field `subjects`")
+        );
     }
 
     #[test]
     fn from_leaf_rejects_non_canonical_bytes() {
-        let leaf = Record::from_json(br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z"}"#, 0)
-            .unwrap()
-            .to_leaf();
+        let leaf = Record::from_json(
+            br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z"}"#,
+            0,
+        )
+        .unwrap()
+        .to_leaf();
         let mut spaced = leaf.clone();
         spaced.insert(1, b' ');
         assert_eq!(Record::from_leaf(&spaced), Err(RecordError::NotCanonical));
@@ -529,23 +589,63 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"{", "record is not valid JSON"),
             (b"[]", "field `record`: expected a JSON object"),
-            (br#"{"kind":"vibes","actor":"a"}"#, "unknown record kind \"vibes\""),
+            (
+                br#"{"kind":"vibes","actor":"a"}"#,
+                "unknown record kind \"vibes\"",
+            ),
             (br#"{"kind":"note"}"#, "field `actor`"),
-            (br#"{"kind":"note","actor":"a","extra":1}"#, "unknown field `extra`"),
-            (br#"{"kind":"note","actor":"a","v":2}"#, "unsupported schema version 2"),
-            (br#"{"kind":"note","actor":"a","time":"2026-02-30T00:00:00Z"}"#, "field `time`"),
-            (br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00.0001Z"}"#, "field `time`"),
-            (br#"{"kind":"note","actor":"a","payload":[1]}"#, "field `payload`"),
-            (br#"{"kind":"note","actor":"a","subjects":[{"name":"m","digest":"sha256:12"}]}"#, "field `subjects`"),
+            (
+                br#"{"kind":"note","actor":"a","extra":1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                br#"{"kind":"note","actor":"a","v":2}"#,
+                "unsupported schema version 2",
+            ),
+            (
+                br#"{"kind":"note","actor":"a","time":"2026-02-30T00:00:00Z"}"#,
+                "field `time`",
+            ),
+            (
+                br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00.0001Z"}"#,
+                "field `time`",
+            ),
+            (
+                br#"{"kind":"note","actor":"a","payload":[1]}"#,
+                "field `payload`",
+            ),
+            (
+                br#"{"kind":"note","actor":"a","subjects":[{"name":"m","digest":"sha256:12"}]}"#,
+                "field `subjects`",
+            ),
         ];
         for (input, want) in cases {
             let err = Record::from_json(input, 0).unwrap_err().to_string();
-            assert!(err.starts_with(want), "{}: got {err:?}", String::from_utf8_lossy(input));
+            assert!(
+                err.starts_with(want),
+                "{}: got {err:?}",
+                String::from_utf8_lossy(input)
+            );
         }
-        let big = format!(r#"{{"kind":"note","actor":"a","payload":{{"x":"{}"}}}}"#, "y".repeat(MAX_LEAF_BYTES));
-        assert!(matches!(Record::from_json(big.as_bytes(), 0), Err(RecordError::TooLarge { .. })));
-        let deep = format!(r#"{{"kind":"note","actor":"a","payload":{{"x":{}1{}}}}}"#, "[".repeat(40), "]".repeat(40));
-        assert!(Record::from_json(deep.as_bytes(), 0).unwrap_err().to_string().contains("nesting"));
+        let big = format!(
+            r#"{{"kind":"note","actor":"a","payload":{{"x":"{}"}}}}"#,
+            "y".repeat(MAX_LEAF_BYTES)
+        );
+        assert!(matches!(
+            Record::from_json(big.as_bytes(), 0),
+            Err(RecordError::TooLarge { .. })
+        ));
+        let deep = format!(
+            r#"{{"kind":"note","actor":"a","payload":{{"x":{}1{}}}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(
+            Record::from_json(deep.as_bytes(), 0)
+                .unwrap_err()
+                .to_string()
+                .contains("nesting")
+        );
     }
 
     #[test]
@@ -557,10 +657,23 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339_ms(s), Some(ms), "{s}");
         }
-        for ms in [0i64, 1, 999, 86_399_999, 951_827_696_789, 253_402_300_799_999] {
+        for ms in [
+            0i64,
+            1,
+            999,
+            86_399_999,
+            951_827_696_789,
+            253_402_300_799_999,
+        ] {
             assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
         }
-        for bad in ["", "1969-12-31T23:59:59Z", "2026-13-01T00:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00"] {
+        for bad in [
+            "",
+            "1969-12-31T23:59:59Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00",
+        ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }
     }

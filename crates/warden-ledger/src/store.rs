@@ -51,7 +51,12 @@ pub trait Store: Send {
     fn size(&self) -> Result<u64, StoreError>;
     /// Atomically and durably stores `entries` at indices `first..first + entries.len()`, writes
     /// (inserting or replacing) `tiles`, and records the new size.
-    fn commit(&mut self, first: u64, entries: &[&[u8]], tiles: &[TileWrite]) -> Result<(), StoreError>;
+    fn commit(
+        &mut self,
+        first: u64,
+        entries: &[&[u8]],
+        tiles: &[TileWrite],
+    ) -> Result<(), StoreError>;
     /// The entry at `index`, if stored.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Calls `f` with every stored entry whose index is in `start..end`, in index order, as stored (gaps

@@ -26,7 +26,10 @@ pub fn locate(level: u8, index: u64) -> (TileId, usize, usize) {
     let t = level / TILE_HEIGHT;
     let r = level % TILE_HEIGHT;
     let first = index << r;
-    let tile = TileId { level: t, index: first >> TILE_HEIGHT };
+    let tile = TileId {
+        level: t,
+        index: first >> TILE_HEIGHT,
+    };
     (tile, (first as usize) & (TILE_WIDTH - 1), 1 << r)
 }
 
@@ -35,17 +38,25 @@ pub fn subtree_root(hashes: &[Hash]) -> Hash {
     debug_assert!(hashes.len().is_power_of_two());
     match hashes.len() {
         1 => hashes[0],
-        n => node_hash(&subtree_root(&hashes[..n / 2]), &subtree_root(&hashes[n / 2..])),
+        n => node_hash(
+            &subtree_root(&hashes[..n / 2]),
+            &subtree_root(&hashes[n / 2..]),
+        ),
     }
 }
 
 /// Splits a stored tile into hashes; `None` when its length is not a whole number of hashes or it
 /// holds more than a tile can.
 pub fn parse_tile(bytes: &[u8]) -> Option<Vec<Hash>> {
-    if bytes.len() % 32 != 0 || bytes.len() / 32 > TILE_WIDTH || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(32) || bytes.len() / 32 > TILE_WIDTH || bytes.is_empty() {
         return None;
     }
-    Some(bytes.chunks_exact(32).map(|c| c.try_into().expect("32-byte chunk")).collect())
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32-byte chunk"))
+            .collect(),
+    )
 }
 
 /// Concatenates hashes into a tile's stored bytes.
@@ -58,7 +69,11 @@ pub fn tile_len(id: TileId, size: u64) -> usize {
     let shift = u32::from(id.level) * u32::from(TILE_HEIGHT);
     let count = if shift >= 64 { 0 } else { size >> shift };
     let start = id.index.saturating_mul(TILE_WIDTH as u64);
-    if count <= start { 0 } else { (count - start).min(TILE_WIDTH as u64) as usize }
+    if count <= start {
+        0
+    } else {
+        (count - start).min(TILE_WIDTH as u64) as usize
+    }
 }
 
 /// A tile that an append completed or changed, to be written with the entries.
@@ -87,7 +102,10 @@ impl TreeState {
         let mut t = 0u8;
         while u32::from(t) * u32::from(TILE_HEIGHT) < 64 && size >> (u32::from(t) * 4) > 0 {
             let count = size >> (u32::from(t) * 4);
-            let id = TileId { level: t, index: count / TILE_WIDTH as u64 };
+            let id = TileId {
+                level: t,
+                index: count / TILE_WIDTH as u64,
+            };
             let want = (count % TILE_WIDTH as u64) as usize;
             if want == 0 {
                 rows.push(Vec::new());
@@ -124,7 +142,10 @@ impl TreeState {
             let hashes = std::mem::replace(&mut self.rows[t], Vec::with_capacity(TILE_WIDTH));
             h = subtree_root(&hashes);
             let count = self.size >> (t * 4);
-            let id = TileId { level: t as u8, index: count / TILE_WIDTH as u64 - 1 };
+            let id = TileId {
+                level: t as u8,
+                index: count / TILE_WIDTH as u64 - 1,
+            };
             completed.push(TileWrite { id, hashes });
             t += 1;
         }
@@ -139,8 +160,14 @@ impl TreeState {
                 continue;
             }
             let count = self.size >> shift;
-            let id = TileId { level: t as u8, index: count / TILE_WIDTH as u64 };
-            out.push(TileWrite { id, hashes: row.clone() });
+            let id = TileId {
+                level: t as u8,
+                index: count / TILE_WIDTH as u64,
+            };
+            out.push(TileWrite {
+                id,
+                hashes: row.clone(),
+            });
         }
         out
     }

@@ -68,7 +68,10 @@ struct Cp {
 
 /// Checks the whole ledger in `store`. Errors only when the store cannot be read at all; everything
 /// wrong with its contents is a [`Problem`] in the report.
-pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<VerifyReport, StoreError> {
+pub fn verify<S: Store + ?Sized>(
+    store: &S,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, StoreError> {
     let meta = store.meta()?;
     let recorded_size = store.size()?;
     let mut problems = Vec::new();
@@ -77,7 +80,10 @@ pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<Veri
         None => match VerifierKey::parse(&meta.verifier_key) {
             Ok(k) => Some(k),
             Err(e) => {
-                problems.push(Problem { index: None, message: format!("stored verifier key is unusable: {e}") });
+                problems.push(Problem {
+                    index: None,
+                    message: format!("stored verifier key is unusable: {e}"),
+                });
                 None
             }
         },
@@ -88,19 +94,23 @@ pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<Veri
         .checkpoints()?
         .into_iter()
         .enumerate()
-        .map(|(i, (_, note))| Cp { source: format!("stored checkpoint #{}", i + 1), note })
+        .map(|(i, (_, note))| Cp {
+            source: format!("stored checkpoint #{}", i + 1),
+            note,
+        })
         .collect();
-    cps.extend(
-        opts.checkpoints
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Cp { source: format!("given checkpoint #{}", i + 1), note: n.clone() }),
-    );
+    cps.extend(opts.checkpoints.iter().enumerate().map(|(i, n)| Cp {
+        source: format!("given checkpoint #{}", i + 1),
+        note: n.clone(),
+    }));
     let mut wanted: BTreeMap<u64, Vec<(String, Hash)>> = BTreeMap::new();
     if let Some(key) = &key {
         for cp in &cps {
             match Checkpoint::open(&cp.note, key) {
-                Ok(c) => wanted.entry(c.size).or_default().push((cp.source.clone(), c.root)),
+                Ok(c) => wanted
+                    .entry(c.size)
+                    .or_default()
+                    .push((cp.source.clone(), c.root)),
                 Err(e) => problems.push(Problem {
                     index: None,
                     message: format!("{} does not verify with key {}: {e}", cp.source, key.name()),
@@ -137,10 +147,13 @@ pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<Veri
             });
             return false;
         }
-        if opts.check_records {
-            if let Err(e) = record::check_leaf(data) {
-                problems.push(Problem { index: Some(idx), message: format!("record {idx} is not a valid record: {e}") });
-            }
+        if opts.check_records
+            && let Err(e) = record::check_leaf(data)
+        {
+            problems.push(Problem {
+                index: Some(idx),
+                message: format!("record {idx} is not a valid record: {e}"),
+            });
         }
         tree.push(merkle::leaf_hash(data), &mut completed);
         for w in completed.drain(..) {
@@ -164,7 +177,8 @@ pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<Veri
         return Err(e);
     }
     let records_checked = expected;
-    if records_checked < recorded_size && problems.iter().all(|p| p.index != Some(records_checked)) {
+    if records_checked < recorded_size && problems.iter().all(|p| p.index != Some(records_checked))
+    {
         problems.push(Problem {
             index: Some(records_checked),
             message: format!(
@@ -219,29 +233,44 @@ pub fn verify<S: Store + ?Sized>(store: &S, opts: &VerifyOptions) -> Result<Veri
 
 /// Compares a re-derived tile with the stored one; names the first record under the first hash that
 /// differs.
-fn compare_tile<S: Store + ?Sized>(store: &S, w: &TileWrite) -> Result<Option<Problem>, StoreError> {
+fn compare_tile<S: Store + ?Sized>(
+    store: &S,
+    w: &TileWrite,
+) -> Result<Option<Problem>, StoreError> {
     let stored = store.tile(w.id)?;
-    let stored_hashes = stored.as_deref().and_then(tiles::parse_tile).unwrap_or_default();
-    let Some(pos) = (0..w.hashes.len()).find(|&j| stored_hashes.get(j) != Some(&w.hashes[j])) else {
+    let stored_hashes = stored
+        .as_deref()
+        .and_then(tiles::parse_tile)
+        .unwrap_or_default();
+    let Some(pos) = (0..w.hashes.len()).find(|&j| stored_hashes.get(j) != Some(&w.hashes[j]))
+    else {
         if stored_hashes.len() == w.hashes.len() {
             return Ok(None);
         }
         let level = u32::from(w.id.level) * u32::from(TILE_HEIGHT);
         return Ok(Some(Problem {
             index: None,
-            message: format!("stored tree hashes at level {level}, tile {} have the wrong length", w.id.index),
+            message: format!(
+                "stored tree hashes at level {level}, tile {} have the wrong length",
+                w.id.index
+            ),
         }));
     };
     let level = u32::from(w.id.level) * u32::from(TILE_HEIGHT);
     let node = w.id.index * tiles::TILE_WIDTH as u64 + pos as u64;
     let first = node << level;
     let message = if level == 0 {
-        format!("record {first} does not match its stored leaf hash (the record or the hash was changed)")
+        format!(
+            "record {first} does not match its stored leaf hash (the record or the hash was changed)"
+        )
     } else {
         let last = ((node + 1) << level) - 1;
         format!(
             "stored tree hash at level {level}, index {node} does not match records {first}..={last}"
         )
     };
-    Ok(Some(Problem { index: Some(first), message }))
+    Ok(Some(Problem {
+        index: Some(first),
+        message,
+    }))
 }

@@ -1,6 +1,8 @@
 //! Property tests over a real ledger (in-memory driver): for random sizes every proof the log produces
 //! verifies, and any one-bit change to a proof, root, index or size makes verification fail.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 use warden_ledger::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use warden_ledger::{Kind, Ledger, MemStore, Record, SignerKey};
 
@@ -53,7 +55,13 @@ fn consistency_shape(m: u64, n: u64) -> Option<Vec<(bool, bool)>> {
     while m != hi - lo {
         let k = 1u64 << (63 - (hi - lo - 1).leading_zeros());
         out.push((m <= k, whole));
-        if m <= k { hi = lo + k } else { m -= k; lo += k; whole = false }
+        if m <= k {
+            hi = lo + k
+        } else {
+            m -= k;
+            lo += k;
+            whole = false
+        }
     }
     out.push((true, whole));
     Some(out)
@@ -81,7 +89,11 @@ fn random_sizes_all_proofs_verify_and_any_bit_flip_fails() {
         }
         let size = ledger.size();
         let root = ledger.root_at(size).unwrap();
-        let indices: Vec<u64> = if size <= 64 { (0..size).collect() } else { (0..64).map(|_| rng.below(size)).collect() };
+        let indices: Vec<u64> = if size <= 64 {
+            (0..size).collect()
+        } else {
+            (0..64).map(|_| rng.below(size)).collect()
+        };
         for index in indices {
             let proof = ledger.inclusion_proof(index, size).unwrap();
             let leaf = leaves[index as usize];
@@ -91,7 +103,10 @@ fn random_sizes_all_proofs_verify_and_any_bit_flip_fails() {
                 let mut bad = proof.clone();
                 let k = rng.below(bad.len() as u64) as usize;
                 bad[k] = flip(&bad[k], bit);
-                assert!(verify_inclusion(&leaf, index, size, &bad, &root).is_err(), "seed {seed} size {size} index {index}");
+                assert!(
+                    verify_inclusion(&leaf, index, size, &bad, &root).is_err(),
+                    "seed {seed} size {size} index {index}"
+                );
             }
             assert!(verify_inclusion(&leaf, index, size, &proof, &flip(&root, bit)).is_err());
             assert!(verify_inclusion(&flip(&leaf, bit), index, size, &proof, &root).is_err());
@@ -100,8 +115,16 @@ fn random_sizes_all_proofs_verify_and_any_bit_flip_fails() {
             let shape = inclusion_shape(index, size);
             for b in [rng.below(64), rng.below(8)] {
                 let (i2, s2) = (index ^ (1 << b), size ^ (1 << b));
-                assert_eq!(verify_inclusion(&leaf, i2, size, &proof, &root).is_ok(), inclusion_shape(i2, size) == shape, "index bit {b}");
-                assert_eq!(verify_inclusion(&leaf, index, s2, &proof, &root).is_ok(), inclusion_shape(index, s2) == shape, "size bit {b}");
+                assert_eq!(
+                    verify_inclusion(&leaf, i2, size, &proof, &root).is_ok(),
+                    inclusion_shape(i2, size) == shape,
+                    "index bit {b}"
+                );
+                assert_eq!(
+                    verify_inclusion(&leaf, index, s2, &proof, &root).is_ok(),
+                    inclusion_shape(index, s2) == shape,
+                    "size bit {b}"
+                );
             }
         }
         for _ in 0..48 {
@@ -122,8 +145,16 @@ fn random_sizes_all_proofs_verify_and_any_bit_flip_fails() {
             let shape = consistency_shape(from, size);
             for b in [rng.below(64), rng.below(8)] {
                 let (f2, s2) = (from ^ (1 << b), size ^ (1 << b));
-                assert_eq!(verify_consistency(f2, size, &proof, &r1, &root).is_ok(), consistency_shape(f2, size) == shape, "from {from} bit {b}");
-                assert_eq!(verify_consistency(from, s2, &proof, &r1, &root).is_ok(), consistency_shape(from, s2) == shape, "to {size} bit {b}");
+                assert_eq!(
+                    verify_consistency(f2, size, &proof, &r1, &root).is_ok(),
+                    consistency_shape(f2, size) == shape,
+                    "from {from} bit {b}"
+                );
+                assert_eq!(
+                    verify_consistency(from, s2, &proof, &r1, &root).is_ok(),
+                    consistency_shape(from, s2) == shape,
+                    "to {size} bit {b}"
+                );
             }
         }
     }
@@ -139,5 +170,9 @@ fn checkpoints_are_signed_heads_of_the_tree() {
     let note = ledger.checkpoint().unwrap();
     let cp = warden_ledger::Checkpoint::open(&note, &key.verifier()).unwrap();
     assert_eq!((cp.size, cp.root), ledger.head());
-    assert_eq!(ledger.checkpoint().unwrap(), note, "no new checkpoint while the tree has not grown");
+    assert_eq!(
+        ledger.checkpoint().unwrap(),
+        note,
+        "no new checkpoint while the tree has not grown"
+    );
 }

@@ -1,6 +1,8 @@
 //! The 196 RFC 6962 / RFC 9162 proof vectors of transparency-dev/merkle (copied under `data/`, with
 //! their licence): every happy path verifies, every case marked `wantErr` is rejected.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -24,17 +26,34 @@ fn b64(v: &Value) -> Vec<u8> {
 }
 
 fn proof(v: &Value) -> Vec<Vec<u8>> {
-    v.as_array().map(|a| a.iter().map(b64).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().map(b64).collect())
+        .unwrap_or_default()
 }
 
 fn check_inclusion(c: &Value) -> Result<(), ProofError> {
-    let (index, size) = (c["leafIdx"].as_u64().unwrap(), c["treeSize"].as_u64().unwrap());
-    verify_inclusion_bytes(&b64(&c["leafHash"]), index, size, &proof(&c["proof"]), &b64(&c["root"]))
+    let (index, size) = (
+        c["leafIdx"].as_u64().unwrap(),
+        c["treeSize"].as_u64().unwrap(),
+    );
+    verify_inclusion_bytes(
+        &b64(&c["leafHash"]),
+        index,
+        size,
+        &proof(&c["proof"]),
+        &b64(&c["root"]),
+    )
 }
 
 fn check_consistency(c: &Value) -> Result<(), ProofError> {
     let (s1, s2) = (c["size1"].as_u64().unwrap(), c["size2"].as_u64().unwrap());
-    verify_consistency_bytes(s1, s2, &proof(&c["proof"]), &b64(&c["root1"]), &b64(&c["root2"]))
+    verify_consistency_bytes(
+        s1,
+        s2,
+        &proof(&c["proof"]),
+        &b64(&c["root1"]),
+        &b64(&c["root2"]),
+    )
 }
 
 #[test]
@@ -43,14 +62,21 @@ fn all_rfc6962_vectors() {
     let mut all = Vec::new();
     files(&root, &mut all);
     all.sort();
-    assert_eq!(all.len(), 196, "expected the 196 vectors of transparency-dev/merkle");
+    assert_eq!(
+        all.len(),
+        196,
+        "expected the 196 vectors of transparency-dev/merkle"
+    );
     let mut failures = Vec::new();
     let (mut ok, mut rejected) = (0, 0);
     for path in &all {
         let case: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let rel = path.strip_prefix(&root).unwrap().display().to_string();
-        let result =
-            if rel.starts_with("inclusion") { check_inclusion(&case) } else { check_consistency(&case) };
+        let result = if rel.starts_with("inclusion") {
+            check_inclusion(&case)
+        } else {
+            check_consistency(&case)
+        };
         let want_err = case["wantErr"].as_bool().unwrap();
         match (want_err, result.is_ok()) {
             (false, true) => ok += 1,
@@ -58,6 +84,11 @@ fn all_rfc6962_vectors() {
             _ => failures.push(format!("{rel} ({}): wantErr {want_err}", case["desc"])),
         }
     }
-    assert!(failures.is_empty(), "{} vectors failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(ok > 10 && rejected > 100, "ok {ok}, rejected {rejected}");
 }

@@ -103,9 +103,19 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
         input.extend_from_slice(decision_line(i).as_bytes());
         input.push(b'\n');
     }
-    writeln!(err, "bulk: appending {} records ({} MiB of JSON Lines)…", b.records, input.len() >> 20)?;
+    writeln!(
+        err,
+        "bulk: appending {} records ({} MiB of JSON Lines)…",
+        b.records,
+        input.len() >> 20
+    )?;
     let t = Instant::now();
-    let (n, _, e) = ledger_cmd::append_stream(&ledger, io::Cursor::new(&input), false, &mut io::sink())?;
+    let (n, _, e) = ledger_cmd::append_stream(
+        &ledger,
+        io::BufReader::with_capacity(1 << 16, io::Cursor::new(&input)),
+        false,
+        &mut io::sink(),
+    )?;
     let bulk_secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(e.is_none() && n == b.records, "bulk load failed: {e:?}");
     drop(input);
@@ -133,11 +143,15 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
         let l2 = ledger_dir::open(&dir, Access::Bulk, true)?;
         let t = Instant::now();
         for chunk in leaves.chunks(65_536) {
-            let refs: Vec<(&[u8], merkle::Hash)> = chunk.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
+            let refs: Vec<(&[u8], merkle::Hash)> =
+                chunk.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
             l2.append_batch(&refs)?;
         }
         let store_rate = leaves.len() as f64 / t.elapsed().as_secs_f64();
-        writeln!(err, "stages: parse+canonicalise+hash {parse_rate:.0} records/s on one thread; durable store {store_rate:.0} records/s")?;
+        writeln!(
+            err,
+            "stages: parse+canonicalise+hash {parse_rate:.0} records/s on one thread; durable store {store_rate:.0} records/s"
+        )?;
         results.insert("parse_records_per_s".into(), json!(parse_rate));
         results.insert("store_records_per_s".into(), json!(store_rate));
     }
@@ -157,7 +171,8 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
         let proof = ledger.inclusion_proof(index, size)?;
         gen_incl.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        verify_inclusion(&leaf, index, size, &proof, &root).context("inclusion proof did not verify")?;
+        verify_inclusion(&leaf, index, size, &proof, &root)
+            .context("inclusion proof did not verify")?;
         ver_incl.push(t.elapsed().as_secs_f64() * 1e6);
 
         let from = 1 + splitmix(&mut rng) % size;
@@ -166,7 +181,8 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
         let proof = ledger.consistency_proof(from, size)?;
         gen_cons.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        verify_consistency(from, size, &proof, &r1, &root).context("consistency proof did not verify")?;
+        verify_consistency(from, size, &proof, &r1, &root)
+            .context("consistency proof did not verify")?;
         ver_cons.push(t.elapsed().as_secs_f64() * 1e6);
     }
     for (name, v) in [
@@ -178,29 +194,55 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
         v.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(v, 0.5), percentile(v, 0.99));
         writeln!(err, "{name}: p50 {p50:.1} us, p99 {p99:.1} us")?;
-        results.insert(name.into(), json!({ "p50": p50, "p99": p99, "samples": v.len() }));
+        results.insert(
+            name.into(),
+            json!({ "p50": p50, "p99": p99, "samples": v.len() }),
+        );
     }
     drop(ledger);
 
     // 3. Full verify, from a cold open of the database, as `warden ledger verify` runs it.
-    for (name, check_records) in [("verify_seconds", true), ("verify_hashes_only_seconds", false)] {
+    for (name, check_records) in [
+        ("verify_seconds", true),
+        ("verify_hashes_only_seconds", false),
+    ] {
         let store = ledger_dir::open_store(&bulk_dir, Access::ReadOnly)?;
         let t = Instant::now();
-        let report = warden_ledger::verify(&store, &VerifyOptions { check_records, ..VerifyOptions::default() })?;
+        let report = warden_ledger::verify(
+            &store,
+            &VerifyOptions {
+                check_records,
+                ..VerifyOptions::default()
+            },
+        )?;
         let secs = t.elapsed().as_secs_f64();
-        anyhow::ensure!(report.is_ok(), "verify found problems in the benchmark ledger: {:?}", report.problems);
-        writeln!(err, "{name}: {secs:.2} s for {} records", report.records_checked)?;
+        anyhow::ensure!(
+            report.is_ok(),
+            "verify found problems in the benchmark ledger: {:?}",
+            report.problems
+        );
+        writeln!(
+            err,
+            "{name}: {secs:.2} s for {} records",
+            report.records_checked
+        )?;
         results.insert(name.into(), json!(secs));
     }
 
     // 4. Bytes on disk per record, after folding the write-ahead log into the database.
     {
         let store = ledger_dir::open_store(&bulk_dir, Access::ReadWrite)?;
-        store.connection().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        store
+            .connection()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     }
     let db_bytes = std::fs::metadata(bulk_dir.join(ledger_dir::DB_FILE))?.len();
     let per_record = db_bytes as f64 / size as f64;
-    writeln!(err, "disk: {db_bytes} bytes, {per_record:.1} bytes/record (canonical record ~{} bytes)", decision_line(1).len())?;
+    writeln!(
+        err,
+        "disk: {db_bytes} bytes, {per_record:.1} bytes/record (canonical record ~{} bytes)",
+        decision_line(1).len()
+    )?;
     results.insert("db_bytes".into(), json!(db_bytes));
     results.insert("bytes_per_record".into(), json!(per_record));
 
@@ -232,13 +274,24 @@ fn ledger(b: LedgerBench) -> Result<Outcome> {
         let n = done.load(Ordering::Relaxed);
         let commits = ledger.commits();
         let rate = n as f64 / secs;
-        writeln!(err, "concurrent {writers} writer(s): {rate:.0} appends/s ({n} appends, {commits} commits, {:.1} per fsync)", n as f64 / commits.max(1) as f64)?;
-        conc.insert(writers.to_string(), json!({ "appends_per_s": rate, "appends": n, "commits": commits }));
+        writeln!(
+            err,
+            "concurrent {writers} writer(s): {rate:.0} appends/s ({n} appends, {commits} commits, {:.1} per fsync)",
+            n as f64 / commits.max(1) as f64
+        )?;
+        conc.insert(
+            writers.to_string(),
+            json!({ "appends_per_s": rate, "appends": n, "commits": commits }),
+        );
     }
     results.insert("concurrent".into(), serde_json::Value::Object(conc));
 
     if b.json {
-        writeln!(io::stdout().lock(), "{}", serde_json::Value::Object(results))?;
+        writeln!(
+            io::stdout().lock(),
+            "{}",
+            serde_json::Value::Object(results)
+        )?;
     }
     Ok(Outcome::Ok)
 }
@@ -260,5 +313,8 @@ fn tempfile_dir() -> Result<TempDir> {
             return Ok(TempDir(p));
         }
     }
-    anyhow::bail!("cannot create a temporary directory under {}", base.display())
+    anyhow::bail!(
+        "cannot create a temporary directory under {}",
+        base.display()
+    )
 }

@@ -16,8 +16,8 @@ use warden_ledger::record::{MAX_LEAF_BYTES, hex};
 use warden_ledger::{Ledger, Record, VerifierKey, VerifyOptions};
 use warden_ledger_sqlite::SqliteStore;
 
-use crate::ledger_dir::{self, Access};
 use crate::Outcome;
+use crate::ledger_dir::{self, Access};
 
 /// Longest JSON Lines line accepted on stdin (a record's canonical form is capped at 64 KiB).
 const MAX_LINE_BYTES: usize = 1 << 20;
@@ -154,8 +154,9 @@ pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
         LedgerCommand::Get { index, json } => {
             let ledger = ledger_dir::open(&dir, Access::ReadOnly, false)?;
             let leaf = ledger.get(index)?;
-            let record = Record::from_leaf(&leaf)
-                .with_context(|| format!("record {index} is damaged; run `warden ledger verify`"))?;
+            let record = Record::from_leaf(&leaf).with_context(|| {
+                format!("record {index} is damaged; run `warden ledger verify`")
+            })?;
             let v = json!({
                 "index": index,
                 "leaf_hash": B64.encode(merkle::leaf_hash(&leaf)),
@@ -185,7 +186,10 @@ pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
                     "leaf": B64.encode(leaf),
                     "leaf_hash": B64.encode(merkle::leaf_hash(leaf)),
                 });
-                match serde_json::to_writer(&mut out, &line).map_err(io::Error::from).and_then(|()| out.write_all(b"\n")) {
+                match serde_json::to_writer(&mut out, &line)
+                    .map_err(io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+                {
                     Ok(()) => true,
                     Err(e) => {
                         werr = Some(e);
@@ -233,7 +237,10 @@ fn getrandom(buf: &mut [u8]) -> Result<()> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn single_record(a: &AppendArgs) -> Result<Option<Record>> {
@@ -242,7 +249,9 @@ fn single_record(a: &AppendArgs) -> Result<Option<Record>> {
     }
     let Some(kind) = &a.kind else {
         if a.actor.is_some() || a.time.is_some() || !a.subjects.is_empty() || a.payload.is_some() {
-            bail!("--actor, --time, --subject and --payload need --kind\nhint: or give a whole record with --record, or JSON Lines on stdin");
+            bail!(
+                "--actor, --time, --subject and --payload need --kind\nhint: or give a whole record with --record, or JSON Lines on stdin"
+            );
         }
         return Ok(None);
     };
@@ -272,31 +281,49 @@ type Parsed = Result<Vec<(Vec<u8>, Hash)>, String>;
 
 fn append(dir: &Path, a: AppendArgs, out: &mut impl Write) -> Result<Outcome> {
     let single = single_record(&a)?;
-    let access = if single.is_some() { Access::ReadWrite } else { Access::Bulk };
+    let access = if single.is_some() {
+        Access::ReadWrite
+    } else {
+        Access::Bulk
+    };
     let ledger = ledger_dir::open(dir, access, !a.no_checkpoint)?;
     let (count, first, stream_error) = match single {
         Some(record) => {
             let index = ledger.append(&record)?;
             if a.json {
                 let leaf_hash = merkle::leaf_hash(&record.to_leaf());
-                writeln!(out, "{}", json!({ "index": index, "leaf_hash": B64.encode(leaf_hash) }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "index": index, "leaf_hash": B64.encode(leaf_hash) })
+                )?;
             }
             (1, Some(index), None)
         }
-        None => append_stream(&ledger, io::BufReader::with_capacity(1 << 16, io::stdin()), a.json, out)?,
+        None => append_stream(
+            &ledger,
+            io::BufReader::with_capacity(1 << 16, io::stdin()),
+            a.json,
+            out,
+        )?,
     };
     let size = ledger.size();
     if !a.no_checkpoint {
         match ledger.checkpoint() {
             Ok(_) => {}
             Err(warden_ledger::LedgerError::NoSigner) => {}
-            Err(e) => return Err(e).context("records are stored, but signing the checkpoint failed"),
+            Err(e) => {
+                return Err(e).context("records are stored, but signing the checkpoint failed");
+            }
         }
     }
     out.flush()?;
     #[allow(clippy::print_stderr)]
     match (first, count) {
-        (Some(f), n) if n > 0 => eprintln!("appended {n} record(s), indexes {f}..={}; tree size {size}", f + n - 1),
+        (Some(f), n) if n > 0 => eprintln!(
+            "appended {n} record(s), indexes {f}..={}; tree size {size}",
+            f + n - 1
+        ),
         _ => eprintln!("appended no records; tree size {size}"),
     }
     if let Some(e) = stream_error {
@@ -310,7 +337,7 @@ fn append(dir: &Path, a: AppendArgs, out: &mut impl Write) -> Result<Outcome> {
 /// large group commits. Returns (records appended, first index, the error that stopped the stream).
 pub(crate) fn append_stream(
     ledger: &Ledger<SqliteStore>,
-    input: impl BufRead + Send,
+    input: io::BufReader<impl io::Read + Send>,
     json_out: bool,
     out: &mut impl Write,
 ) -> Result<(u64, Option<u64>, Option<String>)> {
@@ -338,12 +365,18 @@ pub(crate) fn append_stream(
                 msg = rx.try_recv().ok();
             }
             if !batch.is_empty() {
-                let refs: Vec<(&[u8], Hash)> = batch.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
+                let refs: Vec<(&[u8], Hash)> =
+                    batch.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
                 let start = ledger.append_batch(&refs)?;
                 first.get_or_insert(start);
                 if json_out {
                     for (i, (_, h)) in batch.iter().enumerate() {
-                        writeln!(out, "{{\"index\":{},\"leaf_hash\":\"{}\"}}", start + i as u64, B64.encode(h))?;
+                        writeln!(
+                            out,
+                            "{{\"index\":{},\"leaf_hash\":\"{}\"}}",
+                            start + i as u64,
+                            B64.encode(h)
+                        )?;
                     }
                     out.flush()?;
                 }
@@ -358,7 +391,7 @@ pub(crate) fn append_stream(
     })
 }
 
-fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
+fn parse_lines<R: io::Read>(mut input: io::BufReader<R>, tx: &mpsc::SyncSender<Parsed>) {
     let mut chunk = Vec::with_capacity(256);
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0u64;
@@ -366,7 +399,10 @@ fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
     loop {
         line.clear();
         line_no += 1;
-        let n = match (&mut input).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line) {
+        let n = match (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(n) => n,
             Err(e) => {
                 let _ = tx.send(Err(format!("cannot read stdin: {e}")));
@@ -377,13 +413,18 @@ fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
             break;
         }
         if line.len() > MAX_LINE_BYTES {
-            let _ = tx.send(Err(format!("stdin line {line_no}: longer than {MAX_LINE_BYTES} bytes")));
+            let _ = tx.send(Err(format!(
+                "stdin line {line_no}: longer than {MAX_LINE_BYTES} bytes"
+            )));
             return;
         }
         let text = line.trim_ascii();
         if !text.is_empty() {
             if text.len() > MAX_LEAF_BYTES {
-                let _ = tx.send(Err(format!("stdin line {line_no}: record is {} bytes, the limit is {MAX_LEAF_BYTES}", text.len())));
+                let _ = tx.send(Err(format!(
+                    "stdin line {line_no}: record is {} bytes, the limit is {MAX_LEAF_BYTES}",
+                    text.len()
+                )));
                 return;
             }
             match Record::canonical_leaf(text, now) {
@@ -401,10 +442,13 @@ fn parse_lines(mut input: impl BufRead, tx: &mpsc::SyncSender<Parsed>) {
             }
         }
         // Hand over what we have when the chunk is full or the next read would wait for input.
-        if chunk.len() >= 256 || input.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {
-            if !chunk.is_empty() && tx.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(256)))).is_err() {
-                return;
-            }
+        let hand_over = !chunk.is_empty() && (chunk.len() >= 256 || input.buffer().is_empty());
+        if hand_over
+            && tx
+                .send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(256))))
+                .is_err()
+        {
+            return;
         }
     }
     if !chunk.is_empty() {
@@ -448,7 +492,9 @@ fn prove(dir: &Path, p: ProveArgs, out: &mut impl Write) -> Result<Outcome> {
 fn read_limited(path: &Path, limit: u64) -> Result<String> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut s = String::new();
-    f.take(limit + 1).read_to_string(&mut s).with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    f.take(limit + 1)
+        .read_to_string(&mut s)
+        .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
     if s.len() as u64 > limit {
         bail!("{} is larger than {limit} bytes", path.display());
     }
@@ -459,18 +505,28 @@ fn verify(dir: &Path, v: VerifyArgs, out: &mut impl Write) -> Result<Outcome> {
     let store = ledger_dir::open_store(dir, Access::ReadOnly)?;
     let trusted_key = match (&v.key, &v.key_file) {
         (Some(k), _) => Some(VerifierKey::parse(k).context("--key")?),
-        (None, Some(f)) => Some(VerifierKey::parse(&read_limited(f, 4096)?).with_context(|| format!("--key-file {}", f.display()))?),
+        (None, Some(f)) => Some(
+            VerifierKey::parse(&read_limited(f, 4096)?)
+                .with_context(|| format!("--key-file {}", f.display()))?,
+        ),
         (None, None) => None,
     };
     let mut checkpoints = Vec::new();
     for f in &v.checkpoints {
         checkpoints.push(read_limited(f, warden_ledger::note::MAX_NOTE_BYTES as u64)?);
     }
-    let opts = VerifyOptions { trusted_key: trusted_key.clone(), checkpoints, check_records: !v.skip_record_check };
+    let opts = VerifyOptions {
+        trusted_key: trusted_key.clone(),
+        checkpoints,
+        check_records: !v.skip_record_check,
+    };
     let report = warden_ledger::verify(&store, &opts)?;
     if v.json {
-        let problems: Vec<Value> =
-            report.problems.iter().map(|p| json!({ "index": p.index, "message": p.message })).collect();
+        let problems: Vec<Value> = report
+            .problems
+            .iter()
+            .map(|p| json!({ "index": p.index, "message": p.message }))
+            .collect();
         serde_json::to_writer(
             &mut *out,
             &json!({
@@ -494,7 +550,11 @@ fn verify(dir: &Path, v: VerifyArgs, out: &mut impl Write) -> Result<Outcome> {
             B64.encode(report.root),
             report.checkpoints_ok,
             report.latest_checkpoint_size,
-            if trusted_key.is_some() { "" } else { "\nnote: checked with the key stored in the ledger; pass --key to pin your own copy" }
+            if trusted_key.is_some() {
+                ""
+            } else {
+                "\nnote: checked with the key stored in the ledger; pass --key to pin your own copy"
+            }
         )?;
     } else {
         writeln!(out, "FAILED: {} problem(s)", report.problems.len())?;
@@ -505,5 +565,9 @@ fn verify(dir: &Path, v: VerifyArgs, out: &mut impl Write) -> Result<Outcome> {
             writeln!(out, "- {}", p.message)?;
         }
     }
-    Ok(if report.is_ok() { Outcome::Ok } else { Outcome::Failed })
+    Ok(if report.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
 }

@@ -28,7 +28,10 @@ pub(crate) fn default_dir() -> PathBuf {
 pub(crate) fn create(dir: &Path, origin: &str) -> Result<Ledger<SqliteStore>> {
     let db = dir.join(DB_FILE);
     if db.exists() {
-        bail!("a ledger already exists at {}\nhint: use another --ledger directory", dir.display());
+        bail!(
+            "a ledger already exists at {}\nhint: use another --ledger directory",
+            dir.display()
+        );
     }
     fs::DirBuilder::new()
         .recursive(true)
@@ -37,8 +40,11 @@ pub(crate) fn create(dir: &Path, origin: &str) -> Result<Ledger<SqliteStore>> {
         .with_context(|| format!("cannot create the ledger directory {}", dir.display()))?;
     let signer = SignerKey::generate(origin)?;
     write_private(&dir.join(KEY_FILE), signer.to_text().as_bytes())?;
-    fs::write(dir.join(PUB_FILE), format!("{}\n", signer.verifier().to_text()))
-        .with_context(|| format!("cannot write {}", dir.join(PUB_FILE).display()))?;
+    fs::write(
+        dir.join(PUB_FILE),
+        format!("{}\n", signer.verifier().to_text()),
+    )
+    .with_context(|| format!("cannot write {}", dir.join(PUB_FILE).display()))?;
     let store = SqliteStore::create(&db)?;
     Ok(Ledger::create(store, signer)?)
 }
@@ -75,8 +81,11 @@ pub(crate) fn load_signer(dir: &Path) -> Result<Option<SignerKey>> {
     if meta.len() > 4096 {
         bail!("{} is too large to be a signing key", path.display());
     }
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Some(SignerKey::parse(text.trim()).with_context(|| format!("bad signing key in {}", path.display()))?))
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(SignerKey::parse(text.trim()).with_context(|| {
+        format!("bad signing key in {}", path.display())
+    })?))
 }
 
 /// How a command uses the ledger.
@@ -92,7 +101,11 @@ pub(crate) enum Access {
 pub(crate) fn open_store(dir: &Path, access: Access) -> Result<SqliteStore> {
     let db = dir.join(DB_FILE);
     if !dir.is_dir() {
-        bail!("no ledger at {}: not a directory\nhint: create one with `warden ledger init --ledger {}`", dir.display(), dir.display());
+        bail!(
+            "no ledger at {}: not a directory\nhint: create one with `warden ledger init --ledger {}`",
+            dir.display(),
+            dir.display()
+        );
     }
     let opts = SqliteOptions {
         read_only: access == Access::ReadOnly,

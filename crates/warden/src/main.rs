@@ -15,7 +15,12 @@ use clap::{Parser, Subcommand};
 /// containment, release gates, evidence) in a tamper-evident ledger that anyone holding a signed
 /// checkpoint can audit.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "warden",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,6 +1,8 @@
 //! The `warden ledger` commands as a user and an outside auditor meet them: the round trip, the
 //! formats an independent verifier reads, and every kind of bad input the issue names.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -13,8 +15,13 @@ use warden_ledger::{Checkpoint, VerifierKey};
 
 fn warden(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.arg("ledger").args(args).env("WARDEN_LEDGER", dir).env_remove("XDG_DATA_HOME");
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("ledger")
+        .args(args)
+        .env("WARDEN_LEDGER", dir)
+        .env_remove("XDG_DATA_HOME");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     {
         let mut input = child.stdin.take().unwrap();
@@ -27,14 +34,23 @@ fn warden(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "status {:?}\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(out: &Output, code: i32, stderr_has: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    assert!(err.contains(stderr_has), "expected {stderr_has:?} in stderr: {err}");
+    assert!(
+        err.contains(stderr_has),
+        "expected {stderr_has:?} in stderr: {err}"
+    );
 }
 
 fn lines(n: usize, from: usize) -> Vec<u8> {
@@ -45,7 +61,9 @@ fn lines(n: usize, from: usize) -> Vec<u8> {
 }
 
 fn init(dir: &Path) -> String {
-    ok(warden(dir, &["init", "--origin", "warden.test/cli"], None)).trim().to_owned()
+    ok(warden(dir, &["init", "--origin", "warden.test/cli"], None))
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -57,22 +75,49 @@ fn round_trip_and_outside_verification() {
     assert_eq!(ok(warden(&dir, &["key"], None)).trim(), vkey_text);
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.join("signer.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("signer.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the signing key is owner-only");
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the ledger directory is owner-only");
     }
 
     let digest = format!("sha256:{}", "ab".repeat(32));
-    let one = ok(warden(&dir, &["append", "--kind", "gate", "--actor", "gate:release", "--subject", &format!("model={digest}"), "--payload", r#"{"passed":true}"#, "--json"], None));
+    let one = ok(warden(
+        &dir,
+        &[
+            "append",
+            "--kind",
+            "gate",
+            "--actor",
+            "gate:release",
+            "--subject",
+            &format!("model={digest}"),
+            "--payload",
+            r#"{"passed":true}"#,
+            "--json",
+        ],
+        None,
+    ));
     let one: Value = serde_json::from_str(one.trim()).unwrap();
     assert_eq!(one["index"], 0);
     let acks = ok(warden(&dir, &["append", "--json"], Some(&lines(40, 1))));
-    let acks: Vec<Value> = acks.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let acks: Vec<Value> = acks
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(acks.len(), 40);
-    assert_eq!(acks.iter().map(|a| a["index"].as_u64().unwrap()).collect::<Vec<_>>(), (1..41).collect::<Vec<_>>());
+    assert_eq!(
+        acks.iter()
+            .map(|a| a["index"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        (1..41).collect::<Vec<_>>()
+    );
 
-    let got: Value = serde_json::from_str(&ok(warden(&dir, &["get", "--index", "0", "--json"], None))).unwrap();
+    let got: Value =
+        serde_json::from_str(&ok(warden(&dir, &["get", "--index", "0", "--json"], None))).unwrap();
     assert_eq!(got["record"]["kind"], "gate");
     assert_eq!(got["record"]["subjects"][0]["digest"], digest);
     assert_eq!(got["leaf_hash"], one["leaf_hash"]);
@@ -81,7 +126,11 @@ fn round_trip_and_outside_verification() {
     let note = ok(warden(&dir, &["checkpoint"], None));
     let cp = Checkpoint::open(&note, &vkey).unwrap();
     assert_eq!((cp.origin.as_str(), cp.size), ("warden.test/cli", 41));
-    assert_eq!(ok(warden(&dir, &["checkpoint"], None)), note, "byte-exact and stable while the log does not grow");
+    assert_eq!(
+        ok(warden(&dir, &["checkpoint"], None)),
+        note,
+        "byte-exact and stable while the log does not grow"
+    );
 
     // The export is enough to recompute the root without Warden's storage.
     let export = ok(warden(&dir, &["export"], None));
@@ -98,12 +147,22 @@ fn round_trip_and_outside_verification() {
     assert_eq!(naive_root(&leaves), cp.root);
 
     // Proofs in the RFC 6962 test-vector format, checked by the verifier of the vectors.
-    let p: Value = serde_json::from_str(&ok(warden(&dir, &["prove", "--index", "7", "--size", "30"], None))).unwrap();
+    let p: Value = serde_json::from_str(&ok(warden(
+        &dir,
+        &["prove", "--index", "7", "--size", "30"],
+        None,
+    )))
+    .unwrap();
     let b = |v: &Value| B64.decode(v.as_str().unwrap()).unwrap();
     let proof: Vec<Vec<u8>> = p["proof"].as_array().unwrap().iter().map(b).collect();
     assert_eq!(b(&p["root"]), naive_root(&leaves[..30]).to_vec());
     verify_inclusion_bytes(&b(&p["leafHash"]), 7, 30, &proof, &b(&p["root"])).unwrap();
-    let c: Value = serde_json::from_str(&ok(warden(&dir, &["prove", "--from", "13", "--to", "41"], None))).unwrap();
+    let c: Value = serde_json::from_str(&ok(warden(
+        &dir,
+        &["prove", "--from", "13", "--to", "41"],
+        None,
+    )))
+    .unwrap();
     let proof: Vec<Vec<u8>> = c["proof"].as_array().unwrap().iter().map(b).collect();
     assert_eq!(b(&c["root2"]), cp.root.to_vec());
     verify_consistency_bytes(13, 41, &proof, &b(&c["root1"]), &b(&c["root2"])).unwrap();
@@ -111,7 +170,18 @@ fn round_trip_and_outside_verification() {
     // verify, with the auditor's pinned key and held checkpoint.
     let cp_file = tmp.path().join("cp.txt");
     std::fs::write(&cp_file, &note).unwrap();
-    let report = ok(warden(&dir, &["verify", "--json", "--key", &vkey_text, "--checkpoint", cp_file.to_str().unwrap()], None));
+    let report = ok(warden(
+        &dir,
+        &[
+            "verify",
+            "--json",
+            "--key",
+            &vkey_text,
+            "--checkpoint",
+            cp_file.to_str().unwrap(),
+        ],
+        None,
+    ));
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["records_checked"], 41);
@@ -123,10 +193,21 @@ fn round_trip_and_outside_verification() {
         std::fs::write(&export_file, &export).unwrap();
         let out = Command::new("python3")
             .arg(&script)
-            .args(["root", "--export", export_file.to_str().unwrap(), "--checkpoint", cp_file.to_str().unwrap()])
+            .args([
+                "root",
+                "--export",
+                export_file.to_str().unwrap(),
+                "--checkpoint",
+                cp_file.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "audit.py: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "audit.py: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -153,7 +234,11 @@ fn bad_input_gets_clear_errors_and_harms_nothing() {
     let mut input = lines(3, 5);
     input.extend_from_slice(b"{\"kind\":\"decision\",\"actor\":\n");
     input.extend_from_slice(&lines(3, 8));
-    fails(&warden(&dir, &["append"], Some(&input)), 2, "stdin line 4: record is not valid JSON");
+    fails(
+        &warden(&dir, &["append"], Some(&input)),
+        2,
+        "stdin line 4: record is not valid JSON",
+    );
     assert_eq!(size(&dir), 8);
 
     for (line, msg) in [
@@ -165,47 +250,135 @@ fn bad_input_gets_clear_errors_and_harms_nothing() {
     ] {
         fails(&warden(&dir, &["append"], Some(line)), 2, msg);
     }
-    let huge = format!("{{\"kind\":\"note\",\"actor\":\"a\",\"payload\":{{\"x\":\"{}\"}}}}\n", "y".repeat(70_000));
-    fails(&warden(&dir, &["append"], Some(huge.as_bytes())), 2, "the limit is 65536");
+    let huge = format!(
+        "{{\"kind\":\"note\",\"actor\":\"a\",\"payload\":{{\"x\":\"{}\"}}}}\n",
+        "y".repeat(70_000)
+    );
+    fails(
+        &warden(&dir, &["append"], Some(huge.as_bytes())),
+        2,
+        "the limit is 65536",
+    );
     let endless = vec![b'x'; 1_200_000];
-    fails(&warden(&dir, &["append"], Some(&endless)), 2, "longer than 1048576 bytes");
-    fails(&warden(&dir, &["append", "--kind", "note", "--actor", "a", "--payload", "{nope"], None), 2, "--payload is not valid JSON");
-    fails(&warden(&dir, &["append", "--kind", "note", "--actor", "a", "--subject", "model=sha256:12"], None), 2, "field `subjects`");
+    fails(
+        &warden(&dir, &["append"], Some(&endless)),
+        2,
+        "longer than 1048576 bytes",
+    );
+    fails(
+        &warden(
+            &dir,
+            &[
+                "append",
+                "--kind",
+                "note",
+                "--actor",
+                "a",
+                "--payload",
+                "{nope",
+            ],
+            None,
+        ),
+        2,
+        "--payload is not valid JSON",
+    );
+    fails(
+        &warden(
+            &dir,
+            &[
+                "append",
+                "--kind",
+                "note",
+                "--actor",
+                "a",
+                "--subject",
+                "model=sha256:12",
+            ],
+            None,
+        ),
+        2,
+        "field `subjects`",
+    );
     assert_eq!(size(&dir), 8, "no bad record was stored");
 
     // Hostile arguments.
-    fails(&warden(&dir, &["get", "--index", "99"], None), 2, "index 99 is not below the tree size 8");
-    fails(&warden(&dir, &["prove", "--index", "3", "--size", "9"], None), 2, "size 9 is larger than the tree size 8");
-    fails(&warden(&dir, &["prove", "--from", "0", "--to", "5"], None), 2, "0 < from <= to");
+    fails(
+        &warden(&dir, &["get", "--index", "99"], None),
+        2,
+        "index 99 is not below the tree size 8",
+    );
+    fails(
+        &warden(&dir, &["prove", "--index", "3", "--size", "9"], None),
+        2,
+        "size 9 is larger than the tree size 8",
+    );
+    fails(
+        &warden(&dir, &["prove", "--from", "0", "--to", "5"], None),
+        2,
+        "0 < from <= to",
+    );
     fails(&warden(&dir, &["init"], None), 2, "a ledger already exists");
-    fails(&warden(&dir, &["verify", "--key", "not-a-key"], None), 2, "malformed verifier key");
+    fails(
+        &warden(&dir, &["verify", "--key", "not-a-key"], None),
+        2,
+        "malformed verifier key",
+    );
 
     // A key from another ledger is refused for signing, and as the trusted key verify reports failure.
     let other = tmp.path().join("other");
     let other_key = init(&other);
     std::fs::remove_file(dir.join("signer.key")).unwrap();
     std::fs::copy(other.join("signer.key"), dir.join("signer.key")).unwrap();
-    fails(&warden(&dir, &["checkpoint"], None), 2, "does not belong to this ledger");
+    fails(
+        &warden(&dir, &["checkpoint"], None),
+        2,
+        "does not belong to this ledger",
+    );
     let out = warden(&dir, &["verify", "--key", &other_key], None);
-    assert_eq!(out.status.code(), Some(1), "verify with a foreign key fails");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify with a foreign key fails"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
 
     // A signing key that others can read is refused.
     {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir.join("signer.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            dir.join("signer.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
     }
-    fails(&warden(&dir, &["checkpoint"], None), 2, "can be read by others");
+    fails(
+        &warden(&dir, &["checkpoint"], None),
+        2,
+        "can be read by others",
+    );
 
     // Something that is not a ledger.
     let not = tmp.path().join("not-a-ledger");
     std::fs::create_dir(&not).unwrap();
-    std::fs::write(not.join("ledger.db"), b"just some text, not SQLite at all, long enough to look like a header........").unwrap();
-    fails(&warden(&not, &["verify"], None), 2, "is not a Warden ledger");
-    fails(&warden(&tmp.path().join("nowhere"), &["get", "--index", "0"], None), 2, "no ledger at");
+    std::fs::write(
+        not.join("ledger.db"),
+        b"just some text, not SQLite at all, long enough to look like a header........",
+    )
+    .unwrap();
+    fails(
+        &warden(&not, &["verify"], None),
+        2,
+        "is not a Warden ledger",
+    );
+    fails(
+        &warden(&tmp.path().join("nowhere"), &["get", "--index", "0"], None),
+        2,
+        "no ledger at",
+    );
 
     // And after all that, the ledger is intact.
-    let report: Value = serde_json::from_str(&ok(warden(&dir, &["verify", "--json"], None))).unwrap();
+    let report: Value =
+        serde_json::from_str(&ok(warden(&dir, &["verify", "--json"], None))).unwrap();
     assert_eq!(report["ok"], true, "{report}");
 }
 

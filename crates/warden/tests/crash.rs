@@ -2,6 +2,8 @@
 //! appends, many times over. After each kill the ledger must reopen, hold every record whose index had
 //! been printed (in order, byte for byte), and pass `verify`.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,35 +30,61 @@ fn warden(dir: &Path) -> Command {
 }
 
 fn line(seq: u64) -> String {
-    format!("{{\"kind\":\"decision\",\"actor\":\"monitor:crash\",\"time\":\"2026-11-25T10:00:00Z\",\"payload\":{{\"seq\":{seq}}}}}\n")
+    format!(
+        "{{\"kind\":\"decision\",\"actor\":\"monitor:crash\",\"time\":\"2026-11-25T10:00:00Z\",\"payload\":{{\"seq\":{seq}}}}}\n"
+    )
 }
 
 /// Everything stored, as (index, leaf hash, seq), checked by `verify` first.
 fn read_back(dir: &Path) -> Vec<(u64, String, u64)> {
     let out = warden(dir).args(["verify", "--json"]).output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    assert!(out.status.success() && report["ok"] == true, "verify after a crash: {report} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "verify after a crash: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = warden(dir).arg("export").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            let leaf: Value = serde_json::from_slice(&B64.decode(v["leaf"].as_str().unwrap()).unwrap()).unwrap();
-            (v["index"].as_u64().unwrap(), v["leaf_hash"].as_str().unwrap().to_owned(), leaf["payload"]["seq"].as_u64().unwrap())
+            let leaf: Value =
+                serde_json::from_slice(&B64.decode(v["leaf"].as_str().unwrap()).unwrap()).unwrap();
+            (
+                v["index"].as_u64().unwrap(),
+                v["leaf_hash"].as_str().unwrap().to_owned(),
+                leaf["payload"]["seq"].as_u64().unwrap(),
+            )
         })
         .collect()
 }
 
 #[test]
 fn sigkill_during_appends_loses_nothing_acknowledged() {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
-    assert!(warden(&dir).args(["init", "--origin", "warden.test/crash"]).output().unwrap().status.success());
+    assert!(
+        warden(&dir)
+            .args(["init", "--origin", "warden.test/crash"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
 
     let mut acked: Vec<(u64, String)> = Vec::new();
     let mut next_seq = 0u64;
@@ -79,7 +107,11 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 let chunk: String = (0..burst).map(|i| line(seq + i)).collect();
-                if stdin.write_all(chunk.as_bytes()).and_then(|()| stdin.flush()).is_err() {
+                if stdin
+                    .write_all(chunk.as_bytes())
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
                     break;
                 }
                 seq += burst;
@@ -98,7 +130,10 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
                 break;
             }
             let v: Value = serde_json::from_str(buf.trim()).unwrap();
-            acked.push((v["index"].as_u64().unwrap(), v["leaf_hash"].as_str().unwrap().to_owned()));
+            acked.push((
+                v["index"].as_u64().unwrap(),
+                v["leaf_hash"].as_str().unwrap().to_owned(),
+            ));
             got += 1;
         }
         child.kill().unwrap();
@@ -108,7 +143,10 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
             match reader.read_line(&mut buf) {
                 Ok(n) if n > 0 && buf.ends_with('\n') => {
                     let v: Value = serde_json::from_str(buf.trim()).unwrap();
-                    acked.push((v["index"].as_u64().unwrap(), v["leaf_hash"].as_str().unwrap().to_owned()));
+                    acked.push((
+                        v["index"].as_u64().unwrap(),
+                        v["leaf_hash"].as_str().unwrap().to_owned(),
+                    ));
                 }
                 _ => break,
             }
@@ -124,12 +162,23 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
             assert_eq!(*index, i as u64);
         }
         for (index, hash) in &acked {
-            let (_, stored_hash, _) = stored.get(*index as usize).unwrap_or_else(|| panic!("acknowledged record {index} lost (seed {seed})"));
-            assert_eq!(stored_hash, hash, "acknowledged record {index} changed (seed {seed})");
+            let (_, stored_hash, _) = stored
+                .get(*index as usize)
+                .unwrap_or_else(|| panic!("acknowledged record {index} lost (seed {seed})"));
+            assert_eq!(
+                stored_hash, hash,
+                "acknowledged record {index} changed (seed {seed})"
+            );
         }
-        assert!(stored.windows(2).all(|w| w[0].2 < w[1].2), "records out of order (seed {seed})");
+        assert!(
+            stored.windows(2).all(|w| w[0].2 < w[1].2),
+            "records out of order (seed {seed})"
+        );
     }
-    assert!(kills_mid_stream >= 20, "most runs must really be killed, got {kills_mid_stream}");
+    assert!(
+        kills_mid_stream >= 20,
+        "most runs must really be killed, got {kills_mid_stream}"
+    );
 
     // Single appends (write-ahead log mode), each process killed after a random delay.
     for _ in 0..30 {
@@ -146,12 +195,23 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         let out = child.wait_with_output().unwrap();
         if out.status.success() {
             let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            acked.push((v["index"].as_u64().unwrap(), v["leaf_hash"].as_str().unwrap().to_owned()));
+            acked.push((
+                v["index"].as_u64().unwrap(),
+                v["leaf_hash"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     let stored = read_back(&dir);
     for (index, hash) in &acked {
-        assert_eq!(stored.get(*index as usize).map(|s| &s.1), Some(hash), "acknowledged record {index} (seed {seed})");
+        assert_eq!(
+            stored.get(*index as usize).map(|s| &s.1),
+            Some(hash),
+            "acknowledged record {index} (seed {seed})"
+        );
     }
-    eprintln!("{} records stored, {} acknowledged, {kills_mid_stream} streams killed mid-run", stored.len(), acked.len());
+    eprintln!(
+        "{} records stored, {} acknowledged, {kills_mid_stream} streams killed mid-run",
+        stored.len(),
+        acked.len()
+    );
 }
