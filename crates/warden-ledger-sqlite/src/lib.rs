@@ -89,7 +89,7 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn =
             Connection::open_with_flags(path, flags).map_err(map_err("create the database"))?;
-        let store = SqliteStore {
+        let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             bulk: false,
@@ -132,10 +132,10 @@ impl SqliteStore {
                 other => other,
             }
         })?;
-        let store = SqliteStore {
+        let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
-            bulk: opts.bulk && !opts.read_only,
+            bulk: false,
         };
         let app: i32 = store
             .conn
@@ -160,23 +160,46 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn configure(&self, opts: &SqliteOptions) -> Result<(), StoreError> {
+    fn configure(&mut self, opts: &SqliteOptions) -> Result<(), StoreError> {
         self.conn
             .busy_timeout(Duration::from_secs(10))
             .map_err(map_err("set the busy timeout"))?;
         let mut pragmas = String::from("PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;");
-        if !opts.read_only {
-            // FULL sync: a commit has reached the disk when it returns. WAL: one fsync per commit.
-            let mode = if opts.bulk { "PERSIST" } else { "WAL" };
-            pragmas.push_str(&format!(
-                "PRAGMA journal_mode = {mode}; PRAGMA synchronous = FULL;"
-            ));
-        }
         if let Some(n) = opts.max_page_count {
             pragmas.push_str(&format!("PRAGMA max_page_count = {n};"));
         }
         self.conn
             .execute_batch(&pragmas)
+            .map_err(map_err("configure the database"))?;
+        if opts.read_only {
+            return Ok(());
+        }
+        // FULL sync: a commit has reached the disk when it returns. WAL: one fsync per commit.
+        self.bulk = false;
+        if opts.bulk {
+            // Leaving the WAL needs the database to ourselves; if another connection has it open,
+            // stay in WAL mode (slower for bulk, equally durable).
+            let mode: Result<String, _> =
+                self.conn
+                    .query_row("PRAGMA journal_mode = PERSIST", [], |r| r.get(0));
+            match mode {
+                Ok(m) if m.eq_ignore_ascii_case("persist") => self.bulk = true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) => {}
+                Err(e) => return Err(map_err("switch to the bulk journal")(e)),
+            }
+        }
+        if !self.bulk {
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                .map_err(map_err("switch to the write-ahead log"))?;
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL;")
             .map_err(map_err("configure the database"))
     }
 

@@ -236,3 +236,27 @@ fn wrong_signing_key_is_refused() {
     .unwrap_err();
     assert!(matches!(err, LedgerError::WrongKey { .. }), "{err}");
 }
+
+#[test]
+fn bulk_mode_next_to_another_open_connection_keeps_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let key = SignerKey::generate("warden.test/bulk").unwrap();
+    let a = Ledger::create(SqliteStore::create(&path).unwrap(), key.clone()).unwrap();
+    a.append(&record(0)).unwrap();
+    // A second connection asks for bulk mode while the first is open: it must still work.
+    let bulk = SqliteOptions {
+        bulk: true,
+        ..Default::default()
+    };
+    let b = Ledger::open(SqliteStore::open(&path, &bulk).unwrap(), Some(key)).unwrap();
+    let leaves: Vec<Vec<u8>> = (1..100).map(|i| record(i).to_leaf()).collect();
+    let batch: Vec<(&[u8], [u8; 32])> = leaves
+        .iter()
+        .map(|l| (l.as_slice(), warden_ledger::merkle::leaf_hash(l)))
+        .collect();
+    assert_eq!(b.append_batch(&batch).unwrap(), 1);
+    assert_eq!(a.append(&record(100)).unwrap(), 100);
+    drop(b);
+    verify_ok(&a);
+}

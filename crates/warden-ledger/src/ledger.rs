@@ -5,6 +5,7 @@
 //! transaction; the others wait and are answered with their index when it returns. No thread is
 //! spawned and nothing is acknowledged before it is durable.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -46,6 +47,10 @@ pub enum LedgerError {
     MissingTile { level: u8, index: u64 },
     #[error("record {0} is missing from storage; run `warden ledger verify`")]
     MissingEntry(u64),
+    #[error(
+        "the ledger is damaged: {reason}\nhint: run `warden ledger verify` to find the first bad record"
+    )]
+    Damaged { reason: String },
     #[error("the log is full")]
     LogFull,
 }
@@ -67,7 +72,13 @@ struct Queue {
 struct Inner<S> {
     store: S,
     tree: TreeState,
+    /// Full tiles above the bottom level, which never change once full: the hashes near the top of
+    /// every proof. Bounded by [`TILE_CACHE_MAX`].
+    tile_cache: HashMap<TileId, Vec<Hash>>,
 }
+
+/// Most tiles kept in the proof cache (512 bytes each): all upper tiles of a log of 64M records.
+const TILE_CACHE_MAX: usize = 16_384;
 
 /// An open ledger.
 pub struct Ledger<S: Store> {
@@ -131,8 +142,14 @@ impl<S: Store> Ledger<S> {
                 level: id.level,
                 index: id.index,
             })?;
+        let mut tile_cache = HashMap::new();
+        check_right_edge(&store, &tree, &verifier, &mut tile_cache)?;
         Ok(Ledger {
-            inner: Mutex::new(Inner { store, tree }),
+            inner: Mutex::new(Inner {
+                store,
+                tree,
+                tile_cache,
+            }),
             queue: Mutex::new(Queue::default()),
             meta,
             verifier,
@@ -307,48 +324,48 @@ impl<S: Store> Ledger<S> {
         f: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), LedgerError> {
         let inner = lock(&self.inner);
-        let end = end.min(inner.tree.size());
-        let mut next = start;
-        let mut stopped = false;
-        inner.store.scan_entries(start, end, &mut |i, data| {
-            if i != next {
-                return false;
-            }
-            next += 1;
-            stopped = !f(i, data);
-            !stopped
-        })?;
-        if !stopped && next < end {
-            return Err(LedgerError::MissingEntry(next));
-        }
-        Ok(())
+        scan_records(&inner.store, start, end.min(inner.tree.size()), f)
     }
 
     /// The root hash of the tree when it had `size` records.
     pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
-        let inner = lock(&self.inner);
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
         check_size(size, inner.tree.size())?;
-        merkle::root(&mut StoreNodes::new(&inner.store), size)
+        merkle::root(
+            &mut StoreNodes::new(&inner.store, &mut inner.tile_cache),
+            size,
+        )
     }
 
     /// The inclusion proof of record `index` in the tree of `size` records.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
-        let inner = lock(&self.inner);
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
         check_size(size, inner.tree.size())?;
         if index >= size {
             return Err(LedgerError::IndexOutOfRange { index, size });
         }
-        merkle::inclusion_proof(&mut StoreNodes::new(&inner.store), index, size)
+        merkle::inclusion_proof(
+            &mut StoreNodes::new(&inner.store, &mut inner.tile_cache),
+            index,
+            size,
+        )
     }
 
     /// The consistency proof from the tree of `from` records to the tree of `to` records.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
-        let inner = lock(&self.inner);
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
         check_size(to, inner.tree.size())?;
         if from == 0 || from > to {
             return Err(LedgerError::BadRange { from, to });
         }
-        merkle::consistency_proof(&mut StoreNodes::new(&inner.store), from, to)
+        merkle::consistency_proof(
+            &mut StoreNodes::new(&inner.store, &mut inner.tile_cache),
+            from,
+            to,
+        )
     }
 
     /// The latest signed checkpoint, signing and storing a new one first when the tree has grown
@@ -377,6 +394,79 @@ impl<S: Store> Ledger<S> {
     }
 }
 
+/// Checks, before the ledger is used, that the stored right edge of the tree (which every append
+/// builds on) matches the records under its bottom tile and the latest signed checkpoint. Appending
+/// onto damaged hashes would sign checkpoints over a wrong root; `verify` checks everything else.
+fn check_right_edge<S: Store>(
+    store: &S,
+    tree: &TreeState,
+    verifier: &VerifierKey,
+    cache: &mut HashMap<TileId, Vec<Hash>>,
+) -> Result<(), LedgerError> {
+    let size = tree.size();
+    let damaged = |reason: String| LedgerError::Damaged { reason };
+    let partial = tree.partial_row(0);
+    let first = size - partial.len() as u64;
+    let mut stored = Vec::with_capacity(partial.len());
+    scan_records(store, first, size, &mut |_, leaf| {
+        stored.push(merkle::leaf_hash(leaf));
+        true
+    })?;
+    if stored != partial {
+        return Err(damaged(format!(
+            "the stored hashes of records {first}..{size} do not match the records"
+        )));
+    }
+    let Some((_, note)) = store.latest_checkpoint()? else {
+        return Ok(());
+    };
+    let cp = Checkpoint::open(&note, verifier)
+        .map_err(|e| damaged(format!("the latest stored checkpoint does not verify: {e}")))?;
+    if cp.size > size {
+        return Err(damaged(format!(
+            "the latest checkpoint covers {} records but only {size} are stored",
+            cp.size
+        )));
+    }
+    let root = if cp.size == size {
+        tree.root()
+    } else {
+        merkle::root(&mut StoreNodes::new(store, cache), cp.size)?
+    };
+    if root != cp.root {
+        return Err(damaged(format!(
+            "the stored tree hashes do not match the latest checkpoint (size {})",
+            cp.size
+        )));
+    }
+    Ok(())
+}
+
+/// Calls `f` with every record of `store` in `start..end`, in order; `f` returns `false` to stop.
+/// Reads the records only, so it works on a ledger whose stored hashes are damaged (as `export` must).
+/// Fails if a record in the range is missing.
+pub fn scan_records<S: Store + ?Sized>(
+    store: &S,
+    start: u64,
+    end: u64,
+    f: &mut dyn FnMut(u64, &[u8]) -> bool,
+) -> Result<(), LedgerError> {
+    let mut next = start;
+    let mut stopped = false;
+    store.scan_entries(start, end, &mut |i, data| {
+        if i != next {
+            return false;
+        }
+        next += 1;
+        stopped = !f(i, data);
+        !stopped
+    })?;
+    if !stopped && next < end {
+        return Err(LedgerError::MissingEntry(next));
+    }
+    Ok(())
+}
+
 fn check_size(size: u64, tree_size: u64) -> Result<(), LedgerError> {
     if size > tree_size {
         return Err(LedgerError::SizeOutOfRange { size, tree_size });
@@ -387,38 +477,77 @@ fn check_size(size: u64, tree_size: u64) -> Result<(), LedgerError> {
 /// Reads perfect-subtree hashes from stored tiles, keeping the few tiles one proof touches.
 struct StoreNodes<'a, S: Store> {
     store: &'a S,
-    cache: Vec<(TileId, Vec<Hash>)>,
+    /// Tiles read during this call (the partial right edge among them).
+    local: Vec<(TileId, Vec<Hash>)>,
+    /// Full upper tiles kept across calls, with their inner nodes computed (see [`all_levels`]).
+    shared: &'a mut HashMap<TileId, Vec<Hash>>,
 }
 
 impl<'a, S: Store> StoreNodes<'a, S> {
-    fn new(store: &'a S) -> Self {
+    fn new(store: &'a S, shared: &'a mut HashMap<TileId, Vec<Hash>>) -> Self {
         StoreNodes {
             store,
-            cache: Vec::with_capacity(16),
+            local: Vec::with_capacity(16),
+            shared,
         }
     }
+
+    fn node_hash(&mut self, tile: TileId, off: usize, n: usize) -> Result<Hash, LedgerError> {
+        let missing = || LedgerError::MissingTile {
+            level: tile.level,
+            index: tile.index,
+        };
+        if let Some(levels) = self.shared.get(&tile) {
+            return Ok(levels[LEVEL_BASE[n.trailing_zeros() as usize] + off / n]);
+        }
+        let pos = match self.local.iter().position(|(id, _)| *id == tile) {
+            Some(p) => p,
+            None => {
+                let bytes = self.store.tile(tile)?.ok_or_else(missing)?;
+                let hashes = tiles::parse_tile(&bytes).ok_or_else(missing)?;
+                if tile.level > 0 && hashes.len() == tiles::TILE_WIDTH {
+                    if self.shared.len() >= TILE_CACHE_MAX {
+                        self.shared.clear();
+                    }
+                    let levels = self
+                        .shared
+                        .entry(tile)
+                        .or_insert_with(|| all_levels(hashes));
+                    return Ok(levels[LEVEL_BASE[n.trailing_zeros() as usize] + off / n]);
+                }
+                self.local.push((tile, hashes));
+                self.local.len() - 1
+            }
+        };
+        self.local[pos]
+            .1
+            .get(off..off + n)
+            .map(tiles::subtree_root)
+            .ok_or_else(missing)
+    }
+}
+
+/// Where each level of a full tile's subtree starts in the output of [`all_levels`].
+const LEVEL_BASE: [usize; 4] = [0, 16, 24, 28];
+
+/// A full tile's 16 hashes followed by the 8, 4 and 2 nodes above them inside the tile.
+fn all_levels(mut hashes: Vec<Hash>) -> Vec<Hash> {
+    let (mut start, mut width) = (0, tiles::TILE_WIDTH);
+    while width > 2 {
+        for i in 0..width / 2 {
+            let h = merkle::node_hash(&hashes[start + 2 * i], &hashes[start + 2 * i + 1]);
+            hashes.push(h);
+        }
+        start += width;
+        width /= 2;
+    }
+    hashes
 }
 
 impl<S: Store> NodeSource for StoreNodes<'_, S> {
     type Error = LedgerError;
     fn node(&mut self, level: u8, index: u64) -> Result<Hash, LedgerError> {
         let (tile, off, n) = tiles::locate(level, index);
-        let missing = || LedgerError::MissingTile {
-            level: tile.level,
-            index: tile.index,
-        };
-        let pos = match self.cache.iter().position(|(id, _)| *id == tile) {
-            Some(p) => p,
-            None => {
-                let bytes = self.store.tile(tile)?.ok_or_else(missing)?;
-                let hashes = tiles::parse_tile(&bytes).ok_or_else(missing)?;
-                self.cache.push((tile, hashes));
-                self.cache.len() - 1
-            }
-        };
-        let row = &self.cache[pos].1;
-        row.get(off..off + n)
-            .map(tiles::subtree_root)
-            .ok_or_else(missing)
+        self.node_hash(tile, off, n)
     }
 }

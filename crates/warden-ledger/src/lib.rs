@@ -15,7 +15,7 @@ pub mod store;
 pub mod tiles;
 pub mod verify;
 
-pub use ledger::{FORMAT_VERSION, Ledger, LedgerError};
+pub use ledger::{FORMAT_VERSION, Ledger, LedgerError, scan_records};
 pub use mem::MemStore;
 pub use merkle::{Hash, ProofError};
 pub use note::{Checkpoint, NoteError, SignerKey, VerifierKey};

@@ -410,6 +410,9 @@ fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
+/// The first millisecond of the year 10000, which RFC 3339 cannot write.
+const MAX_TIME_MS: i64 = 253_402_300_800_000;
+
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -497,7 +500,8 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let days = days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
     let ms = secs * 1000 + milli;
-    (ms >= 0).then_some(ms)
+    // The offset can move an instant across either end of the range (e.g. 9999-12-31T23:59:59-01:00).
+    (0..MAX_TIME_MS).contains(&ms).then_some(ms)
 }
 
 #[cfg(test)]
@@ -569,6 +573,40 @@ mod tests {
                 .to_string()
                 .starts_with("field `subjects`")
         );
+    }
+
+    #[test]
+    fn numbers_have_pinned_canonical_bytes() {
+        // Golden bytes: a change here changes leaf hashes, so it needs a new schema version.
+        let json = br#"{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z","payload":{"a":1e300,"b":1.0,"c":-0.0,"d":0.1,"e":1e16,"f":123456789012345678901234567890,"g":7.706186042953627e-10,"h":-12,"i":18446744073709551615,"j":2.5e-8}}"#;
+        let leaf = Record::canonical_leaf(json, 0).unwrap();
+        let text = String::from_utf8(leaf.clone()).unwrap();
+        assert!(
+            text.contains(r#""payload":{"a":1e+300,"b":1.0,"c":-0.0,"d":0.1,"e":1e+16,"f":1.2345678901234568e+29,"g":7.706186042953627e-10,"h":-12,"i":18446744073709551615,"j":2.5e-8}"#),
+            "{text}"
+        );
+        // Every float reads back as itself, so the stored leaf stays canonical.
+        check_leaf(&leaf).unwrap();
+    }
+
+    #[test]
+    fn random_floats_survive_the_round_trip() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if !f.is_finite() {
+                continue;
+            }
+            let json = format!(
+                r#"{{"kind":"note","actor":"a","time":"2026-01-01T00:00:00Z","payload":{{"x":{}}}}}"#,
+                serde_json::Value::from(f)
+            );
+            let leaf = Record::canonical_leaf(json.as_bytes(), 0).unwrap();
+            check_leaf(&leaf).unwrap_or_else(|e| panic!("{f:e}: {e}"));
+        }
     }
 
     #[test]
@@ -668,6 +706,8 @@ mod tests {
             assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
         }
         for bad in [
+            "9999-12-31T23:59:59-01:00",
+            "1970-01-01T00:30:00+01:00",
             "",
             "1969-12-31T23:59:59Z",
             "2026-13-01T00:00:00Z",

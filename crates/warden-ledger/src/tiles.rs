@@ -120,6 +120,11 @@ impl TreeState {
         Ok(Ok(Self { size, rows }))
     }
 
+    /// The hashes of the partial tile at tile level `level` (empty when that tile is full or absent).
+    pub fn partial_row(&self, level: u8) -> &[Hash] {
+        self.rows.get(usize::from(level)).map_or(&[], Vec::as_slice)
+    }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.size

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use warden_ledger::merkle::{self, Hash};
 use warden_ledger::record::{MAX_LEAF_BYTES, hex};
-use warden_ledger::{Ledger, Record, VerifierKey, VerifyOptions};
+use warden_ledger::{Ledger, Record, Store as _, VerifierKey, VerifyOptions};
 use warden_ledger_sqlite::SqliteStore;
 
 use crate::Outcome;
@@ -23,6 +23,9 @@ use crate::ledger_dir::{self, Access};
 const MAX_LINE_BYTES: usize = 1 << 20;
 /// Records committed together at most, when appending a stream.
 const MAX_STREAM_BATCH: usize = 65_536;
+/// Parsed chunks (of up to 256 records) the parser may run ahead of the committing thread: enough
+/// to keep parsing through the fsync of a full batch (about 2 x 65,536 records, ~50 MB at most).
+const PARSED_CHUNKS_IN_FLIGHT: usize = 512;
 
 #[derive(Debug, Args)]
 pub(crate) struct LedgerArgs {
@@ -152,8 +155,15 @@ pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
         }
         LedgerCommand::Append(a) => append(&dir, a, &mut out)?,
         LedgerCommand::Get { index, json } => {
-            let ledger = ledger_dir::open(&dir, Access::ReadOnly, false)?;
-            let leaf = ledger.get(index)?;
+            // Straight from the store: a damaged hash elsewhere must not hide a record.
+            let store = ledger_dir::open_store(&dir, Access::ReadOnly)?;
+            let size = store.size()?;
+            if index >= size {
+                bail!("index {index} is not below the tree size {size}");
+            }
+            let leaf = store.entry(index)?.ok_or_else(|| {
+                anyhow!("record {index} is missing from storage; run `warden ledger verify`")
+            })?;
             let record = Record::from_leaf(&leaf).with_context(|| {
                 format!("record {index} is damaged; run `warden ledger verify`")
             })?;
@@ -178,9 +188,11 @@ pub(crate) fn run(args: LedgerArgs) -> Result<Outcome> {
         }
         LedgerCommand::Verify(v) => verify(&dir, v, &mut out)?,
         LedgerCommand::Export { from, to } => {
-            let ledger = ledger_dir::open(&dir, Access::ReadOnly, false)?;
+            // Records only, straight from the store, so an auditor can export a damaged ledger.
+            let store = ledger_dir::open_store(&dir, Access::ReadOnly)?;
+            let end = to.unwrap_or(u64::MAX).min(store.size()?);
             let mut werr = None;
-            ledger.scan(from, to.unwrap_or(u64::MAX), &mut |i, leaf| {
+            warden_ledger::scan_records(&store, from, end, &mut |i, leaf| {
                 let line = json!({
                     "index": i,
                     "leaf": B64.encode(leaf),
@@ -262,18 +274,23 @@ fn single_record(a: &AppendArgs) -> Result<Option<Record>> {
             .ok_or_else(|| anyhow!("--subject {s:?}: expected NAME=sha256:HEX"))?;
         subjects.push(json!({ "name": name, "digest": digest }));
     }
-    let payload: Value = match &a.payload {
-        Some(p) => serde_json::from_str(p).context("--payload is not valid JSON")?,
-        None => Value::Null,
-    };
     let v = json!({
         "kind": kind,
         "actor": a.actor,
         "time": a.time,
         "subjects": subjects,
-        "payload": payload,
     });
-    Ok(Some(Record::from_value(v, now_ms())?))
+    let mut text = serde_json::to_string(&v)?;
+    if let Some(p) = &a.payload {
+        // Splice the payload's own text in, after checking it is exactly one JSON value, so that
+        // it is judged as on every other path (duplicate keys refused, not silently collapsed).
+        serde_json::from_str::<serde::de::IgnoredAny>(p).context("--payload is not valid JSON")?;
+        text.pop();
+        text.push_str(",\"payload\":");
+        text.push_str(p);
+        text.push('}');
+    }
+    Ok(Some(Record::from_json(text.as_bytes(), now_ms())?))
 }
 
 /// A parsed, hashed record from the stream, or the reason the stream stopped.
@@ -341,9 +358,12 @@ pub(crate) fn append_stream(
     json_out: bool,
     out: &mut impl Write,
 ) -> Result<(u64, Option<u64>, Option<String>)> {
-    let (tx, rx) = mpsc::sync_channel::<Parsed>(64);
+    let (tx, rx) = mpsc::sync_channel::<Parsed>(PARSED_CHUNKS_IN_FLIGHT);
     std::thread::scope(|scope| {
-        scope.spawn(move || parse_lines(input, &tx));
+        std::thread::Builder::new()
+            .name("warden-parse".into())
+            .spawn_scoped(scope, move || parse_lines(input, &tx))
+            .context("cannot start the parser thread")?;
         let mut count = 0u64;
         let mut first = None;
         let mut error = None;
@@ -543,6 +563,13 @@ fn verify(dir: &Path, v: VerifyArgs, out: &mut impl Write) -> Result<Outcome> {
         )?;
         writeln!(out)?;
     } else if report.is_ok() {
+        if report.checkpoints_ok == 0 || report.latest_checkpoint_size < report.records_checked {
+            writeln!(
+                out,
+                "note: records {}.. are not covered by any signed checkpoint yet; hint: `warden ledger checkpoint`",
+                report.latest_checkpoint_size
+            )?;
+        }
         writeln!(
             out,
             "ok: {} records, root {}, {} signed checkpoint(s) hold (latest at size {}){}",

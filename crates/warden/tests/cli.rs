@@ -386,3 +386,92 @@ fn size(dir: &Path) -> u64 {
     let v: Value = serde_json::from_str(&ok(warden(dir, &["verify", "--json"], None))).unwrap();
     v["records_checked"].as_u64().unwrap()
 }
+
+#[test]
+fn payload_flags_refuse_duplicate_keys_like_every_other_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    init(&dir);
+    let dup = r#"{"verdict":"allow","verdict":"block"}"#;
+    fails(
+        &warden(
+            &dir,
+            &[
+                "append",
+                "--kind",
+                "decision",
+                "--actor",
+                "m",
+                "--payload",
+                dup,
+            ],
+            None,
+        ),
+        2,
+        "duplicate key",
+    );
+    fails(
+        &warden(
+            &dir,
+            &[
+                "append",
+                "--kind",
+                "decision",
+                "--actor",
+                "m",
+                "--payload",
+                r#"{}, "kind": "gate""#,
+            ],
+            None,
+        ),
+        2,
+        "--payload is not valid JSON",
+    );
+    let rec = format!(r#"{{"kind":"decision","actor":"m","payload":{dup}}}"#);
+    fails(
+        &warden(&dir, &["append", "--record", &rec], None),
+        2,
+        "duplicate key",
+    );
+    fails(
+        &warden(&dir, &["append"], Some(format!("{rec}\n").as_bytes())),
+        2,
+        "duplicate key",
+    );
+    assert_eq!(size(&dir), 0);
+}
+
+#[test]
+fn a_damaged_hash_does_not_stop_export_or_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    init(&dir);
+    ok(warden(&dir, &["append"], Some(&lines(37, 0))));
+    {
+        let conn = rusqlite::Connection::open(dir.join("ledger.db")).unwrap();
+        // The partial bottom tile (records 32..37), needed to open the ledger for appending.
+        let n = conn
+            .execute("UPDATE tiles SET data = zeroblob(160) WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let export = ok(warden(&dir, &["export"], None));
+    assert_eq!(export.lines().count(), 37);
+    let got: Value =
+        serde_json::from_str(&ok(warden(&dir, &["get", "--index", "33"], None))).unwrap();
+    assert_eq!(got["record"]["payload"]["seq"], 33);
+    let out = warden(&dir, &["verify", "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["first_bad_index"], 32, "{report}");
+    fails(
+        &warden(&dir, &["append"], Some(&lines(1, 99))),
+        2,
+        "the stored hashes of records 32..37 do not match the records",
+    );
+    fails(
+        &warden(&dir, &["prove", "--index", "3"], None),
+        2,
+        "the ledger is damaged",
+    );
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The dependency rules of ARCHITECTURE.md, checked on the resolved graph: domain crates know nothing
+# of SQL, HTTP or async runtimes, and nothing depends upward.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+
+deps() { cargo tree -p "$1" -e normal --prefix none --format '{p}' | cut -d' ' -f1 | sort -u; }
+
+forbid() { # crate, forbidden dependency...
+  local crate=$1
+  shift
+  local have
+  have=$(deps "$crate")
+  for bad in "$@"; do
+    if grep -qx "$bad" <<<"$have"; then
+      echo "error: $crate must not depend on $bad"
+      cargo tree -p "$crate" -e normal -i "$bad" | head -n 5
+      fail=1
+    fi
+  done
+}
+
+io_crates=(rusqlite libsqlite3-sys postgres tokio-postgres sqlx tokio hyper axum reqwest)
+forbid warden-ledger "${io_crates[@]}" warden-ledger-sqlite warden
+forbid warden-ledger-sqlite tokio hyper axum reqwest warden
+
+if [ "$fail" -ne 0 ]; then
+  exit 1
+fi
+echo "dependency direction: ok"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Warden's main job end to end on the embedded defaults: create a ledger, record a model's life
+# (evidence, a release gate, monitor decisions, an escalation, a human review, a containment), sign a
+# checkpoint, prove inclusion and consistency, verify everything, and check it again with the
+# independent auditor script. Usage: bash scripts/quickstart.sh [LEDGER_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet -p warden
+warden=target/release/warden
+dir=${1:-$(mktemp -d)/ledger}
+export WARDEN_LEDGER=$dir
+out=$(dirname "$dir")
+model=sha256:$(printf 'fmnist-cnn-v3 weights' | sha256sum | cut -d' ' -f1)
+report=sha256:$(printf 'robustness report' | sha256sum | cut -d' ' -f1)
+
+echo "== init: a new ledger and its signing key in $dir"
+$warden ledger init --origin warden.example/quickstart | tee "$out/verifier.key"
+
+echo "== append: a model's life, one record at a time and as JSON Lines"
+$warden ledger append --kind evidence --actor harden:eval \
+  --subject model=$model --subject report=$report \
+  --payload '{"robust_accuracy":0.71,"clean_accuracy":0.88,"attack":"pgd-50","epsilon":0.1}'
+$warden ledger append --kind gate --actor gate:release --subject model=$model \
+  --payload '{"passed":true,"policy":"robust_accuracy >= 0.70"}'
+for i in $(seq 1 1000); do
+  req=$(printf '%064x' "$i")
+  verdict=allow; [ $((i % 97)) -eq 0 ] && verdict=flag
+  echo "{\"kind\":\"decision\",\"actor\":\"monitor:fmnist-cnn-v3\",\"subjects\":[{\"name\":\"model\",\"digest\":\"$model\"},{\"name\":\"request\",\"digest\":\"sha256:$req\"}],\"payload\":{\"verdict\":\"$verdict\",\"score\":0.$((i % 10))}}"
+done | $warden ledger append
+$warden ledger append --kind escalation --actor monitor:fmnist-cnn-v3 --payload '{"reason":"mahalanobis score above threshold","queue":"review"}'
+$warden ledger append --kind review --actor user:alice --payload '{"decision":"deny","escalation":1003}'
+$warden ledger append --kind containment --actor user:alice --subject model=$model --payload '{"action":"quarantine","client":"c-17"}'
+
+echo "== checkpoint: the signed tree head an auditor keeps"
+$warden ledger checkpoint | tee "$out/checkpoint.txt"
+
+echo "== get / prove: record 1002 (the escalation), and consistency with an early tree"
+$warden ledger get --index 1002
+$warden ledger prove --index 1002 > "$out/inclusion.json"
+$warden ledger prove --from 2 --to 1005 > "$out/consistency.json"
+cat "$out/inclusion.json"
+
+echo "== verify: every record and hash re-derived, checked against the pinned key and checkpoint"
+$warden ledger verify --key "$(cat "$out/verifier.key")" --checkpoint "$out/checkpoint.txt"
+
+echo "== audit: the same checks by an independent Python implementation, from the export"
+$warden ledger export > "$out/export.jsonl"
+python3 scripts/audit.py root --export "$out/export.jsonl" --checkpoint "$out/checkpoint.txt"
+python3 scripts/audit.py inclusion "$out/inclusion.json"
+python3 scripts/audit.py consistency "$out/consistency.json"
+echo "quickstart: ok (ledger in $dir)"
