@@ -229,6 +229,18 @@ pub(crate) fn canonicalize(
     now_ms: i64,
     strict: bool,
 ) -> Result<Vec<u8>, RecordError> {
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    canonicalize_into(bytes, now_ms, strict, &mut out)?;
+    Ok(out)
+}
+
+/// [`canonicalize`], appending the leaf to `out`; on error `out` is left as it was.
+pub(crate) fn canonicalize_into(
+    bytes: &[u8],
+    now_ms: i64,
+    strict: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     // A derived struct would also accept an array; a record is an object.
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(diagnose(bytes, None));
@@ -260,22 +272,24 @@ pub(crate) fn canonicalize(
         ));
     }
     let payload = r.payload.map(|p| p.0);
-    let mut out = Vec::with_capacity(bytes.len() + 32);
+    let start = out.len();
     record::write_leaf(
-        &mut out,
+        out,
         kind,
         time_ms,
         &r.actor.0,
         checked.iter().map(|(n, d)| (*n, d)),
         payload.as_deref().unwrap_or(b"{}"),
     );
-    if out.len() > record::MAX_LEAF_BYTES {
+    let len = out.len() - start;
+    if len > record::MAX_LEAF_BYTES {
+        out.truncate(start);
         return Err(RecordError::TooLarge {
-            len: out.len(),
+            len,
             max: record::MAX_LEAF_BYTES,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Explains why `bytes` is not a record, in the words of the schema rather than of serde.

@@ -155,6 +155,22 @@ impl Record {
         crate::canonical::canonicalize(bytes, now_ms, false)
     }
 
+    /// [`Record::canonical_leaf`], appending the leaf to `out` (left unchanged on error): lets a
+    /// bulk reader pack many leaves into one buffer.
+    pub fn append_canonical_leaf(
+        bytes: &[u8],
+        now_ms: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        if bytes.len() > MAX_LEAF_BYTES {
+            return Err(RecordError::TooLarge {
+                len: bytes.len(),
+                max: MAX_LEAF_BYTES,
+            });
+        }
+        crate::canonical::canonicalize_into(bytes, now_ms, false, out)
+    }
+
     /// Validates a record given as a JSON value.
     pub fn from_value(value: Value, now_ms: i64) -> Result<Record, RecordError> {
         let bytes = serde_json::to_vec(&value).map_err(|e| RecordError::Json(e.to_string()))?;
@@ -189,7 +205,9 @@ impl Record {
                     return Err(bad());
                 };
                 let name = text(&mut s, "name")?;
-                let digest = check_subject(&name, &text(&mut s, "digest")?)?;
+                let digest = text(&mut s, "digest")?;
+                check_subject(&name, &digest)?;
+                let digest = parse_digest(&digest).ok_or_else(bad)?;
                 subjects.push(Subject { name, digest });
             }
         }
@@ -215,13 +233,21 @@ impl Record {
     pub fn to_leaf(&self) -> Vec<u8> {
         let mut payload = Vec::with_capacity(128);
         write_canonical_map(&self.payload, &mut payload);
+        let digests: Vec<DigestHex> = self
+            .subjects
+            .iter()
+            .map(|s| DigestHex::from_bytes(&s.digest))
+            .collect();
         let mut out = Vec::with_capacity(payload.len() + 200);
         write_leaf(
             &mut out,
             self.kind,
             self.time_ms,
             &self.actor,
-            self.subjects.iter().map(|s| (s.name.as_str(), &s.digest)),
+            self.subjects
+                .iter()
+                .zip(&digests)
+                .map(|(s, d)| (s.name.as_str(), d)),
             &payload,
         );
         out
@@ -249,7 +275,7 @@ pub(crate) fn write_leaf<'a>(
     kind: Kind,
     time_ms: i64,
     actor: &str,
-    subjects: impl Iterator<Item = (&'a str, &'a [u8; 32])>,
+    subjects: impl Iterator<Item = (&'a str, &'a DigestHex)>,
     payload: &[u8],
 ) {
     out.extend_from_slice(b"{\"actor\":");
@@ -264,14 +290,43 @@ pub(crate) fn write_leaf<'a>(
             out.push(b',');
         }
         out.extend_from_slice(b"{\"digest\":\"sha256:");
-        out.extend_from_slice(hex(digest).as_bytes());
+        out.extend_from_slice(&digest.0);
         out.extend_from_slice(b"\",\"name\":");
         write_str(name, out);
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"time\":\"");
-    out.extend_from_slice(format_rfc3339_ms(time_ms).as_bytes());
+    write_rfc3339_ms(time_ms, out);
     out.extend_from_slice(b"\",\"v\":1}");
+}
+
+/// A SHA-256 digest as 64 lowercase hex digits, ready to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DigestHex(pub(crate) [u8; 64]);
+
+impl DigestHex {
+    pub(crate) fn from_bytes(d: &[u8; 32]) -> DigestHex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in d.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        DigestHex(out)
+    }
+
+    /// Validates `sha256:<64 hex digits of either case>` and lowercases the digits.
+    pub(crate) fn parse(s: &str) -> Option<DigestHex> {
+        let digits: &[u8; 64] = s.strip_prefix("sha256:")?.as_bytes().try_into().ok()?;
+        let mut out = [0u8; 64];
+        for (o, c) in out.iter_mut().zip(digits) {
+            if !c.is_ascii_hexdigit() {
+                return None;
+            }
+            *o = c.to_ascii_lowercase();
+        }
+        Some(DigestHex(out))
+    }
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
@@ -303,12 +358,12 @@ pub(crate) fn subjects_error() -> RecordError {
     }
 }
 
-pub(crate) fn check_subject(name: &str, digest: &str) -> Result<[u8; 32], RecordError> {
+pub(crate) fn check_subject(name: &str, digest: &str) -> Result<DigestHex, RecordError> {
     if name.is_empty() || name.len() > MAX_SUBJECT_NAME_BYTES || name.chars().any(char::is_control)
     {
         return Err(subjects_error());
     }
-    parse_digest(digest).ok_or_else(subjects_error)
+    DigestHex::parse(digest).ok_or_else(subjects_error)
 }
 
 /// Parses `sha256:<64 hex digits>` (either case).
@@ -415,16 +470,34 @@ const MAX_TIME_MS: i64 = 253_402_300_800_000;
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339_ms(ms: i64) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339_ms(ms, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (times are within years 1970 to 9999 by construction).
+fn write_rfc3339_ms(ms: i64, out: &mut Vec<u8>) {
+    fn digits(out: &mut Vec<u8>, v: i64, n: u32) {
+        for k in (0..n).rev() {
+            out.push(b'0' + ((v / 10i64.pow(k)) % 10) as u8);
+        }
+    }
     let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    let fields = [
+        (y, 4, b'-'),
+        (i64::from(mo), 2, b'-'),
+        (i64::from(d), 2, b'T'),
+        (sod / 3600, 2, b':'),
+        ((sod / 60) % 60, 2, b':'),
+        (sod % 60, 2, b'.'),
+        (ms.rem_euclid(1000), 3, b'Z'),
+    ];
+    for (v, n, sep) in fields {
+        digits(out, v, n);
+        out.push(sep);
+    }
 }
 
 /// Parses an RFC 3339 date-time (`Z` or a numeric offset; seconds fraction of any length whose digits

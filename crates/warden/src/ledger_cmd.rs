@@ -293,8 +293,41 @@ fn single_record(a: &AppendArgs) -> Result<Option<Record>> {
     Ok(Some(Record::from_json(text.as_bytes(), now_ms())?))
 }
 
-/// A parsed, hashed record from the stream, or the reason the stream stopped.
-type Parsed = Result<Vec<(Vec<u8>, Hash)>, String>;
+/// Canonical leaves parsed from the stream, packed in one buffer, with their leaf hashes.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    /// Where each leaf ends in `bytes`.
+    ends: Vec<usize>,
+    hashes: Vec<Hash>,
+}
+
+impl Chunk {
+    const RECORDS: usize = 256;
+
+    fn with_capacity() -> Chunk {
+        Chunk {
+            bytes: Vec::with_capacity(Self::RECORDS * 512),
+            ends: Vec::with_capacity(Self::RECORDS),
+            hashes: Vec::with_capacity(Self::RECORDS),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn leaves(&self) -> impl Iterator<Item = (&[u8], Hash)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .zip(&self.hashes)
+            .map(|((s, &e), h)| (&self.bytes[s..e], *h))
+    }
+}
+
+/// A chunk of the stream, or the reason the stream stopped.
+type Parsed = Result<Chunk, String>;
 
 fn append(dir: &Path, a: AppendArgs, out: &mut impl Write) -> Result<Outcome> {
     let single = single_record(&a)?;
@@ -367,30 +400,33 @@ pub(crate) fn append_stream(
         let mut count = 0u64;
         let mut first = None;
         let mut error = None;
-        let mut batch: Vec<(Vec<u8>, Hash)> = Vec::new();
+        let mut batch: Vec<Chunk> = Vec::new();
+        let mut batched = 0;
         'outer: while let Ok(msg) = rx.recv() {
             let mut msg = Some(msg);
             // Take everything already parsed, up to the batch limit.
             while let Some(m) = msg.take() {
                 match m {
-                    Ok(mut chunk) => batch.append(&mut chunk),
+                    Ok(chunk) => {
+                        batched += chunk.len();
+                        batch.push(chunk);
+                    }
                     Err(e) => {
                         error = Some(e);
                         break;
                     }
                 }
-                if batch.len() >= MAX_STREAM_BATCH {
+                if batched >= MAX_STREAM_BATCH {
                     break;
                 }
                 msg = rx.try_recv().ok();
             }
-            if !batch.is_empty() {
-                let refs: Vec<(&[u8], Hash)> =
-                    batch.iter().map(|(l, h)| (l.as_slice(), *h)).collect();
+            if batched > 0 {
+                let refs: Vec<(&[u8], Hash)> = batch.iter().flat_map(Chunk::leaves).collect();
                 let start = ledger.append_batch(&refs)?;
                 first.get_or_insert(start);
                 if json_out {
-                    for (i, (_, h)) in batch.iter().enumerate() {
+                    for (i, (_, h)) in refs.iter().enumerate() {
                         writeln!(
                             out,
                             "{{\"index\":{},\"leaf_hash\":\"{}\"}}",
@@ -400,8 +436,10 @@ pub(crate) fn append_stream(
                     }
                     out.flush()?;
                 }
-                count += batch.len() as u64;
+                count += refs.len() as u64;
+                drop(refs);
                 batch.clear();
+                batched = 0;
             }
             if error.is_some() {
                 break 'outer;
@@ -412,7 +450,7 @@ pub(crate) fn append_stream(
 }
 
 fn parse_lines<R: io::Read>(mut input: io::BufReader<R>, tx: &mpsc::SyncSender<Parsed>) {
-    let mut chunk = Vec::with_capacity(256);
+    let mut chunk = Chunk::with_capacity();
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0u64;
     let now = now_ms();
@@ -447,13 +485,14 @@ fn parse_lines<R: io::Read>(mut input: io::BufReader<R>, tx: &mpsc::SyncSender<P
                 )));
                 return;
             }
-            match Record::canonical_leaf(text, now) {
-                Ok(leaf) => {
-                    let h = merkle::leaf_hash(&leaf);
-                    chunk.push((leaf, h));
+            let start = chunk.bytes.len();
+            match Record::append_canonical_leaf(text, now, &mut chunk.bytes) {
+                Ok(()) => {
+                    chunk.hashes.push(merkle::leaf_hash(&chunk.bytes[start..]));
+                    chunk.ends.push(chunk.bytes.len());
                 }
                 Err(e) => {
-                    if !chunk.is_empty() {
+                    if chunk.len() > 0 {
                         let _ = tx.send(Ok(std::mem::take(&mut chunk)));
                     }
                     let _ = tx.send(Err(format!("stdin line {line_no}: {e}")));
@@ -462,16 +501,17 @@ fn parse_lines<R: io::Read>(mut input: io::BufReader<R>, tx: &mpsc::SyncSender<P
             }
         }
         // Hand over what we have when the chunk is full or the next read would wait for input.
-        let hand_over = !chunk.is_empty() && (chunk.len() >= 256 || input.buffer().is_empty());
+        let hand_over =
+            chunk.len() > 0 && (chunk.len() >= Chunk::RECORDS || input.buffer().is_empty());
         if hand_over
             && tx
-                .send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(256))))
+                .send(Ok(std::mem::replace(&mut chunk, Chunk::with_capacity())))
                 .is_err()
         {
             return;
         }
     }
-    if !chunk.is_empty() {
+    if chunk.len() > 0 {
         let _ = tx.send(Ok(chunk));
     }
 }
