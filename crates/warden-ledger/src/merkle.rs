@@ -170,9 +170,8 @@ pub fn verify_inclusion_bytes<T: AsRef<[u8]>>(
     proof: &[T],
     root: &[u8],
 ) -> Result<(), ProofError> {
-    let [leaf, root] = hashes_from_slices(&[leaf, root])?[..] else {
-        unreachable!()
-    };
+    let leaf = hash_from_slice(leaf)?;
+    let root = hash_from_slice(root)?;
     verify_inclusion(&leaf, index, size, &hashes_from_slices(proof)?, &root)
 }
 
@@ -196,21 +195,18 @@ pub fn verify_consistency_bytes<T: AsRef<[u8]>>(
             Err(ProofError::RootMismatch)
         };
     }
-    let [root1, root2] = hashes_from_slices(&[root1, root2])?[..] else {
-        unreachable!()
-    };
+    let root1 = hash_from_slice(root1)?;
+    let root2 = hash_from_slice(root2)?;
     verify_consistency(size1, size2, &hashes_from_slices(proof)?, &root1, &root2)
+}
+
+fn hash_from_slice(h: &[u8]) -> Result<Hash, ProofError> {
+    Hash::try_from(h).map_err(|_| ProofError::BadHashLength { len: h.len() })
 }
 
 /// Converts proof hashes of unchecked length (as decoded from a file) into [`Hash`]es.
 pub fn hashes_from_slices<T: AsRef<[u8]>>(items: &[T]) -> Result<Vec<Hash>, ProofError> {
-    items
-        .iter()
-        .map(|h| {
-            let h = h.as_ref();
-            Hash::try_from(h).map_err(|_| ProofError::BadHashLength { len: h.len() })
-        })
-        .collect()
+    items.iter().map(|h| hash_from_slice(h.as_ref())).collect()
 }
 
 /// Read access to the hashes of perfect subtrees: the node at `level` and `index` covers leaves
