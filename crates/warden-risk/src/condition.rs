@@ -92,8 +92,25 @@ impl Condition {
             "==" => Op::Eq,
             _ => Op::Ne,
         };
-        let path = parse_path(text[..at].trim())?;
+        let lhs = text[..at].trim_end();
         let rhs = text[at + op.as_str().len()..].trim();
+        if let Some(c) = lhs
+            .chars()
+            .last()
+            .filter(|c| matches!(c, '=' | '!' | '<' | '>'))
+        {
+            return Err(format!(
+                "`{c}{}` is not a comparison; expected one of >= > <= < == !=",
+                op.as_str()
+            ));
+        }
+        if let Some(c) = rhs.chars().next().filter(|c| matches!(c, '=' | '<' | '>')) {
+            return Err(format!(
+                "`{}{c}` is not a comparison; expected one of >= > <= < == !=",
+                op.as_str()
+            ));
+        }
+        let path = parse_path(lhs.trim())?;
         let literal = if rhs == "true" || rhs == "false" {
             Literal::Bool(rhs == "true")
         } else if let Some(s) = rhs.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {

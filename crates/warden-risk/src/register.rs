@@ -335,9 +335,10 @@ fn decode_component(n: &Node, diags: &mut Diagnostics) -> Option<Component> {
         .and_then(|n| text(n, "description", diags))
         .unwrap_or_default();
     f.finish(diags);
+    // An unknown kind is reported; the component still exists, so risks naming it are not flagged too.
     Some(Component {
         id: id?,
-        kind: kind?,
+        kind: kind.unwrap_or(ComponentKind::Other),
         description,
     })
 }

@@ -65,12 +65,8 @@ fn entries(v: &Value) -> Vec<&Value> {
 
 fn load(name: &'static str, json: &str, groups: impl Fn(&Value) -> Vec<String>) -> Taxonomy {
     let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-    let version = ["atlas_version", "version"]
-        .iter()
-        .find_map(|k| v[*k].as_str())
-        .or_else(|| v["source"]["version"].as_str())
-        .unwrap_or("")
-        .to_owned();
+    // Only ATLAS has a short version worth quoting in messages; the other names carry their year.
+    let version = v["atlas_version"].as_str().unwrap_or("").to_owned();
     let mut map = BTreeMap::new();
     let all = entries(&v);
     for e in &all {

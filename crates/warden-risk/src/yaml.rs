@@ -121,6 +121,23 @@ pub fn parse(bytes: &[u8]) -> Result<Node, YamlError> {
             return Err(at(line, col, "file is not valid UTF-8".into()));
         }
     };
+    // YAML allows no C0 control characters but tab, line feed and carriage return (YAML 1.2, 5.1).
+    if let Some(i) = text
+        .bytes()
+        .position(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f)
+    {
+        let before = &text.as_bytes()[..i];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let col = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+        return Err(at(
+            line,
+            col,
+            format!(
+                "control character U+{:04X} is not allowed in YAML",
+                text.as_bytes()[i]
+            ),
+        ));
+    }
     parse_str(text)
 }
 
