@@ -24,6 +24,8 @@ forbid() { # crate, forbidden dependency...
 io_crates=(rusqlite libsqlite3-sys postgres tokio-postgres sqlx tokio hyper axum reqwest)
 forbid warden-ledger "${io_crates[@]}" warden-ledger-sqlite warden
 forbid warden-ledger-sqlite tokio hyper axum reqwest warden
+# The risk engine is a pure domain crate: no storage, no network, no other pillar.
+forbid warden-risk "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden
 
 if [ "$fail" -ne 0 ]; then
   exit 1

@@ -21,3 +21,6 @@ pub use check::{Analysis, CheckOptions, EvidenceSource, check};
 pub use date::Date;
 pub use diag::{Diagnostic, Severity};
 pub use scoring::{ActionPriority, Matrix, action_priority, rpn};
+
+/// The JSON Schema of the register format (draft 2020-12), printed by `warden risk schema`.
+pub const SCHEMA: &str = include_str!("../schema/register.schema.json");

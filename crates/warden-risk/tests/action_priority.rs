@@ -2,6 +2,8 @@
 //! `data/aiag-vda-action-priority.json`, written separately from the code (its sources are listed in
 //! the file), plus properties any correct table has.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 use serde_json::Value;
 use warden_risk::{ActionPriority, action_priority};
 

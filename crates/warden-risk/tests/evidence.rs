@@ -1,6 +1,8 @@
 //! Evidence conditions as `check` meets them: passing, failing, missing file, malformed JSON, digest
 //! mismatch, a path the report does not have; each gives the right outcome and message.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 mod common;
 
 use common::{Files, opts};
@@ -63,6 +65,14 @@ fn run(report: Option<&[u8]>, pin: Option<String>) -> (EvidenceState, Vec<String
     (state, errors)
 }
 
+/// (report bytes, pinned digest, expected state, expected message).
+type Case = (
+    Option<&'static [u8]>,
+    Option<String>,
+    EvidenceState,
+    &'static str,
+);
+
 fn sha(b: &[u8]) -> String {
     Sha256::digest(b)
         .iter()
@@ -80,7 +90,7 @@ fn passing_evidence_supports_the_control() {
 
 #[test]
 fn each_failure_gives_its_own_outcome_and_message() {
-    let cases: Vec<(Option<&[u8]>, Option<String>, EvidenceState, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Some(br#"{"robust_accuracy": 0.61}"#),
             None,

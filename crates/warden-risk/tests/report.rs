@@ -2,6 +2,8 @@
 //! failing, as Markdown, JSON and HTML. The HTML page must be self-contained (no scripts, no
 //! external resources), so it opens in a browser with no network access.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 mod common;
 
 use common::{Files, opts, snapshot, today};

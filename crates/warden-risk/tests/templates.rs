@@ -1,6 +1,8 @@
 //! Every template passes `check` as written, and each known defect planted in a copy of it is reported
 //! with the right line and column (snapshots of the diagnostics).
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail by panicking.
+
 mod common;
 
 use common::{Files, opts, snapshot, today};

@@ -4,6 +4,7 @@
 mod bench;
 mod ledger_cmd;
 mod ledger_dir;
+mod risk_cmd;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// The audit ledger: append records, prove inclusion and consistency, sign checkpoints, verify.
     Ledger(ledger_cmd::LedgerArgs),
+    /// Design-time risk assessment: a checked AI risk register linked to its evidence.
+    #[command(subcommand)]
+    Risk(risk_cmd::RiskCommand),
     /// Benchmarks whose figures go in BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
+        Command::Risk(cmd) => risk_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
