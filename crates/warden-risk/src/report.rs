@@ -341,24 +341,22 @@ fn pareto_svg(a: &Analysis) -> String {
     if rows.is_empty() {
         return "<p class=\"muted\">No risks.</p>".into();
     }
-    let (w, h, pad) = (720.0_f64, 260.0_f64, 40.0_f64);
-    let n = rows.len() as f64;
-    let bw = (w - 2.0 * pad) / n;
+    let (w, h, pad, bottom) = (720.0_f64, 320.0_f64, 40.0_f64, 100.0_f64);
+    let base = h - bottom;
+    let bw = (w - 2.0 * pad) / rows.len() as f64;
     let max = f64::from(rows.iter().map(|r| r.1).max().unwrap_or(1).max(1));
     let mut o = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"RPN Pareto chart\">"
     );
     let _ = write!(
         o,
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
-        h - pad,
-        w - pad,
-        h - pad
+        "<line x1=\"{pad}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#888\"/>",
+        w - pad
     );
     let mut points = Vec::new();
     for (i, (r, rpn, cum)) in rows.iter().enumerate() {
         let x = pad + i as f64 * bw;
-        let bh = (h - 2.0 * pad) * f64::from(*rpn) / max;
+        let bh = (base - pad) * f64::from(*rpn) / max;
         let fill = match r.inherent.action_priority {
             ActionPriority::H => "#b3261e",
             ActionPriority::M => "#e8a33d",
@@ -368,21 +366,20 @@ fn pareto_svg(a: &Analysis) -> String {
             o,
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{fill}\"><title>{} RPN {rpn}</title></rect>",
             x + 2.0,
-            h - pad - bh,
+            base - bh,
             (bw - 4.0).max(1.0),
             esc(&r.id)
         );
+        let (lx, ly) = (x + bw / 2.0, base + 12.0);
         let _ = write!(
             o,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
-            x + bw / 2.0,
-            h - pad + 14.0,
+            "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-40 {lx:.1} {ly:.1})\">{}</text>",
             esc(&r.id)
         );
         points.push(format!(
             "{:.1},{:.1}",
             x + bw / 2.0,
-            h - pad - (h - 2.0 * pad) * cum
+            base - (base - pad) * cum
         ));
     }
     let _ = write!(
@@ -392,7 +389,7 @@ fn pareto_svg(a: &Analysis) -> String {
     );
     let _ = write!(
         o,
-        "<text x=\"{pad}\" y=\"{}\" font-size=\"11\">RPN (bars, coloured by action priority); cumulative share (line)</text>",
+        "<text x=\"{pad}\" y=\"{}\" font-size=\"11\">RPN (bars, coloured by action priority); cumulative share of the total RPN (line)</text>",
         pad - 12.0
     );
     o.push_str("</svg>");
