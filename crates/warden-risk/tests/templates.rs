@@ -198,3 +198,52 @@ fn planted_defects_are_reported_at_their_line_and_column() {
     }
     snapshot("planted-defects.txt", &snap);
 }
+
+/// Defects that apply to any template: planted in the first risk of each.
+const GENERIC_DEFECTS: &[(&str, &str, &str)] = &[
+    (
+        "unknown ATLAS technique",
+        "    atlas: [",
+        "    atlas: [AML.T9999, ",
+    ),
+    ("severity out of range", "    severity: ", "    severity: 1"),
+    (
+        "unknown NIST subcategory",
+        "    nist_ai_rmf: [",
+        "    nist_ai_rmf: [GOVERN 9.9, ",
+    ),
+    (
+        "accepted without sign-off",
+        "    status: open",
+        "    status: accepted",
+    ),
+    ("no rationale", "    rationale: ", "    rationale_: "),
+];
+
+#[test]
+fn generic_defects_are_found_in_every_template() {
+    let mut snap = String::new();
+    for name in templates::names() {
+        let base = render(name);
+        let first_risk = base.find("risks:").unwrap();
+        for (case, find, replace) in GENERIC_DEFECTS {
+            let text = plant(&base, &base[first_risk..first_risk + 6], find, replace);
+            let a = warden_risk::check(text.as_bytes(), &Files::default(), &opts());
+            let errors: Vec<String> = a
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == warden_risk::Severity::Error)
+                .map(|d| d.render(&format!("{name}.yaml")))
+                .collect();
+            assert!(!errors.is_empty(), "{name}: {case} not reported");
+            let at = first_risk + base[first_risk..].find(find).unwrap();
+            let line = base[..at].matches('\n').count() + 1;
+            assert!(
+                a.diagnostics.iter().any(|d| d.line == line),
+                "{name}: {case}: no diagnostic on line {line}: {errors:?}"
+            );
+            snap.push_str(&format!("## {name}: {case}\n{}\n\n", errors.join("\n")));
+        }
+    }
+    snapshot("generic-defects.txt", &snap);
+}
