@@ -26,6 +26,7 @@ forbid warden-ledger "${io_crates[@]}" warden-ledger-sqlite warden
 forbid warden-ledger-sqlite tokio hyper axum reqwest warden
 # The risk engine is a pure domain crate: no storage, no network, no other pillar.
 forbid warden-risk "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden
+forbid warden-harden "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden
 
 if [ "$fail" -ne 0 ]; then
   exit 1

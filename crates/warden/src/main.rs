@@ -2,6 +2,7 @@
 //! and printing; every decision is made by the library crates.
 
 mod bench;
+mod harden_cmd;
 mod ledger_cmd;
 mod ledger_dir;
 mod risk_cmd;
@@ -34,6 +35,9 @@ enum Command {
     /// Design-time risk assessment: a checked AI risk register linked to its evidence.
     #[command(subcommand)]
     Risk(risk_cmd::RiskCommand),
+    /// Adversarial hardening: datasets and distribution-shift sets (models and attacks to come).
+    #[command(subcommand)]
+    Harden(harden_cmd::HardenCommand),
     /// Benchmarks whose figures go in BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
         Command::Risk(cmd) => risk_cmd::run(cmd),
+        Command::Harden(cmd) => harden_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

