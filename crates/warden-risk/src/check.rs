@@ -97,7 +97,10 @@ pub struct EvidenceView {
     pub condition: String,
     pub state: EvidenceState,
     pub detail: String,
+    /// The pinned digest, if any.
     pub sha256: Option<String>,
+    /// SHA-256 of the bytes that were judged (when the file could be read).
+    pub read_sha256: Option<String>,
 }
 
 /// A control as reports show it.
@@ -210,16 +213,28 @@ fn check_ids(
     ids: &[register::Spanned<String>],
     code: &'static str,
     example: &str,
+    suggestions_left: &mut usize,
     diags: &mut Diagnostics,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for id in ids {
         match taxonomy::lookup(tax, &id.value) {
             Some(e) => out.push(e.id.clone()),
+            // Tactics are reported once, by their own check.
+            None if taxonomy::atlas_tactics()
+                .iter()
+                .any(|(t, _)| *t == id.value)
+                && code == "unknown-atlas-id" => {}
             None => {
-                let hint = taxonomy::suggest(tax, &id.value)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                // Suggestions cost an edit distance per known id: only for the first hundred.
+                let hint = if *suggestions_left > 0 {
+                    *suggestions_left -= 1;
+                    taxonomy::suggest(tax, &id.value)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 let version = if tax.version.is_empty() {
                     String::new()
                 } else {
@@ -247,6 +262,7 @@ fn semantic(
     diags: &mut Diagnostics,
 ) -> (Vec<RiskView>, Vec<ControlView>) {
     let m = reg.context.matrix;
+    let interval = i64::from(reg.context.review_interval_days);
     // Unique ids.
     let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
     let ids = reg
@@ -256,11 +272,12 @@ fn semantic(
         .chain(reg.risks.iter().map(|r| ("risk", &r.id)))
         .chain(reg.controls.iter().map(|c| ("control", &c.id)));
     for (what, id) in ids {
-        if let Some(line) = seen.insert((what, id.value.as_str()), id.pos.line) {
+        let first = *seen.entry((what, id.value.as_str())).or_insert(id.pos.line);
+        if first != id.pos.line {
             diags.error(
                 id.pos,
                 "duplicate-id",
-                format!("duplicate {what} id `{}` (first at line {line})", id.value),
+                format!("duplicate {what} id `{}` (first at line {first})", id.value),
             );
         }
     }
@@ -274,30 +291,21 @@ fn semantic(
         .map(|c| check_control(c, source, diags))
         .collect();
 
+    let mut suggestions_left = 100usize;
     let mut risks = Vec::new();
     for r in &reg.risks {
+        let rid = &r.id.value;
         if let Some(c) = &r.component
             && !components.contains(c.value.as_str())
         {
-            diags.error(
-                c.pos,
-                "unknown-component",
-                format!(
-                    "risk {}: unknown component `{}`; expected one of the ids under `components`",
-                    r.id.value, c.value
-                ),
-            );
+            diags.error(c.pos, "unknown-component", format!("risk {rid}: unknown component `{}`; expected one of the ids under `components`", c.value));
         }
         for c in &r.controls {
             if !control_ids.contains(c.value.as_str()) {
-                diags.error(
-                    c.pos,
-                    "unknown-control",
-                    format!(
-                        "risk {}: unknown control `{}`; expected one of the ids under `controls`",
-                        r.id.value, c.value
-                    ),
-                );
+                diags.error(c.pos, "unknown-control", format!("risk {rid}: unknown control `{}`; expected one of the ids under `controls`", c.value));
+            }
+            if let Some(cv) = controls.iter_mut().find(|cv| cv.id == c.value) {
+                cv.risks.push(rid.clone());
             }
         }
         let atlas = check_ids(
@@ -305,6 +313,7 @@ fn semantic(
             &r.atlas,
             "unknown-atlas-id",
             "AML.T0043",
+            &mut suggestions_left,
             diags,
         );
         for id in &r.atlas {
@@ -327,6 +336,7 @@ fn semantic(
             &r.owasp_llm,
             "unknown-owasp-llm-id",
             "LLM01",
+            &mut suggestions_left,
             diags,
         );
         let owasp_ml = check_ids(
@@ -334,6 +344,7 @@ fn semantic(
             &r.owasp_ml,
             "unknown-owasp-ml-id",
             "ML01",
+            &mut suggestions_left,
             diags,
         );
         let nist = check_ids(
@@ -341,129 +352,148 @@ fn semantic(
             &r.nist_ai_rmf,
             "unknown-nist-ai-rmf-id",
             "MEASURE 2.7",
+            &mut suggestions_left,
             diags,
         );
 
-        let inherent = Score::of(&r.inherent, &m);
+        // Sign-offs count only for accepted risks, and only until the next review is due.
+        let status = r.status.value;
+        let mut accepted = None;
+        match (&r.acceptance, status) {
+            (Some(a), Status::Accepted) => {
+                if a.date.value > opts.today {
+                    diags.error(a.date.pos, "acceptance-in-future", format!("risk {rid}: acceptance dated {} is in the future", a.date.value));
+                } else if a.date.value.plus_days(interval) < opts.today {
+                    diags.error(a.date.pos, "acceptance-expired", format!(
+                        "risk {rid}: acceptance of {} is older than the review interval ({interval} days); review and sign it again",
+                        a.date.value
+                    ));
+                } else {
+                    accepted = Some(a);
+                }
+            }
+            (Some(a), _) => diags.error(a.pos, "acceptance-without-status", format!(
+                "risk {rid}: has an `acceptance` but status is `{}`; set `status: accepted` or remove the acceptance",
+                status.as_str()
+            )),
+            (None, Status::Accepted) => diags.error(r.status.pos, "accepted-without-sign-off", format!(
+                "risk {rid}: status is `accepted` but there is no `acceptance` with by, date and rationale"
+            )),
+            (None, _) => {}
+        }
+
+        // Reviews.
+        if let Some(l) = &r.last_review
+            && l.value > opts.today
+        {
+            diags.error(
+                l.pos,
+                "review-in-future",
+                format!("risk {rid}: last review {} is in the future", l.value),
+            );
+        }
+        if let (Some(l), Some(n)) = (&r.last_review, &r.next_review) {
+            if n.value < l.value {
+                diags.error(
+                    n.pos,
+                    "bad-value",
+                    format!(
+                        "risk {rid}: next review {} is before the last one {}",
+                        n.value, l.value
+                    ),
+                );
+            } else if n.value > l.value.plus_days(interval) {
+                diags.error(n.pos, "review-interval-exceeded", format!(
+                    "risk {rid}: next review {} is more than {interval} days after the last one {}",
+                    n.value, l.value
+                ));
+            }
+        }
+        let next = r
+            .next_review
+            .as_ref()
+            .map(|d| (d.value, d.pos))
+            .or_else(|| {
+                r.last_review
+                    .as_ref()
+                    .map(|l| (l.value.plus_days(interval), l.pos))
+            });
+        match next {
+            Some((due, pos)) if due < opts.today && status != Status::Closed => {
+                diags.error(
+                    pos,
+                    "review-overdue",
+                    format!("risk {rid}: review was due on {due}"),
+                );
+            }
+            None if status != Status::Closed && !r.review_given => {
+                diags.warning(r.id.pos, "no-review-date", format!("risk {rid}: no `review` with `last` or `next`; reviews are due every {interval} days"));
+            }
+            _ => {}
+        }
+
+        // Scores: only when the ratings could be read.
+        let Some(inh) = &r.inherent else { continue };
+        let inherent = Score::of(inh, &m);
         let residual = r.residual.as_ref().map(|a| Score::of(a, &m));
         if let Some(res) = &r.residual {
-            if res.severity > r.inherent.severity {
+            if res.severity > inh.severity {
                 diags.warning(
                     res.pos,
                     "residual-above-inherent",
                     format!(
-                        "risk {}: residual severity {} is above the inherent {}",
-                        r.id.value, res.severity, r.inherent.severity
+                        "risk {rid}: residual severity {} is above the inherent {}",
+                        res.severity, inh.severity
                     ),
                 );
             }
-            if r.controls.is_empty()
-                && (res.occurrence, res.detection) != (r.inherent.occurrence, r.inherent.detection)
-            {
-                diags.warning(
-                    res.pos,
-                    "residual-without-control",
-                    format!(
-                        "risk {}: residual ratings differ from inherent but no control is listed",
-                        r.id.value
-                    ),
-                );
+            let key = |a: &Assessment| {
+                (
+                    a.severity,
+                    a.occurrence,
+                    a.detection,
+                    a.likelihood,
+                    a.consequence,
+                )
+            };
+            if r.controls.is_empty() && key(res) != key(inh) && status != Status::Closed {
+                diags.error(res.pos, "residual-without-control", format!(
+                    "risk {rid}: residual scores differ from the inherent ones but no control is listed; residual risk is what remains after controls"
+                ));
             }
-        }
-        let accepted = r.acceptance.as_ref();
-        if let Some(a) = accepted {
-            if a.date.value > opts.today {
-                diags.error(
-                    a.date.pos,
-                    "acceptance-in-future",
-                    format!(
-                        "risk {}: acceptance dated {} is in the future",
-                        r.id.value, a.date.value
-                    ),
-                );
-            }
-        } else if r.status.value == Status::Accepted {
-            diags.error(r.status.pos, "accepted-without-sign-off", format!("risk {}: status is `accepted` but there is no `acceptance` with by, date and rationale", r.id.value));
         }
         if inherent.action_priority == ActionPriority::H
             && r.controls.is_empty()
             && accepted.is_none()
+            && status != Status::Closed
         {
             diags.error(r.id.pos, "high-priority-untreated", format!(
-                "risk {}: action priority H (S={} O={} D={}) with no control and no signed acceptance; add a control or an `acceptance`",
-                r.id.value, inherent.severity, inherent.occurrence, inherent.detection
+                "risk {rid}: action priority H (S={} O={} D={}) with no control and no signed acceptance; add a control or an `acceptance`",
+                inherent.severity, inherent.occurrence, inherent.detection
             ));
         }
-        let effective = r.residual.as_ref().unwrap_or(&r.inherent);
+        let effective = r.residual.as_ref().unwrap_or(inh);
         let within = m.within_appetite(effective.likelihood, effective.consequence);
-        if !within && accepted.is_none() && r.status.value != Status::Closed {
+        if !within && accepted.is_none() && status != Status::Closed {
             let which = if r.residual.is_some() {
                 "residual"
             } else {
                 "inherent (no residual given)"
             };
             diags.error(effective.pos, "above-appetite", format!(
-                "risk {}: {which} score {}×{}={} is above the appetite {}; treat it further or record an `acceptance`",
-                r.id.value, effective.likelihood, effective.consequence, m.score(effective.likelihood, effective.consequence), m.appetite
+                "risk {rid}: {which} score {}×{}={} is above the appetite {}; treat it further or record an `acceptance`",
+                effective.likelihood,
+                effective.consequence,
+                m.score(effective.likelihood, effective.consequence),
+                m.appetite
             ));
         }
-        // Reviews.
-        let next = r
-            .next_review
-            .as_ref()
-            .map(|d| (d.value, d.pos))
-            .or_else(|| {
-                r.last_review.as_ref().map(|l| {
-                    (
-                        l.value
-                            .plus_days(i64::from(reg.context.review_interval_days)),
-                        l.pos,
-                    )
-                })
-            });
-        match next {
-            Some((due, pos)) if due < opts.today && r.status.value != Status::Closed => {
-                diags.error(
-                    pos,
-                    "review-overdue",
-                    format!("risk {}: review was due on {due}", r.id.value),
-                );
-            }
-            None if r.status.value != Status::Closed => {
-                diags.warning(
-                    r.id.pos,
-                    "no-review-date",
-                    format!(
-                        "risk {}: no `review` with `last` or `next`; reviews are due every {} days",
-                        r.id.value, reg.context.review_interval_days
-                    ),
-                );
-            }
-            _ => {}
-        }
-        if let (Some(l), Some(n)) = (&r.last_review, &r.next_review)
-            && n.value < l.value
-        {
-            diags.error(
-                n.pos,
-                "bad-value",
-                format!(
-                    "risk {}: next review {} is before the last one {}",
-                    r.id.value, n.value, l.value
-                ),
-            );
-        }
-        for c in &r.controls {
-            if let Some(cv) = controls.iter_mut().find(|cv| cv.id == c.value) {
-                cv.risks.push(r.id.value.clone());
-            }
-        }
         risks.push(RiskView {
-            id: r.id.value.clone(),
+            id: rid.clone(),
             title: r.title.clone(),
             component: r.component.as_ref().map(|c| c.value.clone()),
             owner: r.owner.clone(),
-            status: r.status.value.as_str(),
+            status: status.as_str(),
             inherent,
             residual,
             within_appetite: within,
@@ -494,7 +524,7 @@ fn check_control(
     diags: &mut Diagnostics,
 ) -> ControlView {
     let mut evidence = Vec::new();
-    if c.evidence.is_empty() {
+    if c.evidence_entries == 0 {
         diags.warning(
             c.id.pos,
             "no-evidence",
@@ -505,7 +535,7 @@ fn check_control(
         );
     }
     for e in &c.evidence {
-        let (state, detail) = evaluate(e, source);
+        let (state, detail, read_sha256) = evaluate(e, source);
         let id = &c.id.value;
         let file = &e.file.value;
         match state {
@@ -528,6 +558,8 @@ fn check_control(
                 "evidence-malformed",
                 format!("control {id}: evidence {file} is not a JSON report: {detail}"),
             ),
+            // A malformed pin was reported where it was written.
+            EvidenceState::DigestMismatch if e.pin_invalid => {}
             EvidenceState::DigestMismatch => diags.error(
                 e.sha256.as_ref().map_or(e.file.pos, |s| s.pos),
                 "evidence-digest-mismatch",
@@ -545,6 +577,7 @@ fn check_control(
             state,
             detail,
             sha256: e.sha256.as_ref().map(|s| hex(&s.value)),
+            read_sha256,
         });
     }
     let supported =
@@ -563,38 +596,52 @@ fn check_control(
 /// Largest evidence report read, in bytes.
 pub const MAX_EVIDENCE_BYTES: usize = 64 << 20;
 
-fn evaluate(e: &register::Evidence, source: &dyn EvidenceSource) -> (EvidenceState, String) {
+/// Reads and judges one piece of evidence: (state, detail, SHA-256 of the bytes read).
+fn evaluate(
+    e: &register::Evidence,
+    source: &dyn EvidenceSource,
+) -> (EvidenceState, String, Option<String>) {
+    if e.pin_invalid {
+        return (
+            EvidenceState::DigestMismatch,
+            "the pinned sha256 is malformed, so the file is not trusted".into(),
+            None,
+        );
+    }
     let bytes = match source.read(&e.file.value) {
         Ok(b) => b,
-        Err(why) => return (EvidenceState::Missing, why),
+        Err(why) => return (EvidenceState::Missing, why, None),
     };
+    let got: [u8; 32] = Sha256::digest(&bytes).into();
+    let digest = Some(hex(&got));
     if bytes.len() > MAX_EVIDENCE_BYTES {
         return (
             EvidenceState::Malformed,
             format!("larger than {MAX_EVIDENCE_BYTES} bytes"),
+            digest,
         );
     }
-    if let Some(want) = &e.sha256 {
-        let got: [u8; 32] = Sha256::digest(&bytes).into();
-        if got != want.value {
-            return (
-                EvidenceState::DigestMismatch,
-                format!(
-                    "has SHA-256 {}, but the register pins {}",
-                    hex(&got),
-                    hex(&want.value)
-                ),
-            );
-        }
+    if let Some(want) = &e.sha256
+        && got != want.value
+    {
+        return (
+            EvidenceState::DigestMismatch,
+            format!(
+                "has SHA-256 {}, but the register pins {}",
+                hex(&got),
+                hex(&want.value)
+            ),
+            digest,
+        );
     }
     let report: serde_json::Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(err) => return (EvidenceState::Malformed, err.to_string()),
+        Err(err) => return (EvidenceState::Malformed, err.to_string(), digest),
     };
     match e.condition.value.evaluate(&report) {
-        Outcome::Holds(v) => (EvidenceState::Holds, format!("value {v}")),
-        Outcome::Fails(v) => (EvidenceState::Fails, format!("value is {v}")),
-        Outcome::Unusable(why) => (EvidenceState::Unusable, why),
+        Outcome::Holds(v) => (EvidenceState::Holds, format!("value {v}"), digest),
+        Outcome::Fails(v) => (EvidenceState::Fails, format!("value is {v}"), digest),
+        Outcome::Unusable(why) => (EvidenceState::Unusable, why, digest),
     }
 }
 

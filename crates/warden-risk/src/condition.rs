@@ -113,8 +113,16 @@ impl Condition {
         let path = parse_path(lhs.trim())?;
         let literal = if rhs == "true" || rhs == "false" {
             Literal::Bool(rhs == "true")
-        } else if let Some(s) = rhs.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            Literal::Text(s.to_owned())
+        } else if rhs.starts_with('"') {
+            // A JSON string literal, so `\"` and `\\` mean what they mean in the report.
+            match serde_json::from_str::<String>(rhs) {
+                Ok(s) => Literal::Text(s),
+                Err(_) => {
+                    return Err(format!(
+                        "`{rhs}` is not a complete \"quoted string\"; expected {EXPECTED}"
+                    ));
+                }
+            }
         } else {
             match rhs.parse::<f64>() {
                 Ok(n) if n.is_finite() => Literal::Number(n),

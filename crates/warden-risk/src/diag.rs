@@ -42,7 +42,11 @@ impl Diagnostic {
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    dropped: usize,
 }
+
+/// Most problems kept; past this, they are counted and summarised.
+pub const MAX_DIAGNOSTICS: usize = 1000;
 
 impl Diagnostics {
     /// Records an error.
@@ -56,6 +60,25 @@ impl Diagnostics {
     }
 
     fn push(&mut self, pos: Pos, severity: Severity, code: &'static str, message: String) {
+        if self.items.len() >= MAX_DIAGNOSTICS {
+            self.dropped += 1;
+            return;
+        }
+        // Text from the register is shown in terminals: control characters are escaped.
+        let message = if message.chars().any(char::is_control) {
+            message
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            message
+        };
         self.items.push(Diagnostic {
             line: pos.line,
             col: pos.col,
@@ -76,6 +99,19 @@ impl Diagnostics {
             (a.line, a.col, a.severity, a.code).cmp(&(b.line, b.col, b.severity, b.code))
         });
         self.items.dedup();
+        if self.dropped > 0 {
+            let last = self.items.last().map_or(1, |d| d.line);
+            self.items.push(Diagnostic {
+                line: last,
+                col: 1,
+                severity: Severity::Error,
+                code: "too-many-problems",
+                message: format!(
+                    "{} more problems not shown; fix the ones above first",
+                    self.dropped
+                ),
+            });
+        }
         self.items
     }
 }

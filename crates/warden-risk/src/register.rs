@@ -144,7 +144,9 @@ pub struct Risk {
     pub effect: String,
     pub cause: String,
     pub rationale: String,
-    pub inherent: Assessment,
+    /// `None` when the ratings could not be read (already reported); the risk's references are
+    /// still checked.
+    pub inherent: Option<Assessment>,
     pub residual: Option<Assessment>,
     pub atlas: Vec<Spanned<String>>,
     pub owasp_llm: Vec<Spanned<String>>,
@@ -152,6 +154,8 @@ pub struct Risk {
     pub nist_ai_rmf: Vec<Spanned<String>>,
     pub controls: Vec<Spanned<String>>,
     pub status: Spanned<Status>,
+    /// A `review` was written (even if its dates were invalid).
+    pub review_given: bool,
     pub last_review: Option<Spanned<Date>>,
     pub next_review: Option<Spanned<Date>>,
     pub acceptance: Option<Acceptance>,
@@ -189,6 +193,8 @@ pub struct Evidence {
     /// The report's SHA-256, when pinned.
     pub sha256: Option<Spanned<[u8; 32]>>,
     pub condition: Spanned<Condition>,
+    /// A `sha256` was given but is malformed (already reported): the file cannot be trusted.
+    pub pin_invalid: bool,
 }
 
 /// A control that mitigates risks.
@@ -200,19 +206,19 @@ pub struct Control {
     /// The Warden command or component that implements it, e.g. `warden harden train --pgd`.
     pub warden: Option<String>,
     pub evidence: Vec<Evidence>,
+    /// Evidence entries written, valid or not.
+    pub evidence_entries: usize,
 }
 
 /// Decodes a register from parsed YAML, returning it (when its skeleton could be read) and every
 /// problem found.
 pub fn decode(root: &Node, diags: &mut Diagnostics) -> Option<Register> {
     let mut top = Fields::open(root, "the register", diags)?;
-    let version = match top.required("version", diags) {
-        Some(n) => match integer(n, "version", 1, 1, diags) {
-            Some(v) => v as u32,
-            None => return None,
-        },
-        None => return None,
-    };
+    // A missing or unknown version is reported; the rest is still checked as version 1.
+    let version = top
+        .required("version", diags)
+        .and_then(|n| integer(n, "version", 1, 1, diags))
+        .map_or(1, |v| v as u32);
     let system = top
         .required("system", diags)
         .map(|n| decode_system(n, diags))
@@ -255,7 +261,7 @@ fn decode_system(n: &Node, diags: &mut Diagnostics) -> System {
     let s = System {
         name: f
             .required("name", diags)
-            .and_then(|n| text(n, "name", diags))
+            .and_then(|n| nonempty(n, "name", diags))
             .unwrap_or_default(),
         description: f
             .get("description")
@@ -263,7 +269,7 @@ fn decode_system(n: &Node, diags: &mut Diagnostics) -> System {
             .unwrap_or_default(),
         owner: f
             .required("owner", diags)
-            .and_then(|n| text(n, "owner", diags))
+            .and_then(|n| nonempty(n, "owner", diags))
             .unwrap_or_default(),
     };
     f.finish(diags);
@@ -283,7 +289,7 @@ fn decode_context(n: &Node, diags: &mut Diagnostics) -> Context {
     };
     ctx.scope = f
         .required("scope", diags)
-        .and_then(|n| text(n, "scope", diags))
+        .and_then(|n| nonempty(n, "scope", diags))
         .unwrap_or_default();
     ctx.objectives = texts(f.get("objectives"), "objectives", diags)
         .into_iter()
@@ -390,14 +396,14 @@ fn decode_risk(n: &Node, matrix: &Matrix, diags: &mut Diagnostics) -> Option<Ris
     let id = f.required("id", diags).and_then(|n| identifier(n, diags));
     let title = f
         .required("title", diags)
-        .and_then(|n| text(n, "title", diags))
+        .and_then(|n| nonempty(n, "title", diags))
         .unwrap_or_default();
     let component = f
         .get("component")
         .and_then(|n| spanned_text(n, "component", diags));
     let owner = f
         .required("owner", diags)
-        .and_then(|n| text(n, "owner", diags))
+        .and_then(|n| nonempty(n, "owner", diags))
         .unwrap_or_default();
     let failure_mode = f
         .get("failure_mode")
@@ -413,7 +419,7 @@ fn decode_risk(n: &Node, matrix: &Matrix, diags: &mut Diagnostics) -> Option<Ris
         .unwrap_or_default();
     let rationale = f
         .required("rationale", diags)
-        .and_then(|n| text(n, "rationale", diags))
+        .and_then(|n| nonempty(n, "rationale", diags))
         .unwrap_or_default();
     let inherent = decode_assessment(&mut f, n.pos, matrix, diags);
     let residual = f.get("residual").and_then(|r| {
@@ -435,6 +441,7 @@ fn decode_risk(n: &Node, matrix: &Matrix, diags: &mut Diagnostics) -> Option<Ris
         })
     });
     let (mut last_review, mut next_review) = (None, None);
+    let review_given = f.get("review").is_some();
     if let Some(r) = f.get("review")
         && let Some(mut rf) = Fields::open(r, "review", diags)
     {
@@ -444,13 +451,15 @@ fn decode_risk(n: &Node, matrix: &Matrix, diags: &mut Diagnostics) -> Option<Ris
     }
     let acceptance = f.get("acceptance").and_then(|a| {
         let mut af = Fields::open(a, "acceptance", diags)?;
-        let by = af.required("by", diags).and_then(|n| text(n, "by", diags));
+        let by = af
+            .required("by", diags)
+            .and_then(|n| nonempty(n, "by", diags));
         let when = af
             .required("date", diags)
             .and_then(|n| date(n, "date", diags));
         let rationale = af
             .required("rationale", diags)
-            .and_then(|n| text(n, "rationale", diags));
+            .and_then(|n| nonempty(n, "rationale", diags));
         af.finish(diags);
         Some(Acceptance {
             by: by?,
@@ -469,14 +478,18 @@ fn decode_risk(n: &Node, matrix: &Matrix, diags: &mut Diagnostics) -> Option<Ris
         effect,
         cause,
         rationale,
-        inherent: inherent?,
+        inherent,
         residual,
         atlas,
         owasp_llm,
         owasp_ml,
         nist_ai_rmf,
         controls,
-        status: status?,
+        status: status.unwrap_or(Spanned {
+            value: Status::Open,
+            pos: n.pos,
+        }),
+        review_given,
         last_review,
         next_review,
         acceptance,
@@ -491,14 +504,19 @@ fn decode_control(n: &Node, diags: &mut Diagnostics) -> Option<Control> {
         .and_then(|n| choice(n, "type", &ControlKind::NAMES, diags));
     let description = f
         .required("description", diags)
-        .and_then(|n| text(n, "description", diags))
+        .and_then(|n| nonempty(n, "description", diags))
         .unwrap_or_default();
+    let evidence_entries = match f.get("evidence").map(|n| &n.value) {
+        Some(Value::Seq(items)) => items.len(),
+        _ => 0,
+    };
     let warden = f.get("warden").and_then(|n| text(n, "warden", diags));
     let evidence = list(f.get("evidence"), "evidence", diags, |e, d| {
         let mut ef = Fields::open(e, "an evidence entry", d)?;
         let file = ef
             .required("file", d)
             .and_then(|n| spanned_text(n, "file", d));
+        let mut pin_invalid = false;
         let sha256 = ef.get("sha256").and_then(|n| {
             let s = n.as_str().filter(|_| !n.is_null());
             match s.and_then(parse_sha256) {
@@ -512,6 +530,7 @@ fn decode_control(n: &Node, diags: &mut Diagnostics) -> Option<Control> {
                         "bad-value",
                         "`sha256`: expected 64 hex digits (optionally after `sha256:`)",
                     );
+                    pin_invalid = true;
                     None
                 }
             }
@@ -534,15 +553,18 @@ fn decode_control(n: &Node, diags: &mut Diagnostics) -> Option<Control> {
             file: file?,
             sha256,
             condition: condition?,
+            pin_invalid,
         })
     });
     f.finish(diags);
     Some(Control {
         id: id?,
-        kind: kind?,
+        // An unknown type is reported; the control still exists for the risks that name it.
+        kind: kind.unwrap_or(ControlKind::Preventive),
         description,
         warden,
         evidence,
+        evidence_entries,
     })
 }
 
@@ -666,6 +688,17 @@ fn text(n: &Node, what: &str, diags: &mut Diagnostics) -> Option<String> {
     }
 }
 
+/// Text that must say something: empty or blank text is refused (a blank owner, rationale or sign-off
+/// would satisfy a check without meaning anything).
+fn nonempty(n: &Node, what: &str, diags: &mut Diagnostics) -> Option<String> {
+    let t = text(n, what, diags)?;
+    if t.trim().is_empty() {
+        diags.error(n.pos, "empty-value", format!("`{what}`: must not be empty"));
+        return None;
+    }
+    Some(t)
+}
+
 fn spanned_text(n: &Node, what: &str, diags: &mut Diagnostics) -> Option<Spanned<String>> {
     text(n, what, diags).map(|value| Spanned { value, pos: n.pos })
 }
@@ -701,6 +734,10 @@ fn integer(n: &Node, what: &str, min: i64, max: i64, diags: &mut Diagnostics) ->
         Some(v) if (min..=max).contains(&v) => Some(v),
         _ => {
             let found = match &n.value {
+                Value::Scalar { text, plain: false } => format!(
+                    "the quoted text `{}` (write numbers without quotes)",
+                    text.chars().take(24).collect::<String>()
+                ),
                 Value::Scalar { text, .. } => {
                     format!("`{}`", text.chars().take(24).collect::<String>())
                 }

@@ -93,8 +93,24 @@ fn state_word(s: &EvidenceState) -> &'static str {
     }
 }
 
+/// Text safe inside a Markdown table cell: Markdown and HTML syntax escaped, line breaks flattened.
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '|' | '`' | '*' | '_' | '[' | ']' | '#' | '~' => {
+                o.push('\\');
+                o.push(c);
+            }
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '\n' | '\r' => o.push(' '),
+            c if c.is_control() => o.extend(c.escape_default()),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// The report as Markdown.
@@ -104,7 +120,12 @@ pub fn markdown(a: &Analysis, file: &str) -> String {
     let _ = writeln!(o, "# Risk register: {}\n", md_escape(&a.system));
     let _ = writeln!(o, "- Owner: {}", md_escape(&a.owner));
     let _ = writeln!(o, "- Scope: {}", md_escape(&a.scope));
-    let _ = writeln!(o, "- Register: `{file}`, SHA-256 `{}`", a.register_sha256);
+    let _ = writeln!(
+        o,
+        "- Register: {}, SHA-256 `{}`",
+        md_escape(file),
+        a.register_sha256
+    );
     let _ = writeln!(
         o,
         "- Checked on {}: **{verdict}**, {} error(s), {} warning(s)",
@@ -222,7 +243,7 @@ pub fn markdown(a: &Analysis, file: &str) -> String {
         for e in &c.evidence {
             let _ = writeln!(
                 o,
-                "| {} | {} | {risks} | `{}` | `{}` | {} ({}) |",
+                "| {} | {} | {risks} | {} | {} | {} ({}) |",
                 c.id,
                 c.kind,
                 md_escape(&e.file),
@@ -279,7 +300,7 @@ pub fn markdown(a: &Analysis, file: &str) -> String {
         let _ = writeln!(o, "None.");
     }
     for d in &a.diagnostics {
-        let _ = writeln!(o, "- `{}`", d.render(file));
+        let _ = writeln!(o, "- {}", md_escape(&d.render(file)));
     }
     o
 }

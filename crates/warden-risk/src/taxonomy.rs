@@ -162,17 +162,25 @@ pub fn owasp_ml() -> &'static Taxonomy {
     })
 }
 
-/// Looks an id up, accepting the OWASP year suffix (`LLM01:2025`) and case differences in OWASP ids.
+/// Looks an id up. OWASP ids may carry their list's year (`LLM01:2025`, `ML01:2023`) and any letter
+/// case; another year is a different list and is not accepted.
 pub fn lookup<'t>(tax: &'t Taxonomy, id: &str) -> Option<&'t Entry> {
     if let Some(e) = tax.get(id) {
         return Some(e);
     }
-    let base = id.split(':').next().unwrap_or(id).to_ascii_uppercase();
-    tax.get(&base).or_else(|| {
-        tax.entries
-            .values()
-            .find(|e| e.id.split(':').next() == Some(base.as_str()))
-    })
+    let year = match tax.name {
+        n if n.starts_with("OWASP Top 10 for LLM") => "2025",
+        n if n.starts_with("OWASP Machine Learning") => "2023",
+        _ => return None,
+    };
+    let (base, suffix) = match id.split_once(':') {
+        Some((b, y)) => (b, Some(y)),
+        None => (id, None),
+    };
+    if suffix.is_some_and(|y| y != year) {
+        return None;
+    }
+    tax.get(&base.to_ascii_uppercase())
 }
 
 /// The closest known id, for "did you mean" hints.

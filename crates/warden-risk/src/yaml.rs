@@ -5,6 +5,8 @@
 //! makes "billion laughs" alias bombs impossible), duplicate keys are refused, and input size, nesting
 //! depth and node count are bounded. Scalars stay strings here; the register decoder gives them types.
 
+use std::collections::HashMap;
+
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -93,7 +95,8 @@ impl std::error::Error for YamlError {}
 
 enum Frame {
     Seq(Pos, Vec<Node>),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>),
+    /// Position, pairs so far, a key waiting for its value, and the keys seen (for duplicates).
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, HashMap<String, usize>),
 }
 
 /// Reads one YAML document from bytes (which must be UTF-8).
@@ -121,6 +124,8 @@ pub fn parse(bytes: &[u8]) -> Result<Node, YamlError> {
             return Err(at(line, col, "file is not valid UTF-8".into()));
         }
     };
+    // A UTF-8 byte order mark (Windows editors write one) is not part of the document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // YAML allows no C0 control characters but tab, line feed and carriage return (YAML 1.2, 5.1).
     if let Some(i) = text
         .bytes()
@@ -209,7 +214,7 @@ pub fn parse_str(text: &str) -> Result<Node, YamlError> {
                         message: format!("nesting is deeper than {MAX_DEPTH} levels"),
                     });
                 }
-                stack.push(Frame::Map(pos, Vec::new(), None));
+                stack.push(Frame::Map(pos, Vec::new(), None, HashMap::new()));
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
@@ -225,8 +230,9 @@ pub fn parse_str(text: &str) -> Result<Node, YamlError> {
                 }
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(p, pairs, None)) => Node {
-                    pos: p,
+                Some(Frame::Map(p, pairs, None, _)) => Node {
+                    // A block mapping's start event comes after its first key; point at that key.
+                    pos: pairs.first().map_or(p, |(k, _)| k.pos.min(p)),
                     value: Value::Map(pairs),
                 },
                 _ => {
@@ -247,7 +253,7 @@ pub fn parse_str(text: &str) -> Result<Node, YamlError> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq(_, items)) => items.push(node),
-            Some(Frame::Map(_, pairs, pending)) => match pending.take() {
+            Some(Frame::Map(_, pairs, pending, seen)) => match pending.take() {
                 None => {
                     let Some(key) = node.as_str() else {
                         return Err(YamlError {
@@ -255,15 +261,13 @@ pub fn parse_str(text: &str) -> Result<Node, YamlError> {
                             message: "mapping keys must be plain text".into(),
                         });
                     };
-                    if let Some((first, _)) = pairs.iter().find(|(k, _)| k.as_str() == Some(key)) {
+                    if let Some(first_line) = seen.get(key) {
                         return Err(YamlError {
                             pos: node.pos,
-                            message: format!(
-                                "duplicate key `{key}` (first at line {})",
-                                first.pos.line
-                            ),
+                            message: format!("duplicate key `{key}` (first at line {first_line})"),
                         });
                     }
+                    seen.insert(key.to_owned(), node.pos.line);
                     *pending = Some(node);
                 }
                 Some(key) => pairs.push((key, node)),

@@ -144,6 +144,11 @@ fn init(a: InitArgs) -> Result<Outcome> {
         Template::Agent => "agent",
         Template::Rag => "rag",
     };
+    for (flag, v) in [("--name", &a.name), ("--owner", &a.owner)] {
+        if v.trim().is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+            bail!("{flag}: expected 1 to 256 bytes of text without control characters");
+        }
+    }
     let text =
         templates::render(name, &a.name, &a.owner, today(None)?).context("unknown template")?;
     if a.output.exists() && !a.force {
@@ -196,7 +201,22 @@ impl EvidenceSource for DirEvidence {
                 "the path must be relative to the register's directory, without `..`".into(),
             );
         }
-        let full = self.base.join(rel);
+        // Resolve symbolic links, then insist on staying inside the register's directory and on a
+        // regular file (a FIFO or a device would block or never end).
+        let base = self
+            .base
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve the register's directory: {e}"))?;
+        let full = base.join(rel).canonicalize().map_err(|e| e.to_string())?;
+        if !full.starts_with(&base) {
+            return Err(
+                "the path leads outside the register's directory (through a symbolic link)".into(),
+            );
+        }
+        let meta = std::fs::metadata(&full).map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
         let f = std::fs::File::open(&full).map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         f.take(MAX_EVIDENCE_BYTES as u64 + 1)
@@ -272,6 +292,11 @@ fn check(a: CheckArgs, out: &mut impl Write) -> Result<Outcome> {
                 "risks": analysis.risks.len(),
                 "high_priority": analysis.risks.iter().filter(|r| r.inherent.action_priority == warden_risk::ActionPriority::H).count(),
                 "controls_supported": analysis.controls.iter().filter(|c| c.supported).count(),
+                // The exact evidence bytes each result was judged on.
+                "evidence": analysis.controls.iter().flat_map(|c| c.evidence.iter().map(move |e| json!({
+                    "control": c.id, "file": e.file, "condition": e.condition,
+                    "state": e.state, "sha256": e.read_sha256,
+                }))).collect::<Vec<_>>(),
                 "as_of": analysis.today.to_string(),
             },
         });

@@ -176,3 +176,53 @@ fn schema_is_json_and_bad_files_get_clean_errors() {
     let o = warden(dir, &["risk", "check", "--today", "2026-13-01"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn evidence_cannot_leave_the_register_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("reg");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("secret.json"),
+        r#"{"api_key": "TOPSECRET-123"}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.json"), dir.join("reports/link.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("reports/dirlink")).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(dir.join("reports/fifo.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        warden(&dir, &["risk", "init", "--template", "image-classifier"])
+            .status
+            .success()
+    );
+    let reg = std::fs::read_to_string(dir.join("risk-register.yaml")).unwrap();
+    for file in [
+        "reports/link.json",
+        "reports/dirlink/secret.json",
+        "reports/fifo.json",
+    ] {
+        let text = reg.replace(
+            "    warden: warden harden train\n",
+            &format!("    warden: warden harden train\n    evidence:\n      - file: {file}\n        condition: api_key == \"x\"\n"),
+        );
+        std::fs::write(dir.join("risk-register.yaml"), text).unwrap();
+        let o = warden(&dir, &["risk", "check"]);
+        assert_eq!(o.status.code(), Some(1), "{file}");
+        let out = stdout(&o);
+        assert!(
+            !out.contains("TOPSECRET"),
+            "{file}: the secret leaked: {out}"
+        );
+        assert!(out.contains("error[evidence-missing]"), "{file}: {out}");
+        assert!(
+            out.contains("outside the register's directory") || out.contains("not a regular file"),
+            "{file}: {out}"
+        );
+    }
+}
