@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time: SECONDS each (default 60). Needs a nightly toolchain and
+# cargo-fuzz (installed from crates.io when missing). New inputs go to temporary corpora seeded from
+# the committed ones, so the work tree stays clean.
+#   warden-risk    check_register    register reader, checker and reports never panic
+#   warden-ledger  canonical_record  the canonical record encoding is a fixed point
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "fuzz: no nightly toolchain here; the property and hostile-input tests still ran"
+  exit 0
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+for target in warden-risk:check_register warden-ledger:canonical_record; do
+  crate=${target%%:*}
+  name=${target##*:}
+  corpus=$(mktemp -d)
+  cp "crates/$crate/fuzz/corpus/$name/"* "$corpus"/
+  echo "fuzz: $crate $name for ${seconds}s"
+  (cd "crates/$crate" && cargo +nightly fuzz run "$name" "$corpus" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 2>&1 | tail -n 3)
+  rm -rf "$corpus"
+done
