@@ -62,6 +62,21 @@ fn tile_key(id: TileId) -> i64 {
     ((i64::from(id.level)) << 56) | (id.index as i64)
 }
 
+/// The bytes of a stored value, whether it was stored as a BLOB or (after tampering) as TEXT; any
+/// other type reads as empty, which verification then reports as a mismatch.
+fn bytes_of(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
+    Ok(match v {
+        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b.to_vec(),
+        _ => Vec::new(),
+    })
+}
+
+/// A stored checkpoint size; a negative one (only tampering makes it) reads as `u64::MAX`, which
+/// never matches the size in the note, so `verify` reports it.
+fn checkpoint_size(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
 fn map_err(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => StoreError::Full,
@@ -332,7 +347,7 @@ impl Store for SqliteStore {
         };
         self.conn
             .prepare_cached("SELECT data FROM entries WHERE idx = ?1")
-            .and_then(|mut s| s.query_row([idx], |r| r.get(0)).optional())
+            .and_then(|mut s| s.query_row([idx], |r| bytes_of(r.get_ref(0)?)).optional())
             .map_err(map_err("read an entry"))
     }
 
@@ -349,8 +364,10 @@ impl Store for SqliteStore {
                 "SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
             )
             .map_err(map_err("scan the entries"))?;
+        // A scan from the start also sees rows below index 0, which only tampering can put there.
+        let lo = if start == 0 { i64::MIN } else { clamp(start) };
         let mut rows = stmt
-            .query([clamp(start), clamp(end)])
+            .query([lo, clamp(end)])
             .map_err(map_err("scan the entries"))?;
         while let Some(row) = rows.next().map_err(map_err("scan the entries"))? {
             let idx: i64 = row.get(0).map_err(map_err("scan the entries"))?;
@@ -360,7 +377,9 @@ impl Store for SqliteStore {
                 _ => &[],
             };
             let Ok(idx) = u64::try_from(idx) else {
-                continue;
+                return Err(StoreError::Corrupt(format!(
+                    "an entry is stored at the negative index {idx}"
+                )));
             };
             if !f(idx, bytes) {
                 break;
@@ -372,7 +391,10 @@ impl Store for SqliteStore {
     fn tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .prepare_cached("SELECT data FROM tiles WHERE id = ?1")
-            .and_then(|mut s| s.query_row([tile_key(id)], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row([tile_key(id)], |r| bytes_of(r.get_ref(0)?))
+                    .optional()
+            })
             .map_err(map_err("read a tile"))
     }
 
@@ -392,7 +414,9 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT size, note FROM checkpoints ORDER BY seq")
             .map_err(map_err("read the checkpoints"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .query_map([], |r| {
+                Ok((checkpoint_size(r.get::<_, i64>(0)?), r.get(1)?))
+            })
             .map_err(map_err("read the checkpoints"))?;
         rows.collect::<Result<_, _>>()
             .map_err(map_err("read the checkpoints"))
@@ -402,8 +426,10 @@ impl Store for SqliteStore {
         self.conn
             .prepare_cached("SELECT size, note FROM checkpoints ORDER BY seq DESC LIMIT 1")
             .and_then(|mut s| {
-                s.query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-                    .optional()
+                s.query_row([], |r| {
+                    Ok((checkpoint_size(r.get::<_, i64>(0)?), r.get(1)?))
+                })
+                .optional()
             })
             .map_err(map_err("read the latest checkpoint"))
     }

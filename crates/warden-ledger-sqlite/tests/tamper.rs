@@ -361,3 +361,120 @@ fn forged_or_foreign_checkpoints_are_reported() {
         r.problems
     );
 }
+
+/// Regressions from the outside review of the ledger.
+mod review {
+    use super::*;
+
+    fn open_ledger(
+        path: &Path,
+        key: &SignerKey,
+    ) -> Result<Ledger<SqliteStore>, warden_ledger::LedgerError> {
+        Ledger::open(
+            SqliteStore::open(path, &SqliteOptions::default()).unwrap(),
+            Some(key.clone()),
+        )
+    }
+
+    fn copy(fx: &Fixture, name: &str) -> PathBuf {
+        let path = fx.pristine.with_file_name(format!("{name}.db"));
+        std::fs::copy(&fx.pristine, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_replayed_old_checkpoint_does_not_hide_damaged_hashes() {
+        let fx = fixture();
+        let path = copy(&fx, "replay");
+        {
+            let c = Connection::open(&path).unwrap();
+            // Damage the partial tile at tile level 1, then replay the size-0 checkpoint as the newest row.
+            let id: i64 = 1 << 56;
+            let mut d = blob(&c, "tiles", "id", id);
+            d[3] ^= 1;
+            set_blob(&c, "tiles", "id", id, &d);
+            c.execute("INSERT INTO checkpoints (size, note) SELECT 0, note FROM checkpoints WHERE seq = 1", []).unwrap();
+        }
+        let err = open_ledger(&path, &fx.key).unwrap_err();
+        assert!(err.to_string().contains("the ledger is damaged"), "{err}");
+    }
+
+    #[test]
+    fn a_lying_size_column_neither_suppresses_checkpoints_nor_passes_verify() {
+        let fx = fixture();
+        let path = copy(&fx, "column");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute(
+                "UPDATE checkpoints SET size = 101 WHERE seq = (SELECT max(seq) FROM checkpoints)",
+                [],
+            )
+            .unwrap();
+        }
+        let r = fx.verify(&path, false);
+        assert!(
+            r.problems.iter().any(|p| p
+                .message
+                .contains("is stored as size 101 but its note says Some(100)")),
+            "{:?}",
+            r.problems
+        );
+        let ledger = open_ledger(&path, &fx.key).unwrap();
+        ledger.append(&record(100)).unwrap();
+        let note = ledger.checkpoint().unwrap();
+        let cp = warden_ledger::Checkpoint::open(&note, &fx.key.verifier()).unwrap();
+        assert_eq!(
+            cp.size, 101,
+            "a new checkpoint is signed when the tree grows"
+        );
+    }
+
+    #[test]
+    fn odd_storage_types_and_formats_are_reported() {
+        let fx = fixture();
+        // A tile stored as TEXT: reported as a mismatch, not an abort.
+        let r = fx.damaged("text-tile", false, |c| {
+            c.execute(
+                "UPDATE tiles SET data = CAST(data || x'00' AS TEXT) WHERE id = 0",
+                [],
+            )
+            .unwrap();
+        });
+        assert_eq!(r.first_bad_index(), Some(0), "{:?}", r.problems);
+        // An unknown format version is refused by verify as by every other reader.
+        let path = copy(&fx, "format");
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE meta SET value = '2' WHERE key = 'format'", [])
+            .unwrap();
+        let store = SqliteStore::open(
+            &path,
+            &SqliteOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let err = warden_ledger::verify(&store, &VerifyOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported ledger format 2"),
+            "{err}"
+        );
+        // A row at a negative index is not silently skipped.
+        let path = copy(&fx, "negative");
+        Connection::open(&path)
+            .unwrap()
+            .execute("INSERT INTO entries (idx, data) VALUES (-1, x'00')", [])
+            .unwrap();
+        let store = SqliteStore::open(
+            &path,
+            &SqliteOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let err = warden_ledger::verify(&store, &VerifyOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("negative index -1"), "{err}");
+    }
+}

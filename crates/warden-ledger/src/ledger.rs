@@ -176,6 +176,11 @@ impl<S: Store> Ledger<S> {
         &self.meta
     }
 
+    /// True when a signing key is loaded, so new checkpoints can be signed.
+    pub fn can_sign(&self) -> bool {
+        self.signer.is_some()
+    }
+
     /// The key that checks this ledger's checkpoints.
     pub fn verifier(&self) -> &VerifierKey {
         &self.verifier
@@ -373,9 +378,9 @@ impl<S: Store> Ledger<S> {
     pub fn checkpoint(&self) -> Result<String, LedgerError> {
         let mut inner = lock(&self.inner);
         let size = inner.tree.size();
-        let latest = inner.store.latest_checkpoint()?;
-        if let Some((s, note)) = &latest
-            && *s == size
+        let latest = newest_checkpoint(&inner.store, &self.verifier)?;
+        if let Some((cp, note)) = &latest
+            && cp.size == size
         {
             return Ok(note.clone());
         }
@@ -417,11 +422,9 @@ fn check_right_edge<S: Store>(
             "the stored hashes of records {first}..{size} do not match the records"
         )));
     }
-    let Some((_, note)) = store.latest_checkpoint()? else {
+    let Some((cp, _)) = newest_checkpoint(store, verifier)? else {
         return Ok(());
     };
-    let cp = Checkpoint::open(&note, verifier)
-        .map_err(|e| damaged(format!("the latest stored checkpoint does not verify: {e}")))?;
     if cp.size > size {
         return Err(damaged(format!(
             "the latest checkpoint covers {} records but only {size} are stored",
@@ -440,6 +443,35 @@ fn check_right_edge<S: Store>(
         )));
     }
     Ok(())
+}
+
+/// The stored checkpoint with the largest tree size, as the notes themselves say (the `size` column
+/// and the row order are not trusted), with its signature checked. A note whose body does not parse
+/// is skipped here (`verify` reports it); the chosen one must verify, or the ledger is damaged.
+fn newest_checkpoint<S: Store>(
+    store: &S,
+    verifier: &VerifierKey,
+) -> Result<Option<(Checkpoint, String)>, LedgerError> {
+    let mut best: Option<(u64, String)> = None;
+    for (_, note) in store.checkpoints()? {
+        // Cheap: parse the body's size only; one signature check at the end.
+        let size = note
+            .split_once('\n')
+            .and_then(|(_, rest)| rest.split_once('\n'))
+            .and_then(|(s, _)| s.parse::<u64>().ok());
+        if let Some(size) = size
+            && best.as_ref().is_none_or(|(b, _)| size > *b)
+        {
+            best = Some((size, note));
+        }
+    }
+    let Some((_, note)) = best else {
+        return Ok(None);
+    };
+    let cp = Checkpoint::open(&note, verifier).map_err(|e| LedgerError::Damaged {
+        reason: format!("the newest stored checkpoint does not verify: {e}"),
+    })?;
+    Ok(Some((cp, note)))
 }
 
 /// Calls `f` with every record of `store` in `start..end`, in order; `f` returns `false` to stop.

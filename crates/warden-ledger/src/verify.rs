@@ -73,6 +73,13 @@ pub fn verify<S: Store + ?Sized>(
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, StoreError> {
     let meta = store.meta()?;
+    if meta.format != crate::FORMAT_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "unsupported ledger format {}; this build reads format {}",
+            meta.format,
+            crate::FORMAT_VERSION
+        )));
+    }
     let recorded_size = store.size()?;
     let mut problems = Vec::new();
     let key = match &opts.trusted_key {
@@ -90,15 +97,28 @@ pub fn verify<S: Store + ?Sized>(
     };
 
     // Every checkpoint: stored ones, then the auditor's.
-    let mut cps: Vec<Cp> = store
-        .checkpoints()?
+    let stored = store.checkpoints()?;
+    let mut column_mismatch = Vec::new();
+    let mut cps: Vec<Cp> = stored
         .into_iter()
         .enumerate()
-        .map(|(i, (_, note))| Cp {
-            source: format!("stored checkpoint #{}", i + 1),
-            note,
+        .map(|(i, (size, note))| {
+            let source = format!("stored checkpoint #{}", i + 1);
+            let said = note.split('\n').nth(1).and_then(|s| s.parse::<u64>().ok());
+            if said != Some(size) {
+                column_mismatch.push(format!(
+                    "{source} is stored as size {size} but its note says {said:?}"
+                ));
+            }
+            Cp { source, note }
         })
         .collect();
+    for message in column_mismatch {
+        problems.push(Problem {
+            index: None,
+            message,
+        });
+    }
     cps.extend(opts.checkpoints.iter().enumerate().map(|(i, n)| Cp {
         source: format!("given checkpoint #{}", i + 1),
         note: n.clone(),

@@ -70,6 +70,9 @@ pub(crate) fn load_signer(dir: &Path) -> Result<Option<SignerKey>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    if !meta.is_file() {
+        bail!("the signing key {} is not a regular file", path.display());
+    }
     if meta.permissions().mode() & 0o077 != 0 {
         bail!(
             "the signing key {} can be read by others (mode {:o})\nhint: chmod 600 {}",
@@ -100,9 +103,15 @@ pub(crate) enum Access {
 /// Opens the store of the ledger in `dir`.
 pub(crate) fn open_store(dir: &Path, access: Access) -> Result<SqliteStore> {
     let db = dir.join(DB_FILE);
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--ledger {} is a file; expected the ledger's directory (the one holding ledger.db)",
+            dir.display()
+        );
+    }
     if !dir.is_dir() {
         bail!(
-            "no ledger at {}: not a directory\nhint: create one with `warden ledger init --ledger {}`",
+            "no ledger at {}: no such directory\nhint: create one with `warden ledger init --ledger {}`",
             dir.display(),
             dir.display()
         );
@@ -112,7 +121,20 @@ pub(crate) fn open_store(dir: &Path, access: Access) -> Result<SqliteStore> {
         bulk: access == Access::Bulk,
         ..SqliteOptions::default()
     };
-    Ok(SqliteStore::open(&db, &opts)?)
+    // A writer that crashed while appending a stream leaves a hot rollback journal, which only a
+    // read-write connection can roll back. Do that first, so read-only commands keep working.
+    let journal = dir.join(format!("{DB_FILE}-journal"));
+    if access == Access::ReadOnly && fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
+        let _ = SqliteStore::open(&db, &SqliteOptions::default())
+            .and_then(|s| warden_ledger::Store::size(&s));
+    }
+    match SqliteStore::open(&db, &opts) {
+        Err(warden_ledger::StoreError::ReadOnly) if access == Access::ReadOnly => bail!(
+            "{} has an unfinished transaction from a writer that stopped (a hot journal), and this user cannot roll it back\nhint: run any read-write command (e.g. `warden ledger checkpoint`) as a user who can write the ledger",
+            db.display()
+        ),
+        other => Ok(other?),
+    }
 }
 
 /// Opens the ledger in `dir`, with its signing key when `signing` and the key is present.
