@@ -38,7 +38,8 @@ pub enum Step {
 /// The literal a value is compared with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
-    Number(f64),
+    /// A number; integers also keep their exact value, so that large integers compare exactly.
+    Number(f64, Option<i128>),
     Bool(bool),
     Text(String),
 }
@@ -125,7 +126,7 @@ impl Condition {
             }
         } else {
             match rhs.parse::<f64>() {
-                Ok(n) if n.is_finite() => Literal::Number(n),
+                Ok(n) if n.is_finite() => Literal::Number(n, rhs.parse::<i128>().ok()),
                 _ => {
                     return Err(format!(
                         "`{rhs}` is not a number, true, false or a \"quoted string\"; expected {EXPECTED}"
@@ -171,20 +172,39 @@ impl Condition {
             other => other.to_string(),
         };
         let holds = match (&self.literal, v) {
-            (Literal::Number(want), Value::Number(n)) => {
-                let Some(x) = n.as_f64() else {
-                    return Outcome::Unusable(format!(
-                        "`{}` is not a usable number",
-                        path_text(&self.path)
-                    ));
+            (Literal::Number(want, exact), Value::Number(n)) => {
+                let int = n
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| n.as_u64().map(i128::from));
+                let ord = match (exact, int) {
+                    // Both integers: exact, even beyond 2^53.
+                    (Some(w), Some(x)) => x.cmp(w),
+                    _ => {
+                        let Some(x) = n.as_f64() else {
+                            return Outcome::Unusable(format!(
+                                "`{}` is not a usable number",
+                                path_text(&self.path)
+                            ));
+                        };
+                        match x.partial_cmp(want) {
+                            Some(o) => o,
+                            None => {
+                                return Outcome::Unusable(format!(
+                                    "`{}` is not a usable number",
+                                    path_text(&self.path)
+                                ));
+                            }
+                        }
+                    }
                 };
                 match self.op {
-                    Op::Ge => x >= *want,
-                    Op::Gt => x > *want,
-                    Op::Le => x <= *want,
-                    Op::Lt => x < *want,
-                    Op::Eq => x == *want,
-                    Op::Ne => x != *want,
+                    Op::Ge => ord.is_ge(),
+                    Op::Gt => ord.is_gt(),
+                    Op::Le => ord.is_le(),
+                    Op::Lt => ord.is_lt(),
+                    Op::Eq => ord.is_eq(),
+                    Op::Ne => ord.is_ne(),
                 }
             }
             (Literal::Bool(want), Value::Bool(b)) => (b == want) == (self.op == Op::Eq),
@@ -194,7 +214,7 @@ impl Condition {
                     "`{}` is {shown}, which cannot be compared with {}",
                     path_text(&self.path),
                     match &self.literal {
-                        Literal::Number(_) => "a number",
+                        Literal::Number(..) => "a number",
                         Literal::Bool(_) => "true or false",
                         Literal::Text(_) => "text",
                     }
@@ -286,6 +306,19 @@ mod tests {
                 Outcome::Fails(_) => assert!(!want, "{text}"),
                 Outcome::Unusable(why) => panic!("{text}: {why}"),
             }
+        }
+        let big = json!({"n": 18446744073709551615u64});
+        for (text, want) in [
+            ("n == 18446744073709551614", false),
+            ("n > 18446744073709551614", true),
+            ("n == 18446744073709551615", true),
+        ] {
+            let c = Condition::parse(text).unwrap();
+            assert_eq!(
+                matches!(c.evaluate(&big), Outcome::Holds(_)),
+                want,
+                "{text}"
+            );
         }
         let missing = Condition::parse("nope.x >= 1").unwrap();
         assert!(
