@@ -421,16 +421,4 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>()
             .map_err(map_err("read the checkpoints"))
     }
-
-    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.conn
-            .prepare_cached("SELECT size, note FROM checkpoints ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut s| {
-                s.query_row([], |r| {
-                    Ok((checkpoint_size(r.get::<_, i64>(0)?), r.get(1)?))
-                })
-                .optional()
-            })
-            .map_err(map_err("read the latest checkpoint"))
-    }
 }

@@ -158,14 +158,6 @@ impl<S: Store> Ledger<S> {
         })
     }
 
-    /// Closes the ledger and hands its store back.
-    pub fn into_store(self) -> S {
-        self.inner
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .store
-    }
-
     /// Runs the full verifier over the open ledger (see [`crate::verify()`]).
     pub fn verify(&self, opts: &crate::VerifyOptions) -> Result<crate::VerifyReport, StoreError> {
         crate::verify(&lock(&self.inner).store, opts)
@@ -318,18 +310,6 @@ impl<S: Store> Ledger<S> {
             .store
             .entry(index)?
             .ok_or(LedgerError::MissingEntry(index))
-    }
-
-    /// Calls `f` with every record in `start..end` (clamped to the tree size), in order; `f` returns
-    /// `false` to stop. Fails if a record in the range is missing from storage.
-    pub fn scan(
-        &self,
-        start: u64,
-        end: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> bool,
-    ) -> Result<(), LedgerError> {
-        let inner = lock(&self.inner);
-        scan_records(&inner.store, start, end.min(inner.tree.size()), f)
     }
 
     /// The root hash of the tree when it had `size` records.

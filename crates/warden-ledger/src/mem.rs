@@ -88,8 +88,4 @@ impl Store for MemStore {
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
         Ok(self.checkpoints.clone())
     }
-
-    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        Ok(self.checkpoints.last().cloned())
-    }
 }

@@ -73,6 +73,4 @@ pub trait Store: Send {
     fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError>;
     /// Every stored checkpoint as `(size, note)`, in the order they were stored.
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
-    /// The most recently stored checkpoint.
-    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
 }

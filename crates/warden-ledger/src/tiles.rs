@@ -64,18 +64,6 @@ pub fn tile_bytes(hashes: &[Hash]) -> Vec<u8> {
     hashes.concat()
 }
 
-/// The number of hashes tile `id` holds in a tree of `size` leaves (0 when it does not exist).
-pub fn tile_len(id: TileId, size: u64) -> usize {
-    let shift = u32::from(id.level) * u32::from(TILE_HEIGHT);
-    let count = if shift >= 64 { 0 } else { size >> shift };
-    let start = id.index.saturating_mul(TILE_WIDTH as u64);
-    if count <= start {
-        0
-    } else {
-        (count - start).min(TILE_WIDTH as u64) as usize
-    }
-}
-
 /// A tile that an append completed or changed, to be written with the entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TileWrite {
@@ -206,6 +194,18 @@ mod tests {
     use super::*;
     use crate::merkle::{leaf_hash, range_hash};
     use std::collections::BTreeMap;
+
+    /// The number of hashes tile `id` holds in a tree of `size` leaves (0 when it does not exist).
+    fn tile_len(id: TileId, size: u64) -> usize {
+        let shift = u32::from(id.level) * u32::from(TILE_HEIGHT);
+        let count = if shift >= 64 { 0 } else { size >> shift };
+        let start = id.index.saturating_mul(TILE_WIDTH as u64);
+        if count <= start {
+            0
+        } else {
+            (count - start).min(TILE_WIDTH as u64) as usize
+        }
+    }
 
     struct MapSource(BTreeMap<TileId, Vec<Hash>>);
     impl NodeSource for MapSource {

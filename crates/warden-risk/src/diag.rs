@@ -88,11 +88,6 @@ impl Diagnostics {
         });
     }
 
-    /// True when any error was recorded.
-    pub fn has_errors(&self) -> bool {
-        self.items.iter().any(|d| d.severity == Severity::Error)
-    }
-
     /// All problems, in source order.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.items.sort_by(|a, b| {
