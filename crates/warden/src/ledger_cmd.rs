@@ -226,7 +226,8 @@ fn init(dir: &Path, origin: Option<String>, out: &mut impl Write) -> Result<Outc
         Some(o) => o,
         None => {
             let mut id = [0u8; 6];
-            getrandom(&mut id)?;
+            getrandom::getrandom(&mut id)
+                .map_err(|e| anyhow!("cannot get randomness for the origin: {e}"))?;
             format!("warden.local/ledger/{}", hex(&id))
         }
     };
@@ -241,11 +242,6 @@ fn init(dir: &Path, origin: Option<String>, out: &mut impl Write) -> Result<Outc
         );
     }
     Ok(Outcome::Ok)
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<()> {
-    let mut f = std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?;
-    f.read_exact(buf).context("cannot read /dev/urandom")
 }
 
 fn now_ms() -> i64 {
