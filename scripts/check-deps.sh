@@ -26,6 +26,8 @@ forbid warden-ledger "${io_crates[@]}" warden-ledger-sqlite warden
 forbid warden-ledger-sqlite tokio hyper axum reqwest warden
 # The risk engine is a pure domain crate: no storage, no network, no other pillar.
 forbid warden-risk "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden
+# The kernels crate is the one place with unsafe code: it depends on nothing of Warden.
+forbid warden-gemm "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden-harden warden
 forbid warden-harden "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden
 
 if [ "$fail" -ne 0 ]; then

@@ -4,9 +4,13 @@
 //! Models, attacks, adversarial training and robustness evaluation build on these (issue 4).
 
 pub mod accountant;
+pub mod attack;
 pub mod corrupt;
 pub mod data;
+pub mod nn;
+pub mod optim;
 pub mod rng;
+pub mod train;
 
 pub use corrupt::Corruption;
 pub use data::{Dataset, Split};

@@ -20,6 +20,8 @@ use crate::{Outcome, ledger_cmd};
 pub(crate) enum BenchCommand {
     /// Durable append throughput (bulk and concurrent), proof latency, verify time, bytes per record.
     Ledger(LedgerBench),
+    /// Training, attack and adversarial-training throughput on Fashion-MNIST, as the PyTorch baseline.
+    Harden(crate::bench_harden::HardenBench),
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +49,7 @@ pub(crate) struct LedgerBench {
 pub(crate) fn run(cmd: BenchCommand) -> Result<Outcome> {
     match cmd {
         BenchCommand::Ledger(b) => ledger(b),
+        BenchCommand::Harden(b) => crate::bench_harden::run(b),
     }
 }
 

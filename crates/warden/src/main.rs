@@ -2,6 +2,7 @@
 //! and printing; every decision is made by the library crates.
 
 mod bench;
+mod bench_harden;
 mod harden_cmd;
 mod ledger_cmd;
 mod ledger_dir;

@@ -1,0 +1,286 @@
+//! `warden-gemm`: `C = A·B` (or `C += A·B`) in single precision, on strided row/column views, with
+//! every index checked before the call.
+//!
+//! The kernels come from the `gemm` crate (runtime dispatch to AVX-512, AVX2+FMA or SSE), run on the
+//! calling thread: Warden parallelises over the batch itself, which on a 2-core machine is faster
+//! than splitting each small product, and keeps results independent of scheduling.
+//!
+//! This crate is the workspace's only `unsafe`: one call, after the checks in [`View::check`] prove
+//! that every element the kernel can touch lies inside its slice and that `C`'s elements are
+//! distinct (so a write never lands on another output or on an input: `C` is a `&mut` borrow).
+
+/// A matrix of `rows × cols` at `data[r * row_stride + c * col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl Shape {
+    /// Row-major, densely packed.
+    pub fn row_major(rows: usize, cols: usize) -> Shape {
+        Shape {
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a densely packed row-major `rows × cols` matrix, seen as `cols × rows`.
+    pub fn transposed(rows: usize, cols: usize) -> Shape {
+        Shape {
+            rows: cols,
+            cols: rows,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    /// One past the largest index the matrix touches (0 when empty), or None on overflow.
+    fn extent(&self) -> Option<usize> {
+        if self.rows == 0 || self.cols == 0 {
+            return Some(0);
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)?
+            .checked_add((self.cols - 1).checked_mul(self.col_stride)?)?;
+        last.checked_add(1)
+    }
+
+    /// Whether distinct (row, col) pairs map to distinct indices, for an output matrix. Sufficient
+    /// condition: one stride steps over a whole extent of the other.
+    fn injective(&self) -> bool {
+        if self.rows <= 1 || self.cols <= 1 {
+            return (self.rows <= 1 || self.row_stride > 0)
+                && (self.cols <= 1 || self.col_stride > 0);
+        }
+        let col_span = (self.cols - 1).saturating_mul(self.col_stride);
+        let row_span = (self.rows - 1).saturating_mul(self.row_stride);
+        (self.col_stride > 0 && self.row_stride > col_span)
+            || (self.row_stride > 0 && self.col_stride > row_span)
+    }
+}
+
+/// Why a product was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GemmError {
+    /// The inner dimensions or the output's shape do not agree.
+    Dimensions,
+    /// A matrix reaches past its slice.
+    OutOfBounds,
+    /// The output's strides map two elements to one place.
+    Aliased,
+}
+
+impl std::fmt::Display for GemmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GemmError::Dimensions => "matrix dimensions do not agree",
+            GemmError::OutOfBounds => "matrix view reaches past its slice",
+            GemmError::Aliased => "output strides alias",
+        })
+    }
+}
+
+impl std::error::Error for GemmError {}
+
+fn check(
+    a: &Shape,
+    a_len: usize,
+    b: &Shape,
+    b_len: usize,
+    c: &Shape,
+    c_len: usize,
+) -> Result<(), GemmError> {
+    if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+        return Err(GemmError::Dimensions);
+    }
+    for (s, len) in [(a, a_len), (b, b_len), (c, c_len)] {
+        match s.extent() {
+            Some(e) if e <= len => {}
+            _ => return Err(GemmError::OutOfBounds),
+        }
+    }
+    if !c.injective() {
+        return Err(GemmError::Aliased);
+    }
+    // gemm takes isize strides.
+    for s in [a, b, c] {
+        if isize::try_from(s.row_stride).is_err() || isize::try_from(s.col_stride).is_err() {
+            return Err(GemmError::OutOfBounds);
+        }
+    }
+    Ok(())
+}
+
+/// `C = A·B` when `accumulate` is false, `C = C + A·B` when it is true.
+pub fn sgemm(
+    a: &[f32],
+    a_shape: Shape,
+    b: &[f32],
+    b_shape: Shape,
+    c: &mut [f32],
+    c_shape: Shape,
+    accumulate: bool,
+) -> Result<(), GemmError> {
+    check(&a_shape, a.len(), &b_shape, b.len(), &c_shape, c.len())?;
+    let (m, n, k) = (c_shape.rows, c_shape.cols, a_shape.cols);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                for col in 0..n {
+                    c[r * c_shape.row_stride + col * c_shape.col_stride] = 0.0;
+                }
+            }
+        }
+        return Ok(());
+    }
+    call(a, a_shape, b, b_shape, c, c_shape, accumulate);
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn call(
+    a: &[f32],
+    a_shape: Shape,
+    b: &[f32],
+    b_shape: Shape,
+    c: &mut [f32],
+    c_shape: Shape,
+    accumulate: bool,
+) {
+    let st = |x: usize| x as isize; // checked to fit in `check`
+    // SAFETY: `check` proved that A, B and C lie inside their slices for every (row, col) the
+    // kernel visits (m × k, k × n, m × n), that C's elements are distinct, and that all strides fit
+    // in isize. C is borrowed mutably, so it cannot overlap A or B. With `read_dst` false the
+    // kernel does not read C; with it true, C's elements are initialised f32s.
+    unsafe {
+        gemm::gemm(
+            c_shape.rows,
+            c_shape.cols,
+            a_shape.cols,
+            c.as_mut_ptr(),
+            st(c_shape.col_stride),
+            st(c_shape.row_stride),
+            accumulate,
+            a.as_ptr(),
+            st(a_shape.col_stride),
+            st(a_shape.row_stride),
+            b.as_ptr(),
+            st(b_shape.col_stride),
+            st(b_shape.row_stride),
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn naive(a: &[f32], sa: Shape, b: &[f32], sb: Shape) -> Vec<f32> {
+        let mut c = vec![0.0f32; sa.rows * sb.cols];
+        for i in 0..sa.rows {
+            for j in 0..sb.cols {
+                let mut s = 0.0f64;
+                for p in 0..sa.cols {
+                    s += a[i * sa.row_stride + p * sa.col_stride] as f64
+                        * b[p * sb.row_stride + j * sb.col_stride] as f64;
+                }
+                c[i * sb.cols + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_for_all_transpositions() {
+        let (m, k, n) = (37, 29, 19);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let sa = if ta {
+                    Shape::transposed(k, m)
+                } else {
+                    Shape::row_major(m, k)
+                };
+                let sb = if tb {
+                    Shape::transposed(n, k)
+                } else {
+                    Shape::row_major(k, n)
+                };
+                let want = naive(&a, sa, &b, sb);
+                let mut c = vec![1.0f32; m * n];
+                sgemm(&a, sa, &b, sb, &mut c, Shape::row_major(m, n), false).unwrap();
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+                }
+                sgemm(&a, sa, &b, sb, &mut c, Shape::row_major(m, n), true).unwrap();
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - 2.0 * y).abs() <= 2e-4 * (1.0 + y.abs()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_bad_views() {
+        let a = vec![0.0f32; 6];
+        let b = vec![0.0f32; 6];
+        let mut c = vec![0.0f32; 4];
+        let r = |r, c| Shape::row_major(r, c);
+        assert_eq!(
+            sgemm(&a, r(2, 3), &b, r(2, 3), &mut c, r(2, 2), false),
+            Err(GemmError::Dimensions)
+        );
+        assert_eq!(
+            sgemm(&a, r(2, 4), &b, r(4, 2), &mut c, r(2, 2), false),
+            Err(GemmError::OutOfBounds)
+        );
+        assert_eq!(
+            sgemm(&a, r(2, 3), &b, r(3, 2), &mut c[..3], r(2, 2), false),
+            Err(GemmError::OutOfBounds)
+        );
+        let alias = Shape {
+            rows: 2,
+            cols: 2,
+            row_stride: 1,
+            col_stride: 1,
+        };
+        assert_eq!(
+            sgemm(&a, r(2, 3), &b, r(3, 2), &mut c, alias, false),
+            Err(GemmError::Aliased)
+        );
+        let huge = Shape {
+            rows: 2,
+            cols: 3,
+            row_stride: usize::MAX / 2,
+            col_stride: 1,
+        };
+        assert_eq!(
+            sgemm(&a, huge, &b, r(3, 2), &mut c, r(2, 2), false),
+            Err(GemmError::OutOfBounds)
+        );
+        // Empty inner dimension: C = 0.
+        let mut c = vec![5.0f32; 4];
+        sgemm(&[], r(2, 0), &[], r(0, 2), &mut c, r(2, 2), false).unwrap();
+        assert_eq!(c, vec![0.0; 4]);
+    }
+}

@@ -1,0 +1,1375 @@
+//! Small image classifiers on the CPU: an architecture described as data, forward and backward
+//! passes written for these layers, and the workspaces that make a training step allocation-free.
+//!
+//! Layout. Activations are channels-last (`N × H × W × C`): a 3×3 convolution then reads each input
+//! pixel's channels as one contiguous run, im2col rows are nine copies, and the product
+//! `col[N·H'·W', 9·Cin] × Wᵀ[9·Cin, Cout]` lands directly in the next layer's layout. Convolution
+//! weights are kept as `[Cout, kh, kw, Cin]`; the PyTorch layout (`[Cout, Cin, kh, kw]`, and
+//! channel-first flattening before the first linear layer) is produced on export
+//! (see [`crate::weights`]).
+//!
+//! Gradients. [`Model::backward`] takes the input gradient and the parameter gradients as separate
+//! requests: attacks ask for the first only, which skips every weight-gradient product (a third of
+//! the work of a training step).
+//!
+//! Threads. A batch is cut into contiguous shards, one per thread, each with its own [`Workspace`]
+//! and gradient buffers, summed in shard order: a run is reproducible for a given seed, thread count
+//! and CPU.
+
+use serde::{Deserialize, Serialize};
+use warden_gemm::{Shape, sgemm};
+
+use crate::rng::Rng;
+
+/// Largest model accepted from an architecture file, in parameters.
+pub const MAX_PARAMS: usize = 64 << 20;
+/// Largest width, height, channel count or feature count of any layer.
+pub const MAX_DIM: usize = 1 << 16;
+/// Largest activation of one example at any layer, in values.
+pub const MAX_ACTIVATION: usize = 1 << 26;
+/// Largest number of layers.
+pub const MAX_LAYERS: usize = 256;
+
+/// One layer, as written in an architecture file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// Square kernel, stride 1, zero padding on every side.
+    Conv2d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        #[serde(default)]
+        padding: usize,
+    },
+    Relu,
+    /// Square window with stride equal to its size (PyTorch's `MaxPool2d(k)`), floor mode.
+    MaxPool2d {
+        kernel: usize,
+    },
+    /// Channel-first flattening, as PyTorch's `nn.Flatten()` on `N × C × H × W`.
+    Flatten,
+    Linear {
+        in_features: usize,
+        out_features: usize,
+    },
+}
+
+/// An architecture: the input's shape, the number of classes, and the layers in order. A PyTorch
+/// `nn.Sequential` of the same layers has the same parameter names (`"{index}.weight"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arch {
+    pub name: String,
+    /// Channels, height, width.
+    pub input: [usize; 3],
+    pub classes: usize,
+    pub layers: Vec<LayerSpec>,
+}
+
+/// Why an architecture, a weight file or an input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("layer {layer}: {reason}")]
+    Layer { layer: usize, reason: String },
+    #[error("architecture: {0}")]
+    Arch(String),
+    #[error("input: {0}")]
+    Input(String),
+}
+
+impl Arch {
+    /// The network of the PyTorch baseline (`../shared/baselines`): conv 1→32 3×3, ReLU, max-pool 2,
+    /// conv 32→64 3×3, ReLU, max-pool 2, linear 1600→128, ReLU, linear 128→10 (225,034 parameters).
+    pub fn small_cnn() -> Arch {
+        use LayerSpec::*;
+        Arch {
+            name: "small-cnn".into(),
+            input: [1, 28, 28],
+            classes: 10,
+            layers: vec![
+                Conv2d {
+                    in_channels: 1,
+                    out_channels: 32,
+                    kernel: 3,
+                    padding: 0,
+                },
+                Relu,
+                MaxPool2d { kernel: 2 },
+                Conv2d {
+                    in_channels: 32,
+                    out_channels: 64,
+                    kernel: 3,
+                    padding: 0,
+                },
+                Relu,
+                MaxPool2d { kernel: 2 },
+                Flatten,
+                Linear {
+                    in_features: 1600,
+                    out_features: 128,
+                },
+                Relu,
+                Linear {
+                    in_features: 128,
+                    out_features: 10,
+                },
+            ],
+        }
+    }
+
+    /// A multi-layer perceptron on flattened 28×28 images with the given hidden widths.
+    pub fn mlp(hidden: &[usize]) -> Arch {
+        let mut layers = vec![LayerSpec::Flatten];
+        let mut prev = 28 * 28;
+        for &h in hidden {
+            layers.push(LayerSpec::Linear {
+                in_features: prev,
+                out_features: h,
+            });
+            layers.push(LayerSpec::Relu);
+            prev = h;
+        }
+        layers.push(LayerSpec::Linear {
+            in_features: prev,
+            out_features: 10,
+        });
+        let widths: Vec<String> = hidden.iter().map(|h| h.to_string()).collect();
+        Arch {
+            name: format!("mlp-{}", widths.join("-")),
+            input: [1, 28, 28],
+            classes: 10,
+            layers,
+        }
+    }
+
+    /// The architectures Warden knows by name.
+    pub fn named(name: &str) -> Option<Arch> {
+        match name {
+            "small-cnn" => Some(Arch::small_cnn()),
+            "mlp" => Some(Arch::mlp(&[256, 128])),
+            _ => None,
+        }
+    }
+}
+
+/// A tensor's shape between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dims {
+    /// Channels-last image.
+    Image {
+        h: usize,
+        w: usize,
+        c: usize,
+    },
+    Flat(usize),
+}
+
+impl Dims {
+    fn len(self) -> usize {
+        match self {
+            Dims::Image { h, w, c } => h * w * c,
+            Dims::Flat(n) => n,
+        }
+    }
+}
+
+/// An executable step. `Flatten` is not one: channels-last memory is already flat, and the first
+/// linear layer after it records the image shape to translate weights to PyTorch's order.
+#[derive(Debug, Clone)]
+enum Op {
+    Conv {
+        layer: usize,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        pad: usize,
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+        relu: bool,
+        param: usize,
+    },
+    Pool {
+        k: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        oh: usize,
+        ow: usize,
+    },
+    Relu,
+    Linear {
+        layer: usize,
+        inf: usize,
+        outf: usize,
+        relu: bool,
+        param: usize,
+    },
+}
+
+/// One parameter tensor: its PyTorch name and shape, and where a flattened image feeds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamInfo {
+    pub name: String,
+    /// Shape in PyTorch's layout.
+    pub torch_shape: Vec<usize>,
+    pub(crate) kind: ParamKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamKind {
+    /// `[Cout, k, k, Cin]` here, `[Cout, Cin, k, k]` in PyTorch.
+    ConvWeight { cout: usize, cin: usize, k: usize },
+    /// `[out, H·W·C]` here, `[out, C·H·W]` in PyTorch.
+    LinearWeightImage {
+        out: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+    },
+    /// Same layout on both sides.
+    Plain,
+}
+
+/// A classifier: its architecture and its parameters (weights, then bias, per layer).
+#[derive(Debug, Clone)]
+pub struct Model {
+    arch: Arch,
+    ops: Vec<Op>,
+    dims: Vec<Dims>,
+    params: Vec<Vec<f32>>,
+    infos: Vec<ParamInfo>,
+}
+
+impl Model {
+    /// A model with PyTorch's default initialisation (uniform in ±1/√fan_in for weights and
+    /// biases), drawn from `seed`.
+    pub fn init(arch: &Arch, seed: u64) -> Result<Model, ModelError> {
+        let mut m = Model::zeros(arch)?;
+        let mut rng = Rng::new(seed);
+        let mut i = 0;
+        while i < m.params.len() {
+            let fan_in = match m.infos[i].torch_shape.as_slice() {
+                [_, rest @ ..] => rest.iter().product::<usize>().max(1),
+                _ => 1,
+            };
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            for j in i..i + 2 {
+                for p in &mut m.params[j] {
+                    *p = ((rng.uniform() * 2.0 - 1.0) * bound) as f32;
+                }
+            }
+            i += 2;
+        }
+        Ok(m)
+    }
+
+    /// A model with every parameter zero (to be loaded).
+    pub fn zeros(arch: &Arch) -> Result<Model, ModelError> {
+        let (ops, dims, infos) = plan(arch)?;
+        let params = infos
+            .iter()
+            .map(|p| vec![0.0f32; p.torch_shape.iter().product()])
+            .collect();
+        Ok(Model {
+            arch: arch.clone(),
+            ops,
+            dims,
+            params,
+            infos,
+        })
+    }
+
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// Values per input example (`C·H·W`).
+    pub fn input_len(&self) -> usize {
+        self.dims[0].len()
+    }
+
+    pub fn classes(&self) -> usize {
+        self.arch.classes
+    }
+
+    pub fn param_infos(&self) -> &[ParamInfo] {
+        &self.infos
+    }
+
+    /// Parameters in Warden's layout, in [`Model::param_infos`] order.
+    pub fn params(&self) -> &[Vec<f32>] {
+        &self.params
+    }
+
+    pub fn params_mut(&mut self) -> &mut [Vec<f32>] {
+        &mut self.params
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(Vec::len).sum()
+    }
+
+    /// Zeroed buffers shaped like the parameters.
+    pub fn zero_grads(&self) -> Vec<Vec<f32>> {
+        self.params.iter().map(|p| vec![0.0; p.len()]).collect()
+    }
+
+    /// Logits of `n` examples (`x` is `n × input_len`, channels-last), left in the workspace.
+    pub fn forward<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        x: &[f32],
+        n: usize,
+    ) -> Result<&'w [f32], ModelError> {
+        if x.len() != n * self.input_len() {
+            return Err(ModelError::Input(format!(
+                "{} values for {n} examples of {}",
+                x.len(),
+                self.input_len()
+            )));
+        }
+        ws.n = n;
+        ws.ensure(self.ops.len());
+        for (i, op) in self.ops.iter().enumerate() {
+            let (before, rest) = ws.acts.split_at_mut(i);
+            let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
+            let out = &mut rest[0];
+            match *op {
+                Op::Conv {
+                    cin,
+                    cout,
+                    k,
+                    pad,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    relu,
+                    param,
+                    ..
+                } => {
+                    let kk = k * k * cin;
+                    let rows = n * oh * ow;
+                    let col = &mut ws.cols[i];
+                    col.resize(rows * kk, 0.0);
+                    im2col(input, n, h, w, cin, k, pad, oh, ow, col);
+                    out.resize(rows * cout, 0.0);
+                    gemm(
+                        col,
+                        Shape::row_major(rows, kk),
+                        &self.params[param],
+                        Shape::transposed(cout, kk),
+                        out,
+                        Shape::row_major(rows, cout),
+                        false,
+                    );
+                    bias_act(out, &self.params[param + 1], relu);
+                }
+                Op::Linear {
+                    inf,
+                    outf,
+                    relu,
+                    param,
+                    ..
+                } => {
+                    out.resize(n * outf, 0.0);
+                    gemm(
+                        input,
+                        Shape::row_major(n, inf),
+                        &self.params[param],
+                        Shape::transposed(outf, inf),
+                        out,
+                        Shape::row_major(n, outf),
+                        false,
+                    );
+                    bias_act(out, &self.params[param + 1], relu);
+                }
+                Op::Pool { k, h, w, c, oh, ow } => {
+                    out.resize(n * oh * ow * c, 0.0);
+                    maxpool(input, n, h, w, c, k, oh, ow, out);
+                }
+                Op::Relu => {
+                    out.clear();
+                    out.extend(input.iter().map(|&v| v.max(0.0)));
+                }
+            }
+        }
+        Ok(&ws.acts[self.ops.len() - 1])
+    }
+
+    /// Back-propagates `dlogits` (`n × classes`) through the last [`Model::forward`] of this
+    /// workspace on the same `x`. Parameter gradients are written (not added) to `grads` when given;
+    /// the input gradient is left in [`Workspace::input_grad`] when `input_grad` is true.
+    pub fn backward(
+        &self,
+        ws: &mut Workspace,
+        x: &[f32],
+        dlogits: &[f32],
+        mut grads: Option<&mut [Vec<f32>]>,
+        input_grad: bool,
+    ) {
+        let n = ws.n;
+        ws.ga.clear();
+        ws.ga.extend_from_slice(dlogits);
+        let last_needed = if input_grad { 0 } else { self.first_param_op() };
+        for i in (0..self.ops.len()).rev() {
+            let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+            let out = &ws.acts[i];
+            let need_dx = i > last_needed || (i == 0 && input_grad);
+            match self.ops[i] {
+                Op::Conv {
+                    cin,
+                    cout,
+                    k,
+                    pad,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    relu,
+                    param,
+                    ..
+                } => {
+                    if relu {
+                        relu_mask(&mut ws.ga, out);
+                    }
+                    let kk = k * k * cin;
+                    let rows = n * oh * ow;
+                    if let Some(g) = grads.as_deref_mut() {
+                        gemm(
+                            &ws.ga,
+                            Shape::transposed(rows, cout),
+                            &ws.cols[i],
+                            Shape::row_major(rows, kk),
+                            &mut g[param],
+                            Shape::row_major(cout, kk),
+                            false,
+                        );
+                        col_sums(&ws.ga, cout, &mut g[param + 1]);
+                    }
+                    if need_dx {
+                        ws.dcol.resize(rows * kk, 0.0);
+                        gemm(
+                            &ws.ga,
+                            Shape::row_major(rows, cout),
+                            &self.params[param],
+                            Shape::row_major(cout, kk),
+                            &mut ws.dcol,
+                            Shape::row_major(rows, kk),
+                            false,
+                        );
+                        ws.gb.clear();
+                        ws.gb.resize(n * h * w * cin, 0.0);
+                        col2im(&ws.dcol, n, h, w, cin, k, pad, oh, ow, &mut ws.gb);
+                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                    }
+                }
+                Op::Linear {
+                    inf,
+                    outf,
+                    relu,
+                    param,
+                    ..
+                } => {
+                    if relu {
+                        relu_mask(&mut ws.ga, out);
+                    }
+                    if let Some(g) = grads.as_deref_mut() {
+                        gemm(
+                            &ws.ga,
+                            Shape::transposed(n, outf),
+                            input,
+                            Shape::row_major(n, inf),
+                            &mut g[param],
+                            Shape::row_major(outf, inf),
+                            false,
+                        );
+                        col_sums(&ws.ga, outf, &mut g[param + 1]);
+                    }
+                    if need_dx {
+                        ws.gb.resize(n * inf, 0.0);
+                        gemm(
+                            &ws.ga,
+                            Shape::row_major(n, outf),
+                            &self.params[param],
+                            Shape::row_major(outf, inf),
+                            &mut ws.gb,
+                            Shape::row_major(n, inf),
+                            false,
+                        );
+                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                    }
+                }
+                Op::Pool { k, h, w, c, oh, ow } => {
+                    if need_dx {
+                        // Every input element lies in at most one window (stride = size) and is
+                        // written once; the floor-mode remainder rows and columns stay zero.
+                        ws.gb.clear();
+                        ws.gb.resize(input.len(), 0.0);
+                        maxpool_backward(
+                            input,
+                            out,
+                            &ws.ga,
+                            n,
+                            h,
+                            w,
+                            c,
+                            k,
+                            oh,
+                            ow,
+                            &mut ws.gb,
+                            &mut ws.taken,
+                        );
+                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                    }
+                }
+                Op::Relu => relu_mask(&mut ws.ga, out),
+            }
+            if !need_dx {
+                break;
+            }
+        }
+    }
+
+    /// Index of the first op with parameters: gradients need not flow below it for training.
+    fn first_param_op(&self) -> usize {
+        self.ops
+            .iter()
+            .position(|op| matches!(op, Op::Conv { .. } | Op::Linear { .. }))
+            .unwrap_or(0)
+    }
+
+    /// Predicted classes of `n` examples, `threads` at a time.
+    pub fn predict(&self, pool: &mut Pool, x: &[f32], n: usize) -> Result<Vec<u8>, ModelError> {
+        let len = self.input_len();
+        if x.len() != n * len {
+            return Err(ModelError::Input(format!(
+                "{} values for {n} examples of {len}",
+                x.len()
+            )));
+        }
+        let mut out = vec![0u8; n];
+        let classes = self.classes();
+        pool.run(n, &mut out, |ws, range, out| {
+            for start in (range.start..range.end).step_by(256) {
+                let end = (start + 256).min(range.end);
+                let logits = self.forward(ws, &x[start * len..end * len], end - start)?;
+                for (o, row) in out[start - range.start..end - range.start]
+                    .iter_mut()
+                    .zip(logits.chunks_exact(classes))
+                {
+                    *o = argmax(row) as u8;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+type Plan = (Vec<Op>, Vec<Dims>, Vec<ParamInfo>);
+
+fn plan(arch: &Arch) -> Result<Plan, ModelError> {
+    let [c, h, w] = arch.input;
+    if c == 0
+        || h == 0
+        || w == 0
+        || c > MAX_DIM
+        || h > MAX_DIM
+        || w > MAX_DIM
+        || c * h * w > 1 << 24
+    {
+        return Err(ModelError::Arch(format!(
+            "input shape {:?} out of range",
+            arch.input
+        )));
+    }
+    if arch.classes < 2 || arch.classes > 256 {
+        return Err(ModelError::Arch(format!(
+            "{} classes (2 to 256 supported)",
+            arch.classes
+        )));
+    }
+    if arch.layers.is_empty() || arch.layers.len() > MAX_LAYERS {
+        return Err(ModelError::Arch(format!(
+            "{} layers (1 to {MAX_LAYERS})",
+            arch.layers.len()
+        )));
+    }
+    let mut cur = Dims::Image { h, w, c };
+    let mut dims = vec![cur];
+    let mut ops: Vec<Op> = Vec::new();
+    let mut infos = Vec::new();
+    let mut total = 0usize;
+    let mut flattened_from: Option<(usize, usize, usize)> = None;
+    let bad = |layer: usize, reason: String| ModelError::Layer { layer, reason };
+    for (li, spec) in arch.layers.iter().enumerate() {
+        match *spec {
+            LayerSpec::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                padding,
+            } => {
+                let Dims::Image { h, w, c } = cur else {
+                    return Err(bad(li, "conv2d needs an image input".into()));
+                };
+                if in_channels != c {
+                    return Err(bad(li, format!("in_channels {in_channels}, input has {c}")));
+                }
+                if out_channels == 0
+                    || out_channels > MAX_DIM
+                    || kernel == 0
+                    || kernel > 15
+                    || padding >= kernel
+                {
+                    return Err(bad(
+                        li,
+                        "out_channels, kernel (1 to 15) or padding (< kernel) out of range".into(),
+                    ));
+                }
+                let (ph, pw) = (h + 2 * padding, w + 2 * padding);
+                if ph < kernel || pw < kernel {
+                    return Err(bad(
+                        li,
+                        format!("kernel {kernel} larger than the {h}×{w} input"),
+                    ));
+                }
+                let (oh, ow) = (ph - kernel + 1, pw - kernel + 1);
+                let count = out_channels * in_channels * kernel * kernel;
+                total = total.saturating_add(count + out_channels);
+                infos.push(ParamInfo {
+                    name: format!("{li}.weight"),
+                    torch_shape: vec![out_channels, in_channels, kernel, kernel],
+                    kind: ParamKind::ConvWeight {
+                        cout: out_channels,
+                        cin: in_channels,
+                        k: kernel,
+                    },
+                });
+                infos.push(ParamInfo {
+                    name: format!("{li}.bias"),
+                    torch_shape: vec![out_channels],
+                    kind: ParamKind::Plain,
+                });
+                ops.push(Op::Conv {
+                    layer: li,
+                    cin: c,
+                    cout: out_channels,
+                    k: kernel,
+                    pad: padding,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    relu: false,
+                    param: infos.len() - 2,
+                });
+                cur = Dims::Image {
+                    h: oh,
+                    w: ow,
+                    c: out_channels,
+                };
+                dims.push(cur);
+            }
+            LayerSpec::Relu => {
+                match ops.last_mut() {
+                    // Fused into the layer before when nothing sits in between.
+                    Some(
+                        Op::Conv {
+                            relu: r @ false,
+                            layer,
+                            ..
+                        }
+                        | Op::Linear {
+                            relu: r @ false,
+                            layer,
+                            ..
+                        },
+                    ) if *layer + 1 == li => *r = true,
+                    _ => {
+                        ops.push(Op::Relu);
+                        dims.push(cur);
+                    }
+                }
+            }
+            LayerSpec::MaxPool2d { kernel } => {
+                let Dims::Image { h, w, c } = cur else {
+                    return Err(bad(li, "max_pool2d needs an image input".into()));
+                };
+                if kernel == 0 || kernel > h || kernel > w {
+                    return Err(bad(
+                        li,
+                        format!("pool {kernel} does not fit the {h}×{w} input"),
+                    ));
+                }
+                let (oh, ow) = (h / kernel, w / kernel);
+                ops.push(Op::Pool {
+                    k: kernel,
+                    h,
+                    w,
+                    c,
+                    oh,
+                    ow,
+                });
+                cur = Dims::Image { h: oh, w: ow, c };
+                dims.push(cur);
+            }
+            LayerSpec::Flatten => {
+                if let Dims::Image { h, w, c } = cur {
+                    // A 1-channel or 1×1 image flattens the same way in either layout.
+                    flattened_from = (c > 1 && h * w > 1).then_some((c, h, w));
+                    cur = Dims::Flat(h * w * c);
+                }
+            }
+            LayerSpec::Linear {
+                in_features,
+                out_features,
+            } => {
+                let Dims::Flat(len) = cur else {
+                    return Err(bad(
+                        li,
+                        "linear needs a flat input (add a flatten layer)".into(),
+                    ));
+                };
+                if in_features != len {
+                    return Err(bad(
+                        li,
+                        format!("in_features {in_features}, input has {len}"),
+                    ));
+                }
+                if out_features == 0 || out_features > MAX_DIM {
+                    return Err(bad(li, "out_features out of range".into()));
+                }
+                total =
+                    total.saturating_add(in_features.saturating_mul(out_features) + out_features);
+                let image = flattened_from.take();
+                infos.push(ParamInfo {
+                    name: format!("{li}.weight"),
+                    torch_shape: vec![out_features, in_features],
+                    kind: match image {
+                        Some((c, h, w)) => ParamKind::LinearWeightImage {
+                            out: out_features,
+                            c,
+                            h,
+                            w,
+                        },
+                        None => ParamKind::Plain,
+                    },
+                });
+                infos.push(ParamInfo {
+                    name: format!("{li}.bias"),
+                    torch_shape: vec![out_features],
+                    kind: ParamKind::Plain,
+                });
+                ops.push(Op::Linear {
+                    layer: li,
+                    inf: in_features,
+                    outf: out_features,
+                    relu: false,
+                    param: infos.len() - 2,
+                });
+                cur = Dims::Flat(out_features);
+                dims.push(cur);
+            }
+        }
+        if total > MAX_PARAMS {
+            return Err(ModelError::Arch(format!(
+                "more than {MAX_PARAMS} parameters"
+            )));
+        }
+        if cur.len() > MAX_ACTIVATION {
+            return Err(bad(
+                li,
+                format!("more than {MAX_ACTIVATION} values per example"),
+            ));
+        }
+    }
+    if cur != Dims::Flat(arch.classes) {
+        return Err(ModelError::Arch(format!(
+            "the last layer gives {cur:?}, expected {} logits",
+            arch.classes
+        )));
+    }
+    if !matches!(ops.last(), Some(Op::Linear { relu: false, .. })) {
+        return Err(ModelError::Arch(
+            "the last layer must be a linear layer (logits)".into(),
+        ));
+    }
+    Ok((ops, dims, infos))
+}
+
+/// Buffers for one thread's forward and backward passes; grown on first use and reused.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    n: usize,
+    acts: Vec<Vec<f32>>,
+    cols: Vec<Vec<f32>>,
+    dcol: Vec<f32>,
+    taken: Vec<f32>,
+    ga: Vec<f32>,
+    gb: Vec<f32>,
+}
+
+impl Workspace {
+    fn ensure(&mut self, ops: usize) {
+        if self.acts.len() < ops {
+            self.acts.resize_with(ops, Vec::new);
+            self.cols.resize_with(ops, Vec::new);
+        }
+    }
+
+    /// The input gradient of the last [`Model::backward`] that asked for it.
+    pub fn input_grad(&self) -> &[f32] {
+        &self.ga
+    }
+}
+
+/// A set of per-thread workspaces and the rule that shards a batch across them.
+#[derive(Debug)]
+pub struct Pool {
+    pub workspaces: Vec<Workspace>,
+}
+
+impl Pool {
+    /// `threads` workspaces (at least one).
+    pub fn new(threads: usize) -> Pool {
+        Pool {
+            workspaces: (0..threads.max(1)).map(|_| Workspace::default()).collect(),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workspaces.len()
+    }
+
+    /// Splits `0..n` into one contiguous range per thread (fewer when `n` is small).
+    pub fn shards(&self, n: usize) -> Vec<std::ops::Range<usize>> {
+        shard_ranges(n, self.threads())
+    }
+
+    /// Runs `f(workspace, range, out_part)` on each shard of `0..n` in parallel, where `out_part` is
+    /// the part of `out` (the same number of elements per example) for that range; returns the first
+    /// error.
+    pub fn run<T: Send, E: Send>(
+        &mut self,
+        n: usize,
+        out: &mut [T],
+        f: impl Fn(&mut Workspace, std::ops::Range<usize>, &mut [T]) -> Result<(), E> + Sync,
+    ) -> Result<(), E> {
+        let per = out.len().checked_div(n).unwrap_or(0);
+        let mut parts = Vec::new();
+        let mut rest = out;
+        for r in self.shards(n) {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut((r.end - r.start) * per);
+            rest = tail;
+            parts.push((r, part));
+        }
+        self.run_parts(parts, |ws, (r, part)| f(ws, r, part))
+    }
+
+    /// Runs `f(workspace, part)` for each part in parallel, one thread per part (at most one part
+    /// per workspace; the caller cuts the parts, usually with [`Pool::shards`]).
+    pub fn run_parts<P: Send, E: Send>(
+        &mut self,
+        parts: Vec<P>,
+        f: impl Fn(&mut Workspace, P) -> Result<(), E> + Sync,
+    ) -> Result<(), E> {
+        assert!(
+            parts.len() <= self.workspaces.len(),
+            "more parts than workspaces"
+        );
+        if parts.len() <= 1 {
+            return match parts.into_iter().next() {
+                Some(p) => f(&mut self.workspaces[0], p),
+                None => Ok(()),
+            };
+        }
+        let f = &f;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .workspaces
+                .iter_mut()
+                .zip(parts)
+                .map(|(ws, p)| s.spawn(move || f(ws, p)))
+                .collect();
+            let mut result = Ok(());
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            result
+        })
+    }
+}
+
+pub(crate) fn shard_ranges(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
+    // Below 16 examples per thread the thread start-up costs more than it saves.
+    let t = threads.max(1).min(n.div_ceil(16)).max(1);
+    let base = n / t;
+    let extra = n % t;
+    let mut out = Vec::with_capacity(t);
+    let mut start = 0;
+    for i in 0..t {
+        let len = base + usize::from(i < extra);
+        if len > 0 {
+            out.push(start..start + len);
+        }
+        start += len;
+    }
+    out
+}
+
+/// Index of the largest value (the first, on ties; NaN never wins).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] || row[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Softmax cross-entropy of `n` rows of logits against `labels`: returns the summed loss and
+/// writes `scale · ∂loss/∂logits` to `dlogits`, and each example's loss to `losses` when given.
+pub fn softmax_xent(
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    scale: f32,
+    dlogits: &mut Vec<f32>,
+    mut losses: Option<&mut [f32]>,
+) -> f64 {
+    dlogits.clear();
+    dlogits.resize(logits.len(), 0.0);
+    let mut total = 0.0f64;
+    for (i, (row, d)) in logits
+        .chunks_exact(classes)
+        .zip(dlogits.chunks_exact_mut(classes))
+        .enumerate()
+    {
+        let y = usize::from(labels[i]);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for (dj, &v) in d.iter_mut().zip(row) {
+            let e = (v - max).exp();
+            *dj = e;
+            sum += e;
+        }
+        let loss = sum.ln() + max - row[y];
+        total += f64::from(loss);
+        if let Some(l) = losses.as_deref_mut() {
+            l[i] = loss;
+        }
+        let inv = scale / sum;
+        for dj in d.iter_mut() {
+            *dj *= inv;
+        }
+        d[y] -= scale;
+    }
+    total
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm(a: &[f32], sa: Shape, b: &[f32], sb: Shape, c: &mut [f32], sc: Shape, acc: bool) {
+    // Shapes here come from a validated plan and buffers sized from it; a failure is a bug.
+    if let Err(e) = sgemm(a, sa, b, sb, c, sc, acc) {
+        panic!("internal shape error in a matrix product: {e} ({sa:?} × {sb:?} → {sc:?})");
+    }
+}
+
+fn bias_act(out: &mut [f32], bias: &[f32], relu: bool) {
+    for row in out.chunks_exact_mut(bias.len()) {
+        if relu {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v = (*v + b).max(0.0);
+            }
+        } else {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+    }
+}
+
+fn relu_mask(g: &mut [f32], out: &[f32]) {
+    for (g, &o) in g.iter_mut().zip(out) {
+        *g = if o > 0.0 { *g } else { 0.0 };
+    }
+}
+
+fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for row in g.chunks_exact(cols) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+    col: &mut [f32],
+) {
+    let kk = k * k * c;
+    let mut r = 0;
+    for img in 0..n {
+        let xi = &x[img * h * w * c..(img + 1) * h * w * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = &mut col[r * kk..(r + 1) * kk];
+                r += 1;
+                if pad == 0 && c == 1 {
+                    for ky in 0..k {
+                        let src = (oy + ky) * w + ox;
+                        row[ky * k..ky * k + k].copy_from_slice(&xi[src..src + k]);
+                    }
+                    continue;
+                }
+                for ky in 0..k {
+                    let iy = (oy + ky) as isize - pad as isize;
+                    for kx in 0..k {
+                        let ix = (ox + kx) as isize - pad as isize;
+                        let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                            dst.fill(0.0);
+                        } else {
+                            let src = (iy as usize * w + ix as usize) * c;
+                            dst.copy_from_slice(&xi[src..src + c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn col2im(
+    dcol: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+    dx: &mut [f32],
+) {
+    let kk = k * k * c;
+    let mut r = 0;
+    for img in 0..n {
+        let di = &mut dx[img * h * w * c..(img + 1) * h * w * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = &dcol[r * kk..(r + 1) * kk];
+                r += 1;
+                for ky in 0..k {
+                    let iy = (oy + ky) as isize - pad as isize;
+                    if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = (ox + kx) as isize - pad as isize;
+                        if ix < 0 || ix as usize >= w {
+                            continue;
+                        }
+                        let dst = (iy as usize * w + ix as usize) * c;
+                        for (d, s) in di[dst..dst + c]
+                            .iter_mut()
+                            .zip(&row[(ky * k + kx) * c..(ky * k + kx + 1) * c])
+                        {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn maxpool(
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    oh: usize,
+    ow: usize,
+    out: &mut [f32],
+) {
+    let mut o = 0;
+    for img in 0..n {
+        let base = img * h * w * c;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let ov = &mut out[o..o + c];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let at = base + ((oy * k + ky) * w + ox * k + kx) * c;
+                        let xs = &x[at..at + c];
+                        if ky == 0 && kx == 0 {
+                            ov.copy_from_slice(xs);
+                        } else {
+                            for (v, &cand) in ov.iter_mut().zip(xs) {
+                                *v = if cand > *v { cand } else { *v };
+                            }
+                        }
+                    }
+                }
+                o += c;
+            }
+        }
+    }
+}
+
+/// Routes each pooled gradient to the first window position holding the maximum (PyTorch's
+/// choice on ties), found again by comparing the input with the pooled output: no index buffer,
+/// and both passes vectorise.
+#[allow(clippy::too_many_arguments)]
+fn maxpool_backward(
+    x: &[f32],
+    out: &[f32],
+    g: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    oh: usize,
+    ow: usize,
+    dx: &mut [f32],
+    taken: &mut Vec<f32>,
+) {
+    taken.resize(c, 0.0);
+    let mut o = 0;
+    for img in 0..n {
+        let base = img * h * w * c;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (ov, go) = (&out[o..o + c], &g[o..o + c]);
+                taken.fill(0.0);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let at = base + ((oy * k + ky) * w + ox * k + kx) * c;
+                        let (xs, ds) = (&x[at..at + c], &mut dx[at..at + c]);
+                        for ((((d, &xv), &ovv), &gv), t) in
+                            ds.iter_mut().zip(xs).zip(ov).zip(go).zip(taken.iter_mut())
+                        {
+                            let hit = if xv == ovv && *t == 0.0 { 1.0 } else { 0.0 };
+                            *d = hit * gv;
+                            *t += hit;
+                        }
+                    }
+                }
+                o += c;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn loss_of(m: &Model, ws: &mut Workspace, x: &[f32], y: &[u8]) -> f64 {
+        let logits = m.forward(ws, x, y.len()).unwrap().to_vec();
+        let mut d = Vec::new();
+        softmax_xent(&logits, y, m.classes(), 1.0, &mut d, None)
+    }
+
+    /// A small network with every layer kind, padding, an odd size and a standalone ReLU.
+    fn tiny() -> Arch {
+        use LayerSpec::*;
+        Arch {
+            name: "tiny".into(),
+            input: [2, 7, 7],
+            classes: 3,
+            layers: vec![
+                Conv2d {
+                    in_channels: 2,
+                    out_channels: 3,
+                    kernel: 3,
+                    padding: 1,
+                },
+                Relu,
+                MaxPool2d { kernel: 2 },
+                Relu,
+                Conv2d {
+                    in_channels: 3,
+                    out_channels: 4,
+                    kernel: 2,
+                    padding: 0,
+                },
+                Flatten,
+                Linear {
+                    in_features: 16,
+                    out_features: 5,
+                },
+                Relu,
+                Linear {
+                    in_features: 5,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
+    /// Every analytic gradient (parameters and input) agrees with a central finite difference in
+    /// double-checked single precision.
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn gradients_match_finite_differences() {
+        let arch = tiny();
+        let mut m = Model::init(&arch, 7).unwrap();
+        let n = 3;
+        let mut rng = Rng::new(3);
+        let x: Vec<f32> = (0..n * m.input_len())
+            .map(|_| rng.uniform() as f32)
+            .collect();
+        let y = [0u8, 2, 1];
+        let mut ws = Workspace::default();
+        let logits = m.forward(&mut ws, &x, n).unwrap().to_vec();
+        let mut d = Vec::new();
+        softmax_xent(&logits, &y, 3, 1.0, &mut d, None);
+        let mut grads = m.zero_grads();
+        m.backward(&mut ws, &x, &d, Some(&mut grads), true);
+        let gx = ws.input_grad().to_vec();
+        let h = 1e-2f32;
+        let mut checked = 0;
+        for p in 0..m.params.len() {
+            for j in (0..m.params[p].len()).step_by(3) {
+                let orig = m.params[p][j];
+                m.params[p][j] = orig + h;
+                let lp = loss_of(&m, &mut ws, &x, &y);
+                m.params[p][j] = orig - h;
+                let lm = loss_of(&m, &mut ws, &x, &y);
+                m.params[p][j] = orig;
+                let num = (lp - lm) / (2.0 * f64::from(h));
+                let ana = f64::from(grads[p][j]);
+                assert!(
+                    (num - ana).abs() < 2e-3 + 2e-2 * ana.abs(),
+                    "param {p}[{j}]: {num} vs {ana}"
+                );
+                checked += 1;
+            }
+        }
+        let mut xs = x.clone();
+        for j in 0..x.len() {
+            xs[j] = x[j] + h;
+            let lp = loss_of(&m, &mut ws, &xs, &y);
+            xs[j] = x[j] - h;
+            let lm = loss_of(&m, &mut ws, &xs, &y);
+            xs[j] = x[j];
+            let num = (lp - lm) / (2.0 * f64::from(h));
+            assert!(
+                (num - f64::from(gx[j])).abs() < 2e-3 + 2e-2 * f64::from(gx[j]).abs(),
+                "x[{j}]: {num} vs {}",
+                gx[j]
+            );
+        }
+        assert!(checked > 40);
+    }
+
+    #[test]
+    fn small_cnn_has_the_baseline_size() {
+        let m = Model::init(&Arch::small_cnn(), 0).unwrap();
+        assert_eq!(m.param_count(), 225_034);
+        let names: Vec<&str> = m.param_infos().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight",
+                "9.bias"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_inconsistent_architectures() {
+        let mut a = Arch::small_cnn();
+        a.layers[3] = LayerSpec::Conv2d {
+            in_channels: 16,
+            out_channels: 64,
+            kernel: 3,
+            padding: 0,
+        };
+        assert!(matches!(
+            Model::zeros(&a),
+            Err(ModelError::Layer { layer: 3, .. })
+        ));
+        let mut a = Arch::small_cnn();
+        a.layers.remove(6);
+        assert!(matches!(
+            Model::zeros(&a),
+            Err(ModelError::Layer { layer: 6, .. })
+        ));
+        let mut a = Arch::small_cnn();
+        a.classes = 11;
+        assert!(Model::zeros(&a).is_err());
+        let mut a = Arch::small_cnn();
+        a.layers[7] = LayerSpec::Linear {
+            in_features: 1600,
+            out_features: 1 << 16,
+        };
+        a.layers[9] = LayerSpec::Linear {
+            in_features: 1 << 16,
+            out_features: 10,
+        };
+        assert!(
+            matches!(Model::zeros(&a), Err(ModelError::Arch(_))),
+            "too many parameters"
+        );
+        let a = Arch {
+            input: [1, 2, 2],
+            ..Arch::small_cnn()
+        };
+        assert!(Model::zeros(&a).is_err());
+        let json = r#"{"name":"x","input":[1,28,28],"classes":10,"layers":[{"type":"conv3d"}]}"#;
+        assert!(serde_json::from_str::<Arch>(json).is_err());
+        let mut m = Model::zeros(&Arch::small_cnn()).unwrap();
+        assert!(
+            m.forward(&mut Workspace::default(), &[0.0; 100], 1)
+                .is_err()
+        );
+        m.params_mut()[0][0] = 1.0;
+    }
+
+    #[test]
+    fn sharded_prediction_equals_one_thread() {
+        let m = Model::init(&Arch::small_cnn(), 1).unwrap();
+        let mut rng = Rng::new(5);
+        let n = 301;
+        let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
+        let a = m.predict(&mut Pool::new(1), &x, n).unwrap();
+        let b = m.predict(&mut Pool::new(3), &x, n).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(shard_ranges(5, 2), vec![0..5]);
+        assert_eq!(shard_ranges(33, 2), vec![0..17, 17..33]);
+        assert_eq!(shard_ranges(0, 2), Vec::<std::ops::Range<usize>>::new());
+    }
+}

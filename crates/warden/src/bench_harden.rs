@@ -1,0 +1,205 @@
+//! `warden bench harden`: the hardening benchmark of BENCHMARKS.md. It runs the same network,
+//! batch size, attacks and adversarial-training steps as the PyTorch baseline script
+//! (`scripts/torch_fmnist_bench.py`, from `../shared/baselines/`), so the two print comparable
+//! images/s on the same machine and threads.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use warden_harden::attack::{self, Norm, Pgd};
+use warden_harden::data::{self, Split};
+use warden_harden::nn::{Arch, Model, Pool};
+use warden_harden::optim::OptimSpec;
+use warden_harden::train::{self, Method, Trainer};
+
+use crate::Outcome;
+
+#[derive(Debug, Args)]
+pub(crate) struct HardenBench {
+    /// Fashion-MNIST directory.
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// What to run: clean (training, FGSM, PGD-10), adv (FGSM-RS and PGD-3 training), or all.
+    #[arg(long, default_value = "all")]
+    what: String,
+    /// Limit each training run to this many batches of 128 [default: one epoch, 469 batches].
+    #[arg(long)]
+    max_batches: Option<usize>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const EPS: f32 = 0.1;
+const BATCH: usize = 128;
+
+pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
+    anyhow::ensure!(
+        matches!(b.what.as_str(), "all" | "clean" | "adv"),
+        "--what: all, clean or adv"
+    );
+    let mut err = io::stderr().lock();
+    let tr = data::load_fashion_mnist(&b.fashion_mnist, Split::Train)?;
+    let te = data::load_fashion_mnist(&b.fashion_mnist, Split::Test)?;
+    let (xtr, ytr) = (train::to_f32(&tr.images), tr.labels.clone());
+    let (xte, yte) = (train::to_f32(&te.images), te.labels.clone());
+    let max_batches = b.max_batches.unwrap_or(usize::MAX);
+    let idx: Vec<usize> = (0..tr.len()).collect();
+    let idx = &idx[..tr.len().min(max_batches.saturating_mul(BATCH))];
+    let mut results = serde_json::Map::new();
+    results.insert("threads".into(), json!(b.threads));
+    let arch = Arch::small_cnn();
+
+    let train_run = |name: &str,
+                     method: Method,
+                     err: &mut dyn Write,
+                     results: &mut serde_json::Map<String, serde_json::Value>|
+     -> Result<Model> {
+        let mut t = Trainer::new(Model::init(&arch, 1)?, OptimSpec::adam(1e-3), b.threads);
+        let attack = method.attack(method.eps());
+        let mut times = Vec::new();
+        let mut last = Instant::now();
+        let start = Instant::now();
+        t.epoch(
+            &xtr,
+            &ytr,
+            idx,
+            BATCH,
+            attack.as_ref(),
+            &mut |_| 1.0,
+            2,
+            &mut |i, n, s| {
+                let now = Instant::now();
+                times.push(now.duration_since(last).as_secs_f64());
+                last = now;
+                if i % 100 == 0 || i == n {
+                    let _ = writeln!(
+                        err,
+                        "  [{name}] batch {i}/{n} loss {:.4} ({:.1}s)",
+                        s.loss,
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                true
+            },
+        )?;
+        let secs = start.elapsed().as_secs_f64();
+        let rate = idx.len() as f64 / secs;
+        times.sort_by(f64::total_cmp);
+        let median = BATCH as f64 / times[times.len() / 2];
+        writeln!(
+            err,
+            "RESULT warden {name}_train: {} imgs in {secs:.2}s => {rate:.1} img/s (median-batch {median:.1} img/s)",
+            idx.len()
+        )?;
+        results.insert(format!("{name}_train_images_per_s"), json!(rate));
+        results.insert(
+            format!("{name}_train_median_batch_images_per_s"),
+            json!(median),
+        );
+        Ok(t.model)
+    };
+
+    let robust = |name: &str,
+                  model: &Model,
+                  err: &mut dyn Write,
+                  results: &mut serde_json::Map<String, serde_json::Value>|
+     -> Result<()> {
+        // The baseline's protocol: the first 1,000 test images in batches of 125, FGSM and PGD-10
+        // (step 0.01, uniform random start, the last iterate).
+        let mut pool = Pool::new(b.threads);
+        let fgsm = Pgd {
+            keep_first_success: false,
+            ..Pgd::fgsm(Norm::Linf, EPS)
+        };
+        let pgd = Pgd {
+            keep_first_success: false,
+            ..Pgd::linf(EPS, 0.01, 10, 1)
+        };
+        let (mut tf, mut tp, mut cc, mut cf, mut cp) = (0.0, 0.0, 0usize, 0usize, 0usize);
+        let mut per_batch = Vec::new();
+        for s in (0..1000).step_by(125) {
+            let (x, y) = (&xte[s * 784..(s + 125) * 784], &yte[s..s + 125]);
+            cc += model
+                .predict(&mut pool, x, 125)?
+                .iter()
+                .zip(y)
+                .filter(|(p, y)| p == y)
+                .count();
+            let t = Instant::now();
+            let f = attack::run(model, &mut pool, &fgsm, x, y, 0)?;
+            tf += t.elapsed().as_secs_f64();
+            cf += f.success.iter().filter(|s| !**s).count();
+            let t = Instant::now();
+            let p = attack::run(model, &mut pool, &pgd, x, y, s as u64)?;
+            let dt = t.elapsed().as_secs_f64();
+            tp += dt;
+            per_batch.push(dt / 125.0);
+            cp += p.success.iter().filter(|s| !**s).count();
+        }
+        per_batch.sort_by(f64::total_cmp);
+        let (c, f, p) = (cc as f64 / 1000.0, cf as f64 / 1000.0, cp as f64 / 1000.0);
+        writeln!(
+            err,
+            "RESULT warden {name} first1000: clean={c:.4} fgsm={f:.4} pgd10={p:.4} | FGSM {:.1} img/s, PGD-10 {:.1} img/s (median-batch {:.1}; input gradient only)",
+            1000.0 / tf,
+            1000.0 / tp,
+            1.0 / per_batch[per_batch.len() / 2]
+        )?;
+        results.insert(format!("{name}_first1000"), json!({"clean": c, "fgsm": f, "pgd10": p, "fgsm_images_per_s": 1000.0 / tf, "pgd10_images_per_s": 1000.0 / tp}));
+        Ok(())
+    };
+
+    if b.what != "adv" {
+        let model = train_run("clean", Method::Clean, &mut err, &mut results)?;
+        let mut pool = Pool::new(b.threads);
+        let t = Instant::now();
+        let pred = model.predict(&mut pool, &xte, te.len())?;
+        let ips = te.len() as f64 / t.elapsed().as_secs_f64();
+        let acc = pred.iter().zip(&yte).filter(|(p, y)| p == y).count() as f64 / te.len() as f64;
+        writeln!(
+            err,
+            "RESULT warden clean_test_acc(10k)={acc:.4} inference {ips:.1} img/s"
+        )?;
+        results.insert("clean_test_accuracy".into(), json!(acc));
+        results.insert("inference_images_per_s".into(), json!(ips));
+        robust("clean", &model, &mut err, &mut results)?;
+    }
+    if b.what != "clean" {
+        for (name, method) in [
+            (
+                "fgsm_rs",
+                Method::FgsmRs {
+                    eps: EPS,
+                    alpha: 1.25 * EPS,
+                },
+            ),
+            (
+                "pgd3",
+                Method::Pgd {
+                    eps: EPS,
+                    step: 0.04,
+                    steps: 3,
+                },
+            ),
+        ] {
+            let model = train_run(name, method, &mut err, &mut results)?;
+            robust(name, &model, &mut err, &mut results)?;
+        }
+    }
+    if b.json {
+        writeln!(
+            io::stdout().lock(),
+            "{}",
+            serde_json::Value::Object(results)
+        )?;
+    }
+    Ok(Outcome::Ok)
+}
