@@ -7,10 +7,12 @@ pub mod accountant;
 pub mod attack;
 pub mod corrupt;
 pub mod data;
+pub mod eval;
 pub mod nn;
 pub mod optim;
 pub mod rng;
 pub mod train;
+pub mod weights;
 
 pub use corrupt::Corruption;
 pub use data::{Dataset, Split};

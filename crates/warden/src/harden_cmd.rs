@@ -19,6 +19,12 @@ pub(crate) enum HardenCommand {
     Data(DataArgs),
     /// Write corrupted copies of the Fashion-MNIST test set (IDX, gzip) at graded severities.
     Corrupt(CorruptArgs),
+    /// Train a classifier on Fashion-MNIST, clean or adversarially (FGSM-RS, PGD); writes
+    /// model.safetensors (PyTorch names and layouts), arch.json and model-card.json.
+    Train(crate::harden_model::TrainArgs),
+    /// Evaluate a model (and a baseline) under FGSM and PGD at several budgets and under
+    /// corruptions; writes a JSON report, optionally Markdown, optionally a ledger record.
+    Eval(crate::harden_model::EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +57,11 @@ pub(crate) struct CorruptArgs {
 }
 
 pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
+    let cmd = match cmd {
+        HardenCommand::Train(a) => return crate::harden_model::train_cmd(a),
+        HardenCommand::Eval(a) => return crate::harden_model::eval_cmd(a),
+        other => other,
+    };
     let mut out = io::stdout().lock();
     match cmd {
         HardenCommand::Data(a) => {
@@ -111,6 +122,7 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
             )?;
             writeln!(out)?;
         }
+        HardenCommand::Train(_) | HardenCommand::Eval(_) => unreachable!("handled above"),
     }
     Ok(Outcome::Ok)
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_harden;
 mod harden_cmd;
+mod harden_model;
 mod ledger_cmd;
 mod ledger_dir;
 mod privacy_cmd;
@@ -37,7 +38,7 @@ enum Command {
     /// Design-time risk assessment: a checked AI risk register linked to its evidence.
     #[command(subcommand)]
     Risk(risk_cmd::RiskCommand),
-    /// Adversarial hardening: datasets and distribution-shift sets (models and attacks to come).
+    /// Adversarial hardening: datasets, shift sets, training (clean and adversarial), evaluation.
     #[command(subcommand)]
     Harden(harden_cmd::HardenCommand),
     /// Differential privacy accounting: epsilon of a DP-SGD schedule, or the noise a target needs.

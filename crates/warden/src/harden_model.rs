@@ -1,0 +1,706 @@
+//! `warden harden train` and `warden harden eval`: file handling, progress and reports around the
+//! training and evaluation of `warden-harden`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use warden_harden::attack::{Norm, Pgd};
+use warden_harden::data::{self, Split};
+use warden_harden::eval::{self, EvalConfig, ModelEval};
+use warden_harden::nn::{Arch, Model, Pool};
+use warden_harden::optim::OptimSpec;
+use warden_harden::train::{self, Method, Recipe, Schedule, Trainer};
+use warden_harden::weights;
+use warden_ledger::{Kind, Record};
+
+use crate::Outcome;
+use crate::ledger_dir::{self, Access};
+
+/// Largest architecture or model-card file read.
+const MAX_JSON: u64 = 1 << 20;
+/// Largest weight file read.
+const MAX_WEIGHTS: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Clean,
+    FgsmRs,
+    Pgd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OptimArg {
+    Adam,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+    OneCycle,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrainArgs {
+    /// Architecture: a known name (small-cnn, mlp) or an architecture JSON file.
+    #[arg(long, default_value = "small-cnn")]
+    arch: String,
+    /// Training method.
+    #[arg(long, value_enum, default_value = "clean")]
+    method: MethodArg,
+    /// L∞ budget of adversarial training (inputs in [0, 1]).
+    #[arg(long, default_value_t = 0.1)]
+    eps: f32,
+    /// PGD training: iterations and step size.
+    #[arg(long, default_value_t = 7)]
+    pgd_steps: usize,
+    #[arg(long, default_value_t = 0.025)]
+    pgd_step: f32,
+    /// FGSM-RS step size [default: 1.25 × eps].
+    #[arg(long)]
+    alpha: Option<f32>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimArg,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long, value_enum, default_value = "cosine")]
+    schedule: ScheduleArg,
+    /// Epochs over which eps grows from 0 to its value.
+    #[arg(long, default_value_t = 0)]
+    eps_warmup: usize,
+    /// Stop after this many epochs without a better validation score (0: never).
+    #[arg(long, default_value_t = 0)]
+    patience: usize,
+    /// Validation examples per class, held out of the training set (stratified).
+    #[arg(long, default_value_t = 100)]
+    val_per_class: usize,
+    /// Train on at most this many examples (for quick runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+    /// Fashion-MNIST directory.
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// Output directory: model.safetensors, arch.json, model-card.json.
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// A model directory written by `warden harden train`.
+    model: PathBuf,
+    /// A baseline model directory: the report gives the reduction of adversarial
+    /// misclassification against it.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// L∞ budgets (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.05f32, 0.1, 0.15, 0.2])]
+    eps: Vec<f32>,
+    /// The budget the headline reduction is given at.
+    #[arg(long, default_value_t = 0.1)]
+    headline_eps: f32,
+    #[arg(long, default_value_t = 50)]
+    pgd_steps: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pgd_step: f32,
+    #[arg(long, default_value_t = 5)]
+    restarts: usize,
+    /// Corruption severities to evaluate (comma-separated; 0 for none).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u8, 2, 3, 4, 5])]
+    severities: Vec<u8>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// The JSON report.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// A readable Markdown summary.
+    #[arg(long)]
+    md: Option<PathBuf>,
+    /// Record the report's digest and headline figures in the ledger as an evidence record.
+    #[arg(long)]
+    record: bool,
+    #[arg(long, env = "WARDEN_LEDGER", value_name = "DIR")]
+    ledger: Option<PathBuf>,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(64)
+}
+
+/// Progress with an ETA on stderr: one line rewritten in place on a terminal, otherwise a line
+/// every 10%.
+struct Progress {
+    label: String,
+    start: Instant,
+    last: Instant,
+    tty: bool,
+    last_decile: usize,
+}
+
+impl Progress {
+    fn new(label: &str) -> Progress {
+        let now = Instant::now();
+        Progress {
+            label: label.into(),
+            start: now,
+            last: now,
+            tty: std::io::stderr().is_terminal(),
+            last_decile: 0,
+        }
+    }
+
+    fn update(&mut self, done: usize, total: usize, detail: &str) {
+        let now = Instant::now();
+        let decile = (done * 10).checked_div(total).unwrap_or(10);
+        let due = if self.tty {
+            now.duration_since(self.last).as_millis() >= 200 || done == total
+        } else {
+            decile > self.last_decile || done == total
+        };
+        if !due {
+            return;
+        }
+        self.last = now;
+        self.last_decile = decile;
+        let el = self.start.elapsed().as_secs_f64();
+        let eta = if done > 0 {
+            el / done as f64 * (total - done.min(total)) as f64
+        } else {
+            f64::NAN
+        };
+        let line = format!(
+            "[{}] {done}/{total} {detail} elapsed {} ETA {}",
+            self.label,
+            fmt_secs(el),
+            fmt_secs(eta)
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            write!(err, "\r\x1b[2K{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+        if self.tty && done == total {
+            let _ = writeln!(err);
+        }
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    if !s.is_finite() {
+        return "?".into();
+    }
+    let s = s.round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename: an interrupted run leaves the
+/// old file or the new one, never half of one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn load_arch(spec: &str) -> Result<Arch> {
+    if let Some(a) = Arch::named(spec) {
+        return Ok(a);
+    }
+    let bytes = read_limited(Path::new(spec), MAX_JSON).with_context(|| {
+        format!("{spec:?} is neither a known architecture (small-cnn, mlp) nor a readable file")
+    })?;
+    let arch: Arch =
+        serde_json::from_slice(&bytes).with_context(|| format!("{spec}: not an architecture"))?;
+    Model::zeros(&arch)?;
+    Ok(arch)
+}
+
+fn command_line() -> Vec<String> {
+    std::env::args().collect()
+}
+
+pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
+    let arch = load_arch(&a.arch)?;
+    anyhow::ensure!(
+        arch.input == [1, 28, 28] && arch.classes == 10,
+        "Fashion-MNIST needs a 1×28×28 input and 10 classes"
+    );
+    let method = match a.method {
+        MethodArg::Clean => Method::Clean,
+        MethodArg::FgsmRs => Method::FgsmRs {
+            eps: a.eps,
+            alpha: a.alpha.unwrap_or(1.25 * a.eps),
+        },
+        MethodArg::Pgd => Method::Pgd {
+            eps: a.eps,
+            step: a.pgd_step,
+            steps: a.pgd_steps,
+        },
+    };
+    let optim = match a.optimizer {
+        OptimArg::Adam => OptimSpec::Adam {
+            lr: a.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: a.weight_decay,
+        },
+        OptimArg::Sgd => OptimSpec::Sgd {
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+        },
+    };
+    let schedule = match a.schedule {
+        ScheduleArg::Constant => Schedule::Constant,
+        ScheduleArg::Cosine => Schedule::Cosine,
+        ScheduleArg::OneCycle => Schedule::OneCycle,
+    };
+    let recipe = Recipe {
+        method,
+        optim,
+        schedule,
+        epochs: a.epochs,
+        batch: a.batch,
+        eps_warmup_epochs: a.eps_warmup,
+        patience: a.patience,
+        seed: a.seed,
+    };
+    recipe.validate().map_err(anyhow::Error::msg)?;
+    anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
+
+    let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
+    let (mut train_idx, val_idx) = data::stratified_split(&full, a.val_per_class, a.seed);
+    if let Some(l) = a.limit {
+        train_idx.truncate(l.max(1));
+    }
+    anyhow::ensure!(
+        !val_idx.is_empty() || a.patience == 0,
+        "--patience needs validation examples"
+    );
+    let x = train::to_f32(&full.images);
+    let y = &full.labels;
+    let (val_x, val_y): (Vec<f32>, Vec<u8>) = {
+        let mut vx = Vec::with_capacity(val_idx.len() * 784);
+        for &i in &val_idx {
+            vx.extend_from_slice(&x[i * 784..(i + 1) * 784]);
+        }
+        (vx, val_idx.iter().map(|&i| y[i]).collect())
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+
+    let model = Model::init(&arch, a.seed)?;
+    let mut trainer = Trainer::new(model, optim, a.threads);
+    let batches = train_idx.len().div_ceil(a.batch);
+    let total_steps = batches * a.epochs;
+    // Validation attack: PGD-10 with step eps/4 (cheap, and strong enough to see catastrophic
+    // overfitting, which shows as a collapse of PGD accuracy while FGSM accuracy stays high).
+    let val_attack =
+        (method.eps() > 0.0).then(|| Pgd::linf(method.eps(), method.eps() / 4.0, 10, 1));
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
+    let start = Instant::now();
+    let mut stale = 0;
+    for epoch in 0..a.epochs {
+        let eps_now = if a.eps_warmup > 0 {
+            method.eps() * ((epoch + 1) as f32 / a.eps_warmup as f32).min(1.0)
+        } else {
+            method.eps()
+        };
+        let attack = method.attack(eps_now);
+        let mut progress = Progress::new(&format!("epoch {}/{}", epoch + 1, a.epochs));
+        let step0 = epoch * batches;
+        let stats = trainer.epoch(
+            &x,
+            y,
+            &train_idx,
+            a.batch,
+            attack.as_ref(),
+            &mut |b| schedule.factor(step0 + b, total_steps),
+            a.seed
+                .wrapping_add(epoch as u64)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            &mut |d, t, s| {
+                progress.update(d, t, &format!("loss {:.4}", s.loss));
+                true
+            },
+        )?;
+        let model = &trainer.model;
+        let mut pool = Pool::new(a.threads);
+        let val_clean = train::accuracy(model, &mut pool, &val_x, &val_y, None, 0)?;
+        let val_robust = match &val_attack {
+            Some(va) => Some(train::accuracy(
+                model,
+                &mut pool,
+                &val_x,
+                &val_y,
+                Some(va),
+                a.seed,
+            )?),
+            None => None,
+        };
+        let score = val_robust.unwrap_or(val_clean);
+        let entry = json!({
+            "epoch": epoch + 1, "eps": eval::decimal(eps_now), "train_loss": stats.loss, "train_accuracy": stats.accuracy,
+            "val_accuracy": val_clean, "val_robust_accuracy": val_robust, "seconds": start.elapsed().as_secs_f64(),
+        });
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("epoch {}: {entry}", epoch + 1);
+        }
+        history.push(entry);
+        // Only epochs at the full budget compete (a warm-up epoch's robustness is at a smaller eps).
+        let full_budget = eps_now >= method.eps();
+        if full_budget && best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            best = Some((score, epoch + 1, model.params().to_vec()));
+            stale = 0;
+        } else if full_budget {
+            stale += 1;
+            if a.patience > 0 && stale >= a.patience {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("stopping: no better validation score for {stale} epochs");
+                }
+                break;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (score, best_epoch, params) = best.context("no epoch was trained at the full budget")?;
+    let mut model = trainer.model;
+    model.params_mut().clone_from_slice(&params);
+
+    let mut meta = BTreeMap::new();
+    meta.insert("warden.recipe".to_string(), serde_json::to_string(&recipe)?);
+    let st = weights::to_safetensors(&model, &meta);
+    let arch_json = serde_json::to_vec_pretty(&arch)?;
+    let card = json!({
+        "schema": "warden.model-card/v1",
+        "name": arch.name,
+        "architecture": arch,
+        "parameters": model.param_count(),
+        "weights": {"file": "model.safetensors", "sha256": sha256_hex(&st), "layout": "pytorch nn.Sequential state_dict, float32"},
+        "recipe": recipe,
+        "selected_epoch": best_epoch,
+        "selection": if val_attack.is_some() { "best validation accuracy under PGD-10 (step eps/4) at the full budget" } else { "best validation accuracy" },
+        "validation_score": score,
+        "history": history,
+        "data": {
+            "train": full.summary(),
+            "split": {"validation_per_class": a.val_per_class, "seed": a.seed, "train_examples": train_idx.len(), "validation_examples": val_idx.len()},
+        },
+        "threads": a.threads,
+        "seconds": seconds,
+        "command": command_line(),
+        "warden_version": env!("CARGO_PKG_VERSION"),
+    });
+    write_atomic(&a.out.join("model.safetensors"), &st)?;
+    write_atomic(&a.out.join("arch.json"), &arch_json)?;
+    write_atomic(
+        &a.out.join("model-card.json"),
+        &serde_json::to_vec_pretty(&card)?,
+    )?;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "wrote {} (epoch {best_epoch}, validation score {score:.4}, {seconds:.0} s)",
+            a.out.display()
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+struct LoadedModel {
+    model: Model,
+    weights_sha256: String,
+    card: Value,
+}
+
+fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
+    let bytes = read_limited(&dir.join("model.safetensors"), MAX_WEIGHTS)?;
+    let arch = match weights::arch_of(&bytes)? {
+        Some(a) => a,
+        None => load_arch(&dir.join("arch.json").to_string_lossy())?,
+    };
+    let model = weights::from_safetensors(&arch, &bytes)
+        .with_context(|| format!("{}/model.safetensors", dir.display()))?;
+    let card = match read_limited(&dir.join("model-card.json"), MAX_JSON) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    Ok(LoadedModel {
+        model,
+        weights_sha256: sha256_hex(&bytes),
+        card,
+    })
+}
+
+pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
+    anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
+    anyhow::ensure!(
+        !a.eps.is_empty()
+            && a.eps
+                .iter()
+                .all(|e| e.is_finite() && (0.0..=1.0).contains(e)),
+        "--eps: budgets in [0, 1]"
+    );
+    let severities: Vec<u8> = a.severities.iter().copied().filter(|&s| s != 0).collect();
+    if let Some(s) = severities.iter().find(|s| **s > 5) {
+        bail!("severity {s} is outside 1 to 5");
+    }
+    let cfg = EvalConfig {
+        eps: a.eps.clone(),
+        pgd_steps: a.pgd_steps,
+        pgd_step: a.pgd_step,
+        restarts: a.restarts,
+        corruption_severities: severities,
+        seed: a.seed,
+    };
+    Pgd::linf(0.1, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
+        .validate()
+        .map_err(anyhow::Error::msg)?;
+    let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
+    if let Some(l) = a.limit {
+        let idx: Vec<usize> = (0..test.len().min(l.max(1))).collect();
+        test = test.subset(&idx, &format!("{} (first {})", test.name, idx.len()));
+    }
+    let mut pool = Pool::new(a.threads);
+    let mut run = |dir: &Path, role: &str| -> Result<(LoadedModel, ModelEval)> {
+        let m = load_model_dir(dir)?;
+        anyhow::ensure!(
+            m.model.input_len() == 784 && m.model.classes() == 10,
+            "{}: not a Fashion-MNIST classifier",
+            dir.display()
+        );
+        let mut progress = Progress::new(&format!("eval {role}"));
+        let e = eval::evaluate(&m.model, &mut pool, &test, &cfg, &mut |d, t, what| {
+            progress.update(d, t, what)
+        })?;
+        Ok((m, e))
+    };
+    let start = Instant::now();
+    let (hard, hard_eval) = run(&a.model, "model")?;
+    let base = match &a.baseline {
+        Some(b) => Some(run(b, "baseline")?),
+        None => None,
+    };
+    let reductions: Vec<Value> = match &base {
+        Some((_, be)) => cfg
+            .eps
+            .iter()
+            .map(|&e| json!({"eps": e, "reduction": eval::reduction(be, &hard_eval, e)}))
+            .collect(),
+        None => Vec::new(),
+    };
+    let headline = base
+        .as_ref()
+        .and_then(|(_, be)| eval::reduction(be, &hard_eval, a.headline_eps));
+    let describe = |dir: &Path, m: &LoadedModel, e: &ModelEval| {
+        json!({"dir": dir.display().to_string(), "name": m.model.arch().name, "weights_sha256": m.weights_sha256,
+               "recipe": m.card.get("recipe"), "evaluation": e})
+    };
+    let report = json!({
+        "schema": "warden.robustness-report/v1",
+        "test_set": test.summary(),
+        "protocol": {"attacks": ["FGSM", format!("PGD-{} step {} with {} random restarts, first success kept", cfg.pgd_steps, cfg.pgd_step, cfg.restarts)],
+                     "norm": Norm::Linf, "eps": cfg.eps.iter().map(|&e| eval::decimal(e)).collect::<Vec<_>>(), "bounds": [0.0, 1.0], "seed": cfg.seed,
+                     "worst_case": "an example is robust at eps only if no attack at any budget up to eps breaks it"},
+        "model": describe(&a.model, &hard, &hard_eval),
+        "baseline": base.as_ref().map(|(m, e)| describe(a.baseline.as_deref().unwrap_or(Path::new("")), m, e)),
+        "reduction_of_adversarial_misclassification": reductions,
+        "headline": {"eps": eval::decimal(a.headline_eps), "clean_accuracy": hard_eval.clean_accuracy, "robust_accuracy": hard_eval.worst_at(a.headline_eps),
+                     "baseline_clean_accuracy": base.as_ref().map(|(_, e)| e.clean_accuracy),
+                     "baseline_robust_accuracy": base.as_ref().and_then(|(_, e)| e.worst_at(a.headline_eps)), "reduction": headline},
+        "threads": a.threads,
+        "seconds": start.elapsed().as_secs_f64(),
+        "command": command_line(),
+        "warden_version": env!("CARGO_PKG_VERSION"),
+    });
+    let bytes = serde_json::to_vec_pretty(&report)?;
+    write_atomic(&a.out, &bytes)?;
+    if let Some(md) = &a.md {
+        write_atomic(
+            md,
+            markdown(&report, &hard_eval, base.as_ref().map(|(_, e)| e)).as_bytes(),
+        )?;
+    }
+    if a.record {
+        let dir = a.ledger.clone().unwrap_or_else(ledger_dir::default_dir);
+        let ledger = ledger_dir::open(&dir, Access::ReadWrite, true)?;
+        let mut subjects = vec![
+            json!({"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}),
+            json!({"name": "model", "digest": format!("sha256:{}", hard.weights_sha256)}),
+        ];
+        if let Some((b, _)) = &base {
+            subjects.push(
+                json!({"name": "baseline", "digest": format!("sha256:{}", b.weights_sha256)}),
+            );
+        }
+        let record = json!({
+            "kind": Kind::Evidence.as_str(),
+            "actor": "warden:harden-eval",
+            "subjects": subjects,
+            "payload": {"check": "robustness", "report": a.out.display().to_string(), "headline": report["headline"], "test_set_sha256": test.digest()},
+        });
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let index = ledger.append(&Record::from_value(record, now)?)?;
+        if ledger.can_sign() {
+            ledger.checkpoint()?;
+        }
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("recorded as ledger record {index} in {}", dir.display());
+        }
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{}", serde_json::to_string(&report["headline"])?);
+    }
+    Ok(Outcome::Ok)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
+    let mut s = String::new();
+    let h = &report["headline"];
+    s.push_str("# Robustness report\n\n");
+    s.push_str(&format!(
+        "Test set: {} ({} images, sha256 {}).\n",
+        report["test_set"]["name"].as_str().unwrap_or(""),
+        m.examples,
+        report["test_set"]["sha256"].as_str().unwrap_or("")
+    ));
+    s.push_str(&format!("Protocol: {}.\n\n", report["protocol"]["attacks"]));
+    s.push_str(&format!(
+        "**At eps {}: clean {}, robust {}**{}\n\n",
+        h["eps"],
+        pct(h["clean_accuracy"].as_f64()),
+        pct(h["robust_accuracy"].as_f64()),
+        match h["reduction"].as_f64() {
+            Some(r) => format!("; baseline clean {}, robust {}; adversarial misclassification reduced by **{:.1}%**", pct(h["baseline_clean_accuracy"].as_f64()), pct(h["baseline_robust_accuracy"].as_f64()), 100.0 * r),
+            None => String::new(),
+        }
+    ));
+    s.push_str("## Robustness curve (worst case over the attacks)\n\n| eps | model | bar | baseline |\n| --- | --- | --- | --- |\n");
+    s.push_str(&format!(
+        "| 0 | {} | {} | {} |\n",
+        pct(Some(m.clean_accuracy)),
+        bar(m.clean_accuracy),
+        pct(b.map(|b| b.clean_accuracy))
+    ));
+    for &(eps, acc) in &m.worst_case {
+        s.push_str(&format!(
+            "| {eps} | {} | {} | {} |\n",
+            pct(Some(acc)),
+            bar(acc),
+            pct(b.and_then(|b| b.worst_at(eps as f32)))
+        ));
+    }
+    s.push_str("\n## Per attack\n\n| attack | eps | model | baseline | seconds |\n| --- | --- | --- | --- | --- |\n");
+    for a in &m.attacks {
+        let other = b
+            .and_then(|b| {
+                b.attacks
+                    .iter()
+                    .find(|x| x.attack == a.attack && x.eps == a.eps)
+            })
+            .map(|x| x.robust_accuracy);
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} |\n",
+            a.attack,
+            a.eps,
+            pct(Some(a.robust_accuracy)),
+            pct(other),
+            a.seconds
+        ));
+    }
+    if !m.corruptions.is_empty() {
+        s.push_str(&format!("\n## Distribution shift (corruptions)\n\nMean accuracy: model {}, baseline {}.\n\n| corruption | severity | model | baseline |\n| --- | --- | --- | --- |\n", pct(m.mean_corruption_accuracy), pct(b.and_then(|b| b.mean_corruption_accuracy))));
+        for c in &m.corruptions {
+            let other = b
+                .and_then(|b| {
+                    b.corruptions
+                        .iter()
+                        .find(|x| x.corruption == c.corruption && x.severity == c.severity)
+                })
+                .map(|x| x.accuracy);
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                c.corruption,
+                c.severity,
+                pct(Some(c.accuracy)),
+                pct(other)
+            ));
+        }
+    }
+    s
+}
+
+fn bar(v: f64) -> String {
+    "█".repeat((v.clamp(0.0, 1.0) * 20.0).round() as usize)
+}

@@ -1,0 +1,230 @@
+//! `warden harden train` and `warden harden eval` end to end on a small slice of Fashion-MNIST: the
+//! files a PyTorch user would load, the report's fields and invariants, the ledger record, and
+//! hostile files refused with an error instead of a panic.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn warden(args: &[&str], ledger: Option<&Path>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    c.args(args);
+    if let Some(l) = ledger {
+        c.env("WARDEN_LEDGER", l);
+    }
+    c.output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+fn train(dir: &Path, method: &str) {
+    let d = dir.to_str().unwrap();
+    ok(&warden(
+        &[
+            "harden",
+            "train",
+            "--method",
+            method,
+            "--epochs",
+            "2",
+            "--limit",
+            "1500",
+            "--val-per-class",
+            "10",
+            "--pgd-steps",
+            "2",
+            "--pgd-step",
+            "0.05",
+            "--threads",
+            "2",
+            "--seed",
+            "1",
+            "-o",
+            d,
+        ],
+        None,
+    ));
+}
+
+#[test]
+fn train_eval_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, hard) = (tmp.path().join("base"), tmp.path().join("hard"));
+    train(&base, "clean");
+    train(&hard, "pgd");
+
+    // The model card describes what was trained, with the weights' digest.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hard.join("model-card.json")).unwrap()).unwrap();
+    assert_eq!(card["schema"], "warden.model-card/v1");
+    assert_eq!(card["parameters"], 225_034);
+    assert_eq!(card["recipe"]["method"]["type"], "pgd");
+    assert_eq!(card["history"].as_array().unwrap().len(), 2);
+    assert!(card["history"][0]["val_robust_accuracy"].is_number());
+    let st = std::fs::read(hard.join("model.safetensors")).unwrap();
+    let digest: String = sha2_hex(&st);
+    assert_eq!(card["weights"]["sha256"], digest.as_str());
+    let arch: warden_harden::nn::Arch =
+        serde_json::from_slice(&std::fs::read(hard.join("arch.json")).unwrap()).unwrap();
+    let model = warden_harden::weights::from_safetensors(&arch, &st).unwrap();
+    assert_eq!(model.param_count(), 225_034);
+
+    // Evaluate against the baseline, with a Markdown summary and a ledger record.
+    let ledger = tmp.path().join("ledger");
+    ok(&warden(
+        &["ledger", "init", "--origin", "test/harden"],
+        Some(&ledger),
+    ));
+    let report_path = tmp.path().join("report.json");
+    let md = tmp.path().join("report.md");
+    let err = ok(&warden(
+        &[
+            "harden",
+            "eval",
+            hard.to_str().unwrap(),
+            "--baseline",
+            base.to_str().unwrap(),
+            "--eps",
+            "0,0.05,0.1",
+            "--pgd-steps",
+            "5",
+            "--restarts",
+            "2",
+            "--severities",
+            "2",
+            "--limit",
+            "300",
+            "--threads",
+            "2",
+            "-o",
+            report_path.to_str().unwrap(),
+            "--md",
+            md.to_str().unwrap(),
+            "--record",
+        ],
+        Some(&ledger),
+    ));
+    assert!(err.contains("recorded as ledger record"), "{err}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["schema"], "warden.robustness-report/v1");
+    let e = &r["model"]["evaluation"];
+    assert_eq!(e["examples"], 300);
+    let clean = e["clean_accuracy"].as_f64().unwrap();
+    assert!(clean > 0.5, "a trained model: {clean}");
+    let worst: Vec<(f64, f64)> = e["worst_case"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(worst[0], (0.0, clean), "eps 0 equals clean accuracy");
+    assert!(
+        worst.windows(2).all(|w| w[1].1 <= w[0].1),
+        "monotone in eps: {worst:?}"
+    );
+    assert_eq!(e["attacks"].as_array().unwrap().len(), 6);
+    assert_eq!(e["corruptions"].as_array().unwrap().len(), 10);
+    assert!(r["headline"]["reduction"].is_number());
+    assert!(
+        std::fs::read_to_string(&md)
+            .unwrap()
+            .contains("Robustness curve")
+    );
+
+    // The ledger holds an evidence record naming the report's digest, and verifies.
+    let out = warden(&["ledger", "get", "--index", "0"], Some(&ledger));
+    ok(&out);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["record"]["kind"], "evidence");
+    let report_digest = format!("sha256:{}", sha2_hex(&std::fs::read(&report_path).unwrap()));
+    assert!(
+        rec["record"]["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["digest"] == report_digest.as_str()),
+        "{rec}"
+    );
+    ok(&warden(&["ledger", "verify"], Some(&ledger)));
+
+    // Hostile inputs: a truncated weight file, an architecture that does not add up, bad numbers.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("model.safetensors"), &st[..st.len() / 2]).unwrap();
+    std::fs::copy(hard.join("arch.json"), bad.join("arch.json")).unwrap();
+    let o = warden(
+        &[
+            "harden",
+            "eval",
+            bad.to_str().unwrap(),
+            "--limit",
+            "10",
+            "-o",
+            "/dev/null",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let arch_file = tmp.path().join("arch-bad.json");
+    std::fs::write(&arch_file, r#"{"name":"x","input":[1,28,28],"classes":10,"layers":[{"type":"linear","in_features":5,"out_features":10}]}"#).unwrap();
+    let o = warden(
+        &[
+            "harden",
+            "train",
+            "--arch",
+            arch_file.to_str().unwrap(),
+            "-o",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("layer 0"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for args in [
+        ["--lr", "NaN"],
+        ["--eps", "-1"],
+        ["--batch", "0"],
+        ["--threads", "0"],
+    ] {
+        let mut v = vec!["harden", "train", "--method", "pgd", "-o", "/nonexistent/x"];
+        v.extend(args);
+        let o = warden(&v, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    let o = warden(
+        &[
+            "harden",
+            "eval",
+            hard.to_str().unwrap(),
+            "--eps",
+            "inf",
+            "-o",
+            "/dev/null",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+fn sha2_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
