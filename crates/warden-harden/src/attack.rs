@@ -151,6 +151,43 @@ pub fn run(
     seed: u64,
 ) -> Result<AttackOutput, ModelError> {
     attack.validate().map_err(ModelError::Input)?;
+    check_inputs(model, x, y, attack.lo, attack.hi)?;
+    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
+        attack_shard(model, ws, attack, xs, ys, first, seed, adv, ok, false);
+    })
+}
+
+/// The attack's points only, without scoring them (no forward pass on the clean inputs or on the
+/// last iterate): what adversarial training uses, and what the PyTorch baseline times.
+pub fn generate(
+    model: &Model,
+    pool: &mut Pool,
+    attack: &Pgd,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<Vec<f32>, ModelError> {
+    attack.validate().map_err(ModelError::Input)?;
+    check_inputs(model, x, y, attack.lo, attack.hi)?;
+    let plain = Pgd {
+        keep_first_success: false,
+        ..*attack
+    };
+    let out = run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
+        attack_shard(model, ws, &plain, xs, ys, first, seed, adv, ok, true);
+    })?;
+    Ok(out.adversarial)
+}
+
+/// Checks the common preconditions of an attack's inputs: shapes, labels, finite values inside
+/// the bounds.
+pub(crate) fn check_inputs(
+    model: &Model,
+    x: &[f32],
+    y: &[u8],
+    lo: f32,
+    hi: f32,
+) -> Result<(), ModelError> {
     let len = model.input_len();
     let n = y.len();
     if x.len() != n * len {
@@ -165,15 +202,26 @@ pub fn run(
             model.classes()
         )));
     }
-    if x.iter()
-        .any(|v| !v.is_finite() || *v < attack.lo || *v > attack.hi)
-    {
+    if x.iter().any(|v| !v.is_finite() || *v < lo || *v > hi) {
         return Err(ModelError::Input(format!(
-            "inputs must be finite and inside [{}, {}]",
-            attack.lo, attack.hi
+            "inputs must be finite and inside [{lo}, {hi}]"
         )));
     }
-    let mut adversarial = vec![0.0f32; n * len];
+    Ok(())
+}
+
+/// Shards `n` examples over the pool and runs `f(ws, first index, x, y, adv, success)` on each
+/// shard; `adv` starts as a copy of `x`, `success` as false.
+pub(crate) fn run_sharded(
+    model: &Model,
+    pool: &mut Pool,
+    x: &[f32],
+    y: &[u8],
+    f: impl Fn(&mut Workspace, usize, &[f32], &[u8], &mut [f32], &mut [bool]) + Sync,
+) -> Result<AttackOutput, ModelError> {
+    let len = model.input_len();
+    let n = y.len();
+    let mut adversarial = x.to_vec();
     let mut success = vec![false; n];
     let mut parts = Vec::new();
     let (mut adv_rest, mut ok_rest) = (adversarial.as_mut_slice(), success.as_mut_slice());
@@ -186,19 +234,15 @@ pub fn run(
         parts.push((r, a, s));
     }
     pool.run_parts(parts, |ws, (r, adv, ok)| {
-        attack_shard(
-            model,
+        f(
             ws,
-            attack,
+            r.start,
             &x[r.start * len..r.end * len],
             &y[r.clone()],
-            r.start,
-            seed,
             adv,
             ok,
-            false,
         );
-        Ok(())
+        Ok::<(), ModelError>(())
     })?;
     Ok(AttackOutput {
         adversarial,
@@ -492,6 +536,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn generate_gives_the_textbook_points() {
+        let (m, x, y) = setup(30);
+        let a = Pgd {
+            keep_first_success: false,
+            ..Pgd::linf(0.1, 0.02, 4, 1)
+        };
+        let full = run(&m, &mut Pool::new(2), &a, &x, &y, 8).unwrap();
+        let points = generate(&m, &mut Pool::new(2), &a, &x, &y, 8).unwrap();
+        assert_eq!(full.adversarial, points);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Models, attacks, adversarial training and robustness evaluation build on these (issue 4).
 
 pub mod accountant;
+pub mod apgd;
 pub mod attack;
 pub mod corrupt;
 pub mod data;

@@ -125,6 +125,13 @@ pub(crate) struct EvalArgs {
     pgd_step: f32,
     #[arg(long, default_value_t = 5)]
     restarts: usize,
+    /// APGD-CE and APGD-DLR iterations (AutoAttack's 100; 0 to skip them).
+    #[arg(long, default_value_t = 100)]
+    apgd_iters: usize,
+    /// Run every attack on every example, instead of each on what the attacks before it left
+    /// unbroken (AutoAttack's cascade: the same worst case, much faster).
+    #[arg(long)]
+    independent: bool,
     /// Corruption severities to evaluate (comma-separated; 0 for none).
     #[arg(long, value_delimiter = ',', default_values_t = [1u8, 2, 3, 4, 5])]
     severities: Vec<u8>,
@@ -512,6 +519,8 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         pgd_steps: a.pgd_steps,
         pgd_step: a.pgd_step,
         restarts: a.restarts,
+        apgd_iters: a.apgd_iters,
+        independent: a.independent,
         corruption_severities: severities,
         seed: a.seed,
     };
@@ -547,7 +556,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         Some((_, be)) => cfg
             .eps
             .iter()
-            .map(|&e| json!({"eps": e, "reduction": eval::reduction(be, &hard_eval, e)}))
+            .map(|&e| json!({"eps": eval::decimal(e), "reduction": eval::reduction(be, &hard_eval, e)}))
             .collect(),
         None => Vec::new(),
     };
@@ -558,10 +567,24 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         json!({"dir": dir.display().to_string(), "name": m.model.arch().name, "weights_sha256": m.weights_sha256,
                "recipe": m.card.get("recipe"), "evaluation": e})
     };
+    let mut attack_names = vec![
+        "FGSM".to_string(),
+        format!(
+            "PGD-{} step {} with {} random restart(s), first success kept",
+            cfg.pgd_steps, cfg.pgd_step, cfg.restarts
+        ),
+    ];
+    if cfg.apgd_iters > 0 {
+        attack_names.push(format!(
+            "APGD-CE and APGD-DLR, {} iterations, {} restart(s)",
+            cfg.apgd_iters, cfg.restarts
+        ));
+    }
     let report = json!({
         "schema": "warden.robustness-report/v1",
         "test_set": test.summary(),
-        "protocol": {"attacks": ["FGSM", format!("PGD-{} step {} with {} random restarts, first success kept", cfg.pgd_steps, cfg.pgd_step, cfg.restarts)],
+        "protocol": {"attacks": attack_names,
+                     "order": if cfg.independent { "independent: every attack on every example" } else { "cascade (AutoAttack): each attack on the examples no attack before it broke; per-attack figures are the robust accuracy remaining after it" },
                      "norm": Norm::Linf, "eps": cfg.eps.iter().map(|&e| eval::decimal(e)).collect::<Vec<_>>(), "bounds": [0.0, 1.0], "seed": cfg.seed,
                      "worst_case": "an example is robust at eps only if no attack at any budget up to eps breaks it"},
         "model": describe(&a.model, &hard, &hard_eval),
@@ -661,7 +684,7 @@ fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
             pct(b.and_then(|b| b.worst_at(eps as f32)))
         ));
     }
-    s.push_str("\n## Per attack\n\n| attack | eps | model | baseline | seconds |\n| --- | --- | --- | --- | --- |\n");
+    s.push_str(&format!("\n## Per attack\n\nOrder: {}.\n\n| attack | eps | model | attacked | newly broken | baseline | seconds |\n| --- | --- | --- | --- | --- | --- | --- |\n", report["protocol"]["order"].as_str().unwrap_or("")));
     for a in &m.attacks {
         let other = b
             .and_then(|b| {
@@ -671,10 +694,12 @@ fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
             })
             .map(|x| x.robust_accuracy);
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.1} |\n",
             a.attack,
             a.eps,
             pct(Some(a.robust_accuracy)),
+            a.attacked,
+            a.newly_broken,
             pct(other),
             a.seconds
         ));

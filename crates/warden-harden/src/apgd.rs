@@ -1,0 +1,407 @@
+//! Auto-PGD (Croce and Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
+//! ensemble of diverse parameter-free attacks"): the step-size-free PGD of AutoAttack, with the
+//! cross-entropy loss (APGD-CE) or the difference-of-logits-ratio loss (APGD-DLR), under L∞.
+//!
+//! Per example: the step starts at 2·eps; a momentum of 0.75 mixes the last two iterates; at
+//! checkpoints (after 22% of the iterations, then at windows shrinking by 3% down to 6%) the step
+//! is halved and the iterate reset to the best point found when fewer than 75% of the steps since
+//! the last checkpoint increased the loss, or when the step was not reduced at the last checkpoint
+//! and the best loss did not improve since. The first iterate that misclassifies is kept.
+//! Examples leave the batch as soon as they are broken.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attack::{AttackOutput, check_inputs, run_sharded};
+use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
+use crate::rng::Rng;
+
+/// The loss APGD ascends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApgdLoss {
+    /// Cross-entropy of the true class.
+    Ce,
+    /// Difference of logits ratio: `−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)`, invariant to shifts
+    /// and scaling of the logits (needs at least 3 classes).
+    Dlr,
+}
+
+/// APGD under L∞, untargeted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Apgd {
+    pub loss: ApgdLoss,
+    pub eps: f32,
+    pub iters: usize,
+    pub restarts: usize,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Apgd {
+    /// AutoAttack's settings: 100 iterations, on `[0, 1]` inputs.
+    pub fn new(loss: ApgdLoss, eps: f32, restarts: usize) -> Apgd {
+        Apgd {
+            loss,
+            eps,
+            iters: 100,
+            restarts,
+            lo: 0.0,
+            hi: 1.0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.eps.is_finite()
+            || self.eps < 0.0
+            || !self.lo.is_finite()
+            || !self.hi.is_finite()
+            || self.lo >= self.hi
+        {
+            return Err(format!(
+                "APGD parameters out of range (eps {}, bounds [{}, {}])",
+                self.eps, self.lo, self.hi
+            ));
+        }
+        if !(1..=10_000).contains(&self.iters) || !(1..=100).contains(&self.restarts) {
+            return Err("APGD: iterations 1..=10000, restarts 1..=100".into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs APGD on `n` examples, sharded over the pool's threads; `success` marks examples the model
+/// misclassifies on their returned point (including those already wrong).
+pub fn run(
+    model: &Model,
+    pool: &mut Pool,
+    a: &Apgd,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, ModelError> {
+    a.validate().map_err(ModelError::Input)?;
+    if a.loss == ApgdLoss::Dlr && model.classes() < 3 {
+        return Err(ModelError::Input(
+            "APGD-DLR needs at least 3 classes".into(),
+        ));
+    }
+    check_inputs(model, x, y, a.lo, a.hi)?;
+    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
+        shard(model, ws, a, xs, ys, first, seed, adv, ok)
+    })
+}
+
+/// One example's attack state.
+struct State {
+    /// Shard-local index.
+    id: usize,
+    xa: Vec<f32>,
+    prev: Vec<f32>,
+    best: Vec<f32>,
+    grad: Vec<f32>,
+    grad_best: Vec<f32>,
+    step: f32,
+    loss_prev: f32,
+    loss_best: f32,
+    loss_best_at_check: f32,
+    reduced_at_check: bool,
+    increases: usize,
+}
+
+/// Loss per example and its gradient with respect to the logits (to be ascended).
+fn loss_and_grad(
+    loss: ApgdLoss,
+    logits: &[f32],
+    y: &[u8],
+    classes: usize,
+    dl: &mut Vec<f32>,
+    losses: &mut [f32],
+) {
+    match loss {
+        ApgdLoss::Ce => {
+            softmax_xent(logits, y, classes, 1.0, dl, Some(losses));
+        }
+        ApgdLoss::Dlr => {
+            dl.clear();
+            dl.resize(logits.len(), 0.0);
+            for (i, (z, d)) in logits
+                .chunks_exact(classes)
+                .zip(dl.chunks_exact_mut(classes))
+                .enumerate()
+            {
+                let yi = usize::from(y[i]);
+                // The three largest logits (indices), and the largest other than the true class.
+                let mut order: Vec<usize> = (0..classes).collect();
+                order.sort_by(|&p, &q| z[q].total_cmp(&z[p]).then(p.cmp(&q)));
+                let (p1, p3) = (order[0], order[2]);
+                let m = if order[0] == yi { order[1] } else { order[0] };
+                let num = z[yi] - z[m];
+                let den = z[p1] - z[p3] + 1e-12;
+                losses[i] = -num / den;
+                // ∂/∂z_j of −N/D = −(∂N/∂z_j)/D + N/D² · ∂D/∂z_j.
+                d[yi] += -1.0 / den;
+                d[m] += 1.0 / den;
+                d[p1] += num / (den * den);
+                d[p3] -= num / (den * den);
+            }
+        }
+    }
+}
+
+fn project(x: &[f32], v: &mut [f32], eps: f32, lo: f32, hi: f32) {
+    for (v, &x0) in v.iter_mut().zip(x) {
+        *v = v.clamp(x0 - eps, x0 + eps).clamp(lo, hi);
+    }
+}
+
+fn sign(g: f32) -> f32 {
+    if g > 0.0 {
+        1.0
+    } else if g < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shard(
+    model: &Model,
+    ws: &mut Workspace,
+    a: &Apgd,
+    x: &[f32],
+    y: &[u8],
+    first: usize,
+    seed: u64,
+    adv: &mut [f32],
+    ok: &mut [bool],
+) {
+    let len = model.input_len();
+    let classes = model.classes();
+    let n = y.len();
+    // Examples already misclassified need no attack.
+    if let Ok(logits) = model.forward(ws, x, n) {
+        for (i, row) in logits.chunks_exact(classes).enumerate() {
+            ok[i] = argmax(row) != usize::from(y[i]);
+        }
+    }
+    let first_check = ((0.22 * a.iters as f64) as usize).max(1);
+    let min_window = ((0.06 * a.iters as f64) as usize).max(1);
+    let shrink = ((0.03 * a.iters as f64) as usize).max(1);
+    let (mut bx, mut by, mut dl, mut losses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for restart in 0..a.restarts {
+        let mut states: Vec<State> = (0..n)
+            .filter(|&i| !ok[i])
+            .map(|i| {
+                let x0 = &x[i * len..(i + 1) * len];
+                let mut rng = Rng::stream(seed ^ 0xa9d0, (first + i) as u64, restart as u64);
+                let mut xa: Vec<f32> = x0
+                    .iter()
+                    .map(|&v| v + a.eps * (rng.uniform() as f32 * 2.0 - 1.0))
+                    .collect();
+                project(x0, &mut xa, a.eps, a.lo, a.hi);
+                State {
+                    id: i,
+                    prev: xa.clone(),
+                    best: xa.clone(),
+                    xa,
+                    grad: vec![0.0; len],
+                    grad_best: vec![0.0; len],
+                    step: 2.0 * a.eps,
+                    loss_prev: f32::NEG_INFINITY,
+                    loss_best: f32::NEG_INFINITY,
+                    loss_best_at_check: f32::NEG_INFINITY,
+                    reduced_at_check: true,
+                    increases: 0,
+                }
+            })
+            .collect();
+        let mut window = first_check;
+        let mut counter = 0;
+        // Iteration 0 evaluates the start; iterations 1..=iters take a step and evaluate it.
+        for it in 0..=a.iters {
+            if states.is_empty() {
+                break;
+            }
+            if it > 0 {
+                let momentum = if it == 1 { 1.0 } else { 0.75 };
+                for s in &mut states {
+                    let x0 = &x[s.id * len..(s.id + 1) * len];
+                    let mut z: Vec<f32> =
+                        s.xa.iter()
+                            .zip(&s.grad)
+                            .map(|(&v, &g)| v + s.step * sign(g))
+                            .collect();
+                    project(x0, &mut z, a.eps, a.lo, a.hi);
+                    for ((zv, &v), &p) in z.iter_mut().zip(&s.xa).zip(&s.prev) {
+                        *zv = v + momentum * (*zv - v) + (1.0 - momentum) * (v - p);
+                    }
+                    project(x0, &mut z, a.eps, a.lo, a.hi);
+                    s.prev = std::mem::replace(&mut s.xa, z);
+                }
+            }
+            bx.clear();
+            by.clear();
+            for s in &states {
+                bx.extend_from_slice(&s.xa);
+                by.push(y[s.id]);
+            }
+            let m = states.len();
+            let Ok(logits) = model.forward(ws, &bx, m) else {
+                return;
+            };
+            let hits: Vec<bool> = logits
+                .chunks_exact(classes)
+                .zip(&by)
+                .map(|(row, &yy)| argmax(row) != usize::from(yy))
+                .collect();
+            losses.resize(m, 0.0);
+            loss_and_grad(a.loss, logits, &by, classes, &mut dl, &mut losses);
+            model.backward(ws, &bx, &dl, None, true);
+            let g = ws.input_grad();
+            for (k, s) in states.iter_mut().enumerate() {
+                if hits[k] {
+                    adv[s.id * len..(s.id + 1) * len].copy_from_slice(&s.xa);
+                    ok[s.id] = true;
+                    continue;
+                }
+                s.grad.copy_from_slice(&g[k * len..(k + 1) * len]);
+                let l = losses[k];
+                if it > 0 && l > s.loss_prev {
+                    s.increases += 1;
+                }
+                s.loss_prev = l;
+                if l > s.loss_best {
+                    s.loss_best = l;
+                    s.best.copy_from_slice(&s.xa);
+                    s.grad_best.copy_from_slice(&s.grad);
+                }
+            }
+            states.retain(|s| !ok[s.id]);
+            if it == 0 {
+                for s in &mut states {
+                    s.loss_best_at_check = s.loss_best;
+                }
+                continue;
+            }
+            counter += 1;
+            if counter == window {
+                for s in &mut states {
+                    let oscillating = (s.increases as f64) < 0.75 * window as f64;
+                    let stalled = !s.reduced_at_check && s.loss_best_at_check >= s.loss_best;
+                    let reduce = oscillating || stalled;
+                    s.reduced_at_check = reduce;
+                    s.loss_best_at_check = s.loss_best;
+                    s.increases = 0;
+                    if reduce {
+                        s.step /= 2.0;
+                        s.xa.copy_from_slice(&s.best);
+                        s.grad.copy_from_slice(&s.grad_best);
+                    }
+                }
+                counter = 0;
+                window = window.saturating_sub(shrink).max(min_window);
+            }
+        }
+        // Unbroken examples keep the highest-loss point of the last restart.
+        for s in &states {
+            adv[s.id * len..(s.id + 1) * len].copy_from_slice(&s.best);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::attack::{self, Pgd, distances};
+    use crate::nn::Arch;
+
+    /// The DLR gradient against central differences of the DLR loss.
+    #[test]
+    fn dlr_gradient_matches_finite_differences() {
+        let z = [0.3f32, 2.0, -1.0, 1.5, 0.9];
+        for y in [1u8, 3, 0] {
+            let mut dl = Vec::new();
+            let mut l = [0.0f32];
+            loss_and_grad(ApgdLoss::Dlr, &z, &[y], 5, &mut dl, &mut l);
+            for j in 0..5 {
+                let h = 1e-3f32;
+                let (mut zp, mut zm) = (z, z);
+                zp[j] += h;
+                zm[j] -= h;
+                let (mut lp, mut lm) = ([0.0f32], [0.0f32]);
+                let mut tmp = Vec::new();
+                loss_and_grad(ApgdLoss::Dlr, &zp, &[y], 5, &mut tmp, &mut lp);
+                loss_and_grad(ApgdLoss::Dlr, &zm, &[y], 5, &mut tmp, &mut lm);
+                let num = (lp[0] - lm[0]) / (2.0 * h);
+                assert!(
+                    (num - dl[j]).abs() < 2e-3,
+                    "y {y} j {j}: {num} vs {}",
+                    dl[j]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stays_in_bounds_and_breaks_what_fgsm_breaks() {
+        let m = Model::init(&Arch::small_cnn(), 3).unwrap();
+        let mut rng = Rng::new(4);
+        let n = 48;
+        let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
+        let y: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        for loss in [ApgdLoss::Ce, ApgdLoss::Dlr] {
+            let a = Apgd {
+                iters: 20,
+                ..Apgd::new(loss, 0.03, 1)
+            };
+            let out = run(&m, &mut Pool::new(2), &a, &x, &y, 1).unwrap();
+            for d in distances(attack::Norm::Linf, &x, &out.adversarial, 784) {
+                assert!(d <= 0.03 + 1e-6);
+            }
+            assert!(out.adversarial.iter().all(|v| (0.0..=1.0).contains(v)));
+            let pred = m.predict(&mut Pool::new(1), &out.adversarial, n).unwrap();
+            for i in 0..n {
+                assert_eq!(out.success[i], pred[i] != y[i], "example {i}");
+            }
+            let fgsm = attack::run(
+                &m,
+                &mut Pool::new(2),
+                &Pgd::fgsm(attack::Norm::Linf, 0.03),
+                &x,
+                &y,
+                0,
+            )
+            .unwrap();
+            let broken = |s: &[bool]| s.iter().filter(|b| **b).count();
+            assert!(broken(&out.success) >= broken(&fgsm.success), "{loss:?}");
+        }
+        assert!(
+            run(
+                &m,
+                &mut Pool::new(1),
+                &Apgd::new(ApgdLoss::Ce, f32::NAN, 1),
+                &x,
+                &y,
+                0
+            )
+            .is_err()
+        );
+        assert!(
+            run(
+                &m,
+                &mut Pool::new(1),
+                &Apgd {
+                    iters: 0,
+                    ..Apgd::new(ApgdLoss::Ce, 0.1, 1)
+                },
+                &x,
+                &y,
+                0
+            )
+            .is_err()
+        );
+    }
+}
