@@ -23,9 +23,40 @@ pub enum Method {
     FgsmRs { eps: f32, alpha: f32 },
     /// PGD with a random start: `steps` signed steps of size `step` in the L∞ ball.
     Pgd { eps: f32, step: f32, steps: usize },
+    /// TRADES (Zhang et al. 2019): cross-entropy on clean examples plus `beta` times the KL
+    /// divergence between the clean and the adversarial prediction, the adversarial example found
+    /// by `steps` signed steps on that divergence from a small Gaussian start (σ = 0.001).
+    Trades {
+        eps: f32,
+        step: f32,
+        steps: usize,
+        beta: f32,
+    },
+}
+
+/// What one training step minimises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    Clean,
+    /// Cross-entropy on the points of this attack.
+    Adversarial(Pgd),
+    /// TRADES with this attack on the KL divergence (its `random_start` is ignored).
+    Trades {
+        attack: Pgd,
+        beta: f32,
+    },
 }
 
 impl Method {
+    /// The training attack at budget `eps_now` (the warm-up scales eps and step together).
+    pub fn objective(&self, eps_now: f32) -> Objective {
+        match (self.attack(eps_now), *self) {
+            (Some(a), Method::Trades { beta, .. }) => Objective::Trades { attack: a, beta },
+            (Some(a), _) => Objective::Adversarial(a),
+            (None, _) => Objective::Clean,
+        }
+    }
+
     /// The training attack at budget `eps_now` (the warm-up scales eps and step together).
     pub fn attack(&self, eps_now: f32) -> Option<Pgd> {
         let base = Pgd {
@@ -47,7 +78,10 @@ impl Method {
                 step: alpha * eps_now / eps,
                 ..base
             }),
-            Method::Pgd { eps, step, steps } => Some(Pgd {
+            Method::Pgd { eps, step, steps }
+            | Method::Trades {
+                eps, step, steps, ..
+            } => Some(Pgd {
                 eps: eps_now,
                 step: step * eps_now / eps,
                 steps,
@@ -59,7 +93,9 @@ impl Method {
     pub fn eps(&self) -> f32 {
         match *self {
             Method::Clean => 0.0,
-            Method::FgsmRs { eps, .. } | Method::Pgd { eps, .. } => eps,
+            Method::FgsmRs { eps, .. } | Method::Pgd { eps, .. } | Method::Trades { eps, .. } => {
+                eps
+            }
         }
     }
 }
@@ -119,6 +155,11 @@ impl Recipe {
         if self.epochs == 0 || self.epochs > 10_000 || self.batch == 0 || self.batch > 65_536 {
             return Err("epochs 1..=10000 and batch 1..=65536".into());
         }
+        if let Method::Trades { beta, .. } = self.method
+            && !(beta.is_finite() && (0.0..=1000.0).contains(&beta))
+        {
+            return Err("TRADES beta must be in [0, 1000]".into());
+        }
         if let Some(a) = self.method.attack(self.method.eps()) {
             a.validate()?;
             if a.eps <= 0.0 {
@@ -133,6 +174,11 @@ impl Recipe {
 #[derive(Debug, Default)]
 struct Scratch {
     grads: Vec<Vec<f32>>,
+    /// TRADES: the clean pass's workspace and gradients, and the clean probabilities.
+    clean_ws: Workspace,
+    clean_grads: Vec<Vec<f32>>,
+    probs: Vec<f32>,
+    dl2: Vec<f32>,
     adv: Vec<f32>,
     ok: Vec<bool>,
     dl: Vec<f32>,
@@ -165,6 +211,7 @@ impl Trainer {
         let scratch = (0..pool.threads())
             .map(|_| Scratch {
                 grads: model.zero_grads(),
+                clean_grads: model.zero_grads(),
                 ..Scratch::default()
             })
             .collect();
@@ -186,13 +233,13 @@ impl Trainer {
         self.opt.set_lr(self.base_lr * factor);
     }
 
-    /// One optimisation step on a batch (`x` is `n × input_len`, labels in `y`), on adversarial
-    /// examples crafted by `attack` when given (random starts drawn from `seed`).
+    /// One optimisation step on a batch (`x` is `n × input_len`, labels in `y`) towards
+    /// `objective` (random starts drawn from `seed`).
     pub fn step(
         &mut self,
         x: &[f32],
         y: &[u8],
-        attack: Option<&Pgd>,
+        objective: &Objective,
         seed: u64,
     ) -> Result<Stats, ModelError> {
         let n = y.len();
@@ -212,8 +259,13 @@ impl Trainer {
             parts,
             |ws: &mut Workspace, (r, sc): (std::ops::Range<usize>, &mut Scratch)| {
                 let (xs, ys) = (&x[r.start * len..r.end * len], &y[r.clone()]);
-                let input: &[f32] = match attack {
-                    Some(a) => {
+                if let Objective::Trades { attack, beta } = objective {
+                    return trades_shard(
+                        model, ws, sc, attack, *beta, xs, ys, r.start, seed, scale,
+                    );
+                }
+                let input: &[f32] = match objective {
+                    Objective::Adversarial(a) | Objective::Trades { attack: a, .. } => {
                         sc.adv.resize(xs.len(), 0.0);
                         sc.ok.resize(ys.len(), false);
                         attack::attack_shard(
@@ -230,7 +282,7 @@ impl Trainer {
                         );
                         &sc.adv
                     }
-                    None => xs,
+                    Objective::Clean => xs,
                 };
                 let logits = model.forward(ws, input, ys.len())?;
                 sc.correct = logits
@@ -277,7 +329,7 @@ impl Trainer {
         y: &[u8],
         idx: &[usize],
         batch: usize,
-        attack: Option<&Pgd>,
+        objective: &Objective,
         lr: &mut dyn FnMut(usize) -> f32,
         seed: u64,
         on_batch: &mut dyn FnMut(usize, usize, Stats) -> bool,
@@ -302,7 +354,7 @@ impl Trainer {
             let s = self.step(
                 &bx,
                 &by,
-                attack,
+                objective,
                 seed ^ (b as u64).wrapping_mul(0x9e37_79b9),
             )?;
             total.loss += s.loss * s.examples as f64;
@@ -319,6 +371,123 @@ impl Trainer {
             accuracy: total.accuracy / k,
         })
     }
+}
+
+fn softmax_rows(logits: &[f32], classes: usize, out: &mut Vec<f32>) {
+    out.clear();
+    for row in logits.chunks_exact(classes) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let start = out.len();
+        out.extend(row.iter().map(|&v| (v - max).exp()));
+        let sum: f32 = out[start..].iter().sum();
+        for v in &mut out[start..] {
+            *v /= sum;
+        }
+    }
+}
+
+/// One TRADES step on a shard: the clean pass in the scratch's own workspace, the attack and
+/// the adversarial pass in the pool's; the weight gradients of both passes summed.
+///
+/// With p the clean and q the adversarial softmax, the loss is CE(p, y) + β·KL(p‖q). Its
+/// gradient with respect to the adversarial logits is β(q − p); with respect to the clean logits
+/// it is (p − onehot(y)) + β·p_j(r_j − Σ_i p_i r_i) with r = log p − log q.
+#[allow(clippy::too_many_arguments)]
+fn trades_shard(
+    model: &Model,
+    ws: &mut Workspace,
+    sc: &mut Scratch,
+    a: &Pgd,
+    beta: f32,
+    xs: &[f32],
+    ys: &[u8],
+    first: usize,
+    seed: u64,
+    scale: f32,
+) -> Result<(), ModelError> {
+    let m = ys.len();
+    let len = model.input_len();
+    let classes = model.classes();
+    let logits = model.forward(&mut sc.clean_ws, xs, m)?;
+    sc.correct = logits
+        .chunks_exact(classes)
+        .zip(ys)
+        .filter(|(row, y)| argmax(row) == usize::from(**y))
+        .count();
+    let ce = softmax_xent(logits, ys, classes, scale, &mut sc.dl2, None);
+    softmax_rows(logits, classes, &mut sc.probs);
+    // The attack: maximise KL(p‖q) from x + N(0, 0.001²).
+    sc.adv.clear();
+    for (i, x0) in xs.chunks_exact(len).enumerate() {
+        let mut rng = Rng::stream(seed ^ 0x7ade5, (first + i) as u64, 0);
+        sc.adv.extend(
+            x0.iter()
+                .map(|&v| (v + 0.001 * rng.normal() as f32).clamp(a.lo, a.hi)),
+        );
+    }
+    let mut q = Vec::new();
+    for _ in 0..a.steps {
+        let la = model.forward(ws, &sc.adv, m)?;
+        softmax_rows(la, classes, &mut q);
+        sc.dl.clear();
+        sc.dl.extend(q.iter().zip(&sc.probs).map(|(q, p)| q - p));
+        model.backward(ws, &sc.adv, &sc.dl, None, true);
+        let g = ws.input_grad();
+        for ((v, &x0), &gi) in sc.adv.iter_mut().zip(xs).zip(g) {
+            let s = if gi > 0.0 {
+                1.0
+            } else if gi < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            *v = (*v + a.step * s)
+                .clamp(x0 - a.eps, x0 + a.eps)
+                .clamp(a.lo, a.hi);
+        }
+    }
+    let la = model.forward(ws, &sc.adv, m)?;
+    softmax_rows(la, classes, &mut q);
+    let mut kl = 0.0f64;
+    sc.dl.clear();
+    for (k, (qr, pr)) in q
+        .chunks_exact(classes)
+        .zip(sc.probs.chunks_exact(classes))
+        .enumerate()
+    {
+        // r = log p − log q, probabilities floored to keep the logarithms finite.
+        let r: Vec<f32> = pr
+            .iter()
+            .zip(qr)
+            .map(|(&p, &q)| p.max(1e-30).ln() - q.max(1e-30).ln())
+            .collect();
+        let mean_r: f32 = pr.iter().zip(&r).map(|(p, r)| p * r).sum();
+        kl += f64::from(mean_r);
+        sc.dl
+            .extend(qr.iter().zip(pr).map(|(q, p)| beta * scale * (q - p)));
+        for ((d, &p), &rj) in sc.dl2[k * classes..(k + 1) * classes]
+            .iter_mut()
+            .zip(pr)
+            .zip(&r)
+        {
+            *d += beta * scale * p * (rj - mean_r);
+        }
+    }
+    model.backward(ws, &sc.adv, &sc.dl, Some(&mut sc.grads), false);
+    model.backward(
+        &mut sc.clean_ws,
+        xs,
+        &sc.dl2,
+        Some(&mut sc.clean_grads),
+        false,
+    );
+    for (g, h) in sc.grads.iter_mut().zip(&sc.clean_grads) {
+        for (a, b) in g.iter_mut().zip(h) {
+            *a += b;
+        }
+    }
+    sc.loss = ce + f64::from(beta) * kl;
+    Ok(())
 }
 
 /// Accuracy of `model` on `n` examples, and under `attack` when given.
@@ -389,8 +558,17 @@ mod tests {
                 threads,
             );
             for e in 0..3 {
-                t.epoch(&x, &y, &idx, 32, None, &mut |_| 1.0, e, &mut |_, _, _| true)
-                    .unwrap();
+                t.epoch(
+                    &x,
+                    &y,
+                    &idx,
+                    32,
+                    &Objective::Clean,
+                    &mut |_| 1.0,
+                    e,
+                    &mut |_, _, _| true,
+                )
+                .unwrap();
             }
             t.model
         };
@@ -412,6 +590,12 @@ mod tests {
         let (x, y) = blobs(64, 3);
         let mut t = Trainer::new(Model::init(&arch, 5).unwrap(), OptimSpec::adam(1e-3), 2);
         for m in [
+            Method::Trades {
+                eps: 0.1,
+                step: 0.02,
+                steps: 2,
+                beta: 6.0,
+            },
             Method::FgsmRs {
                 eps: 0.1,
                 alpha: 0.125,
@@ -422,15 +606,89 @@ mod tests {
                 steps: 3,
             },
         ] {
-            let a = m.attack(0.1).unwrap();
-            let s = t.step(&x, &y, Some(&a), 1).unwrap();
+            let s = t.step(&x, &y, &m.objective(0.1), 1).unwrap();
             assert!(s.loss.is_finite() && s.examples == 64);
         }
-        assert!(t.step(&x[..100], &y, None, 0).is_err());
-        assert!(t.step(&[], &[], None, 0).is_err());
+        assert!(t.step(&x[..100], &y, &Objective::Clean, 0).is_err());
+        assert!(t.step(&[], &[], &Objective::Clean, 0).is_err());
         assert!(
             Schedule::OneCycle.factor(40, 100) > 0.99 && Schedule::OneCycle.factor(100, 100) < 1e-6
         );
         assert!((Schedule::Cosine.factor(50, 100) - 0.5).abs() < 1e-6);
+    }
+
+    /// The TRADES step's weight gradient (read off one SGD step with lr 1) against central
+    /// differences of CE(f(x), y) + β·KL(f(x)‖f(x′)), with x′ the start point (no attack steps).
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn trades_gradient_matches_finite_differences() {
+        let arch = Arch::mlp(&[12]);
+        let (x, y) = blobs(6, 7);
+        let (n, beta, seed) = (6usize, 3.0f32, 5u64);
+        let model = Model::init(&arch, 2).unwrap();
+        let attack = Pgd {
+            steps: 0,
+            ..Method::Trades {
+                eps: 0.1,
+                step: 0.02,
+                steps: 1,
+                beta,
+            }
+            .attack(0.1)
+            .unwrap()
+        };
+        let mut t = Trainer::new(
+            model.clone(),
+            OptimSpec::Sgd {
+                lr: 1.0,
+                momentum: 0.0,
+                weight_decay: 0.0,
+            },
+            1,
+        );
+        t.step(&x, &y, &Objective::Trades { attack, beta }, seed)
+            .unwrap();
+        let mut xa = Vec::new();
+        for (i, x0) in x.chunks_exact(784).enumerate() {
+            let mut rng = Rng::stream(seed ^ 0x7ade5, i as u64, 0);
+            xa.extend(
+                x0.iter()
+                    .map(|&v| (v + 0.001 * rng.normal() as f32).clamp(0.0, 1.0)),
+            );
+        }
+        let loss = |m: &Model| -> f64 {
+            let mut ws = Workspace::default();
+            let lc = m.forward(&mut ws, &x, n).unwrap().to_vec();
+            let la = m.forward(&mut ws, &xa, n).unwrap().to_vec();
+            let mut d = Vec::new();
+            let ce = softmax_xent(&lc, &y, 10, 1.0, &mut d, None);
+            let (mut p, mut q) = (Vec::new(), Vec::new());
+            softmax_rows(&lc, 10, &mut p);
+            softmax_rows(&la, 10, &mut q);
+            let kl: f64 = p
+                .iter()
+                .zip(&q)
+                .map(|(&p, &q)| f64::from(p) * (f64::from(p).ln() - f64::from(q).ln()))
+                .sum();
+            (ce + f64::from(beta) * kl) / n as f64
+        };
+        let mut probe = model.clone();
+        for pi in 0..probe.params().len() {
+            for j in (0..probe.params()[pi].len()).step_by(997) {
+                let orig = probe.params()[pi][j];
+                let h = 1e-2f32;
+                probe.params_mut()[pi][j] = orig + h;
+                let lp = loss(&probe);
+                probe.params_mut()[pi][j] = orig - h;
+                let lm = loss(&probe);
+                probe.params_mut()[pi][j] = orig;
+                let num = (lp - lm) / (2.0 * f64::from(h));
+                let ana = f64::from(model.params()[pi][j] - t.model.params()[pi][j]);
+                assert!(
+                    (num - ana).abs() < 1e-3 + 2e-2 * num.abs(),
+                    "param {pi}[{j}]: {num} vs {ana}"
+                );
+            }
+        }
     }
 }

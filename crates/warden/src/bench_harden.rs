@@ -63,7 +63,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
                      results: &mut serde_json::Map<String, serde_json::Value>|
      -> Result<Model> {
         let mut t = Trainer::new(Model::init(&arch, 1)?, OptimSpec::adam(1e-3), b.threads);
-        let attack = method.attack(method.eps());
+        let objective = method.objective(method.eps());
         let mut times = Vec::new();
         let mut last = Instant::now();
         let start = Instant::now();
@@ -72,7 +72,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
             &ytr,
             idx,
             BATCH,
-            attack.as_ref(),
+            &objective,
             &mut |_| 1.0,
             2,
             &mut |i, n, s| {

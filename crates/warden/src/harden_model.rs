@@ -32,6 +32,7 @@ enum MethodArg {
     Clean,
     FgsmRs,
     Pgd,
+    Trades,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,6 +64,9 @@ pub(crate) struct TrainArgs {
     pgd_steps: usize,
     #[arg(long, default_value_t = 0.025)]
     pgd_step: f32,
+    /// TRADES: weight of the KL term.
+    #[arg(long, default_value_t = 6.0)]
+    beta: f32,
     /// FGSM-RS step size [default: 1.25 × eps].
     #[arg(long)]
     alpha: Option<f32>,
@@ -296,6 +300,12 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             eps: a.eps,
             alpha: a.alpha.unwrap_or(1.25 * a.eps),
         },
+        MethodArg::Trades => Method::Trades {
+            eps: a.eps,
+            step: a.pgd_step,
+            steps: a.pgd_steps,
+            beta: a.beta,
+        },
         MethodArg::Pgd => Method::Pgd {
             eps: a.eps,
             step: a.pgd_step,
@@ -373,7 +383,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         } else {
             method.eps()
         };
-        let attack = method.attack(eps_now);
+        let objective = method.objective(eps_now);
         let mut progress = Progress::new(&format!("epoch {}/{}", epoch + 1, a.epochs));
         let step0 = epoch * batches;
         let stats = trainer.epoch(
@@ -381,7 +391,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             y,
             &train_idx,
             a.batch,
-            attack.as_ref(),
+            &objective,
             &mut |b| schedule.factor(step0 + b, total_steps),
             a.seed
                 .wrapping_add(epoch as u64)
