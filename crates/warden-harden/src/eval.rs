@@ -25,9 +25,11 @@ pub struct EvalConfig {
     pub pgd_steps: usize,
     pub pgd_step: f32,
     pub restarts: usize,
-    /// APGD-CE and APGD-DLR iterations (0: skip them); they use `restarts` too.
+    /// APGD-CE and APGD-DLR iterations (0: skip them) and restarts.
     #[serde(default)]
     pub apgd_iters: usize,
+    #[serde(default)]
+    pub apgd_restarts: usize,
     /// Run every attack on every example (each attack's own robust accuracy) instead of each on
     /// the examples that all attacks before it left unbroken (AutoAttack's cascade, much faster;
     /// each attack's figure is then the robust accuracy that remains after it).
@@ -47,6 +49,7 @@ impl Default for EvalConfig {
             pgd_step: 0.01,
             restarts: 5,
             apgd_iters: 100,
+            apgd_restarts: 1,
             independent: false,
             corruption_severities: vec![1, 2, 3, 4, 5],
             seed: 0,
@@ -273,6 +276,7 @@ mod tests {
             pgd_step: 0.01,
             restarts: 1,
             apgd_iters: 5,
+            apgd_restarts: 1,
             independent: true,
             corruption_severities: vec![3],
             seed: 1,

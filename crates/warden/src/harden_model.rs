@@ -132,6 +132,9 @@ pub(crate) struct EvalArgs {
     /// APGD-CE and APGD-DLR iterations (AutoAttack's 100; 0 to skip them).
     #[arg(long, default_value_t = 100)]
     apgd_iters: usize,
+    /// APGD restarts (AutoAttack's standard version: 1).
+    #[arg(long, default_value_t = 1)]
+    apgd_restarts: usize,
     /// Run every attack on every example, instead of each on what the attacks before it left
     /// unbroken (AutoAttack's cascade: the same worst case, much faster).
     #[arg(long)]
@@ -530,6 +533,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         pgd_step: a.pgd_step,
         restarts: a.restarts,
         apgd_iters: a.apgd_iters,
+        apgd_restarts: a.apgd_restarts,
         independent: a.independent,
         corruption_severities: severities,
         seed: a.seed,
@@ -537,6 +541,18 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     Pgd::linf(0.1, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
         .validate()
         .map_err(anyhow::Error::msg)?;
+    if cfg.apgd_iters > 0 {
+        warden_harden::apgd::Apgd {
+            iters: cfg.apgd_iters,
+            ..warden_harden::apgd::Apgd::new(
+                warden_harden::apgd::ApgdLoss::Ce,
+                0.1,
+                cfg.apgd_restarts,
+            )
+        }
+        .validate()
+        .map_err(anyhow::Error::msg)?;
+    }
     let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
     if let Some(l) = a.limit {
         let idx: Vec<usize> = (0..test.len().min(l.max(1))).collect();
@@ -587,7 +603,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     if cfg.apgd_iters > 0 {
         attack_names.push(format!(
             "APGD-CE and APGD-DLR, {} iterations, {} restart(s)",
-            cfg.apgd_iters, cfg.restarts
+            cfg.apgd_iters, cfg.apgd_restarts
         ));
     }
     let report = json!({
