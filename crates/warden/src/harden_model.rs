@@ -50,7 +50,7 @@ enum ScheduleArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct TrainArgs {
-    /// Architecture: a known name (small-cnn, mlp) or an architecture JSON file.
+    /// Architecture: a known name (small-cnn, cnn4, mlp) or an architecture JSON file.
     #[arg(long, default_value = "small-cnn")]
     arch: String,
     /// Training method.
@@ -279,7 +279,9 @@ fn load_arch(spec: &str) -> Result<Arch> {
         return Ok(a);
     }
     let bytes = read_limited(Path::new(spec), MAX_JSON).with_context(|| {
-        format!("{spec:?} is neither a known architecture (small-cnn, mlp) nor a readable file")
+        format!(
+            "{spec:?} is neither a known architecture (small-cnn, cnn4, mlp) nor a readable file"
+        )
     })?;
     let arch: Arch =
         serde_json::from_slice(&bytes).with_context(|| format!("{spec}: not an architecture"))?;
