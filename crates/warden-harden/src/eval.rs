@@ -5,10 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::apgd::{self, Apgd, ApgdLoss};
 use crate::attack::{self, Norm, Pgd};
+use crate::square::{self, Square};
 
 enum Attack {
     Pgd(Pgd),
     Apgd(Apgd),
+    Square(Square),
 }
 use crate::corrupt::{self, Corruption};
 use crate::data::Dataset;
@@ -30,6 +32,9 @@ pub struct EvalConfig {
     pub apgd_iters: usize,
     #[serde(default)]
     pub apgd_restarts: usize,
+    /// Square Attack queries per example (0: skip it), last in the cascade.
+    #[serde(default)]
+    pub square_queries: usize,
     /// Run every attack on every example (each attack's own robust accuracy) instead of each on
     /// the examples that all attacks before it left unbroken (AutoAttack's cascade, much faster;
     /// each attack's figure is then the robust accuracy that remains after it).
@@ -50,6 +55,7 @@ impl Default for EvalConfig {
             restarts: 5,
             apgd_iters: 100,
             apgd_restarts: 1,
+            square_queries: 0,
             independent: false,
             corruption_severities: vec![1, 2, 3, 4, 5],
             seed: 0,
@@ -135,7 +141,7 @@ pub fn evaluate(
     }
     let fraction = |k: usize| k as f64 / n as f64;
     let corr_total = Corruption::ALL.len() * cfg.corruption_severities.len();
-    let per_eps = if cfg.apgd_iters > 0 { 4 } else { 2 };
+    let per_eps = 2 + if cfg.apgd_iters > 0 { 2 } else { 0 } + usize::from(cfg.square_queries > 0);
     let total = 1 + per_eps * cfg.eps.len() + corr_total;
     let mut done = 0;
     progress(done, total, "clean");
@@ -172,6 +178,12 @@ pub fn evaluate(
                 ));
             }
         }
+        if cfg.square_queries > 0 {
+            list.push((
+                format!("Square-{}", cfg.square_queries),
+                Attack::Square(Square::new(eps, cfg.square_queries)),
+            ));
+        }
         for (name, a) in list {
             progress(done, total, &format!("{name} eps {eps}"));
             let t = std::time::Instant::now();
@@ -188,6 +200,7 @@ pub fn evaluate(
             let out = match &a {
                 Attack::Pgd(p) => attack::run(model, pool, p, &xs, &ys, cfg.seed)?,
                 Attack::Apgd(p) => apgd::run(model, pool, p, &xs, &ys, cfg.seed)?,
+                Attack::Square(p) => square::run(model, pool, p, &xs, &ys, cfg.seed)?,
             };
             let seconds = t.elapsed().as_secs_f64();
             let mut newly_broken = 0;
@@ -277,6 +290,7 @@ mod tests {
             restarts: 1,
             apgd_iters: 5,
             apgd_restarts: 1,
+            square_queries: 30,
             independent: true,
             corruption_severities: vec![3],
             seed: 1,
@@ -301,7 +315,7 @@ mod tests {
         }
         assert_eq!(decimal(0.1), 0.1);
         assert_eq!(e.corruptions.len(), 10);
-        assert_eq!(e.attacks.len(), 16);
+        assert_eq!(e.attacks.len(), 20);
         // The cascade gives the same worst case as independent runs here (every attack is
         // deterministic per example index only in independent mode, so compare the bound).
         let cascade = evaluate(

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod square;
 pub mod train;
 pub mod weights;
 

@@ -135,6 +135,10 @@ pub(crate) struct EvalArgs {
     /// APGD restarts (AutoAttack's standard version: 1).
     #[arg(long, default_value_t = 1)]
     apgd_restarts: usize,
+    /// Square Attack (black-box, logits only) queries per example, last in the cascade (0: skip;
+    /// AutoAttack's standard version uses 5,000).
+    #[arg(long, default_value_t = 0)]
+    square_queries: usize,
     /// Run every attack on every example, instead of each on what the attacks before it left
     /// unbroken (AutoAttack's cascade: the same worst case, much faster).
     #[arg(long)]
@@ -536,6 +540,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         restarts: a.restarts,
         apgd_iters: a.apgd_iters,
         apgd_restarts: a.apgd_restarts,
+        square_queries: a.square_queries,
         independent: a.independent,
         corruption_severities: severities,
         seed: a.seed,
@@ -554,6 +559,11 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         }
         .validate()
         .map_err(anyhow::Error::msg)?;
+    }
+    if cfg.square_queries > 0 {
+        warden_harden::square::Square::new(0.1, cfg.square_queries)
+            .validate()
+            .map_err(anyhow::Error::msg)?;
     }
     let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
     if let Some(l) = a.limit {
@@ -606,6 +616,12 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         attack_names.push(format!(
             "APGD-CE and APGD-DLR, {} iterations, {} restart(s)",
             cfg.apgd_iters, cfg.apgd_restarts
+        ));
+    }
+    if cfg.square_queries > 0 {
+        attack_names.push(format!(
+            "Square, {} queries (black-box)",
+            cfg.square_queries
         ));
     }
     let report = json!({

@@ -97,6 +97,8 @@ fn train_eval_record() {
             "2",
             "--apgd-iters",
             "10",
+            "--square-queries",
+            "20",
             "--severities",
             "2",
             "--limit",
@@ -130,7 +132,7 @@ fn train_eval_record() {
         worst.windows(2).all(|w| w[1].1 <= w[0].1),
         "monotone in eps: {worst:?}"
     );
-    assert_eq!(e["attacks"].as_array().unwrap().len(), 12);
+    assert_eq!(e["attacks"].as_array().unwrap().len(), 15);
     assert_eq!(e["corruptions"].as_array().unwrap().len(), 10);
     assert!(r["headline"]["reduction"].is_number());
     assert!(
