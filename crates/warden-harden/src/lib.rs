@@ -10,6 +10,7 @@ pub mod corrupt;
 pub mod data;
 pub mod eval;
 pub mod nn;
+pub mod onnx;
 pub mod optim;
 pub mod rng;
 pub mod square;

@@ -177,6 +177,35 @@ fn split(
     }
 }
 
+/// Sets parameter `index` of `model` from a tensor in PyTorch's layout, checking its shape and
+/// values.
+pub(crate) fn set_from_torch(
+    model: &mut Model,
+    index: usize,
+    shape: &[u64],
+    data: Vec<f32>,
+) -> Result<(), WeightsError> {
+    let info = model.param_infos()[index].clone();
+    let bad = |reason: String| WeightsError::Tensor {
+        name: info.name.clone(),
+        reason,
+    };
+    let want: Vec<u64> = info.torch_shape.iter().map(|&d| d as u64).collect();
+    if shape != want.as_slice() {
+        return Err(bad(format!(
+            "shape {shape:?}, the architecture needs {want:?}"
+        )));
+    }
+    if data.len() != info.torch_shape.iter().product::<usize>() {
+        return Err(bad(format!("{} values", data.len())));
+    }
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err(bad("holds NaN or infinite values".into()));
+    }
+    model.params_mut()[index] = from_torch(info.kind, &data);
+    Ok(())
+}
+
 /// Loads weights for `arch` from a safetensors file in PyTorch layout.
 pub fn from_safetensors(arch: &Arch, bytes: &[u8]) -> Result<Model, WeightsError> {
     let mut model = Model::zeros(arch).map_err(|e| WeightsError::Arch(e.to_string()))?;

@@ -57,11 +57,6 @@ pub(crate) struct CorruptArgs {
 }
 
 pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
-    let cmd = match cmd {
-        HardenCommand::Train(a) => return crate::harden_model::train_cmd(a),
-        HardenCommand::Eval(a) => return crate::harden_model::eval_cmd(a),
-        other => other,
-    };
     let mut out = io::stdout().lock();
     match cmd {
         HardenCommand::Data(a) => {
@@ -122,7 +117,8 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
             )?;
             writeln!(out)?;
         }
-        HardenCommand::Train(_) | HardenCommand::Eval(_) => unreachable!("handled above"),
+        HardenCommand::Train(a) => return crate::harden_model::train_cmd(a),
+        HardenCommand::Eval(a) => return crate::harden_model::eval_cmd(a),
     }
     Ok(Outcome::Ok)
 }

@@ -111,9 +111,10 @@ pub(crate) struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct EvalArgs {
-    /// A model directory written by `warden harden train`.
+    /// A model directory written by `warden harden train`, or an ONNX file of a classifier made of
+    /// Conv, Relu, MaxPool, Flatten and Gemm/MatMul layers (imported white-box).
     model: PathBuf,
-    /// A baseline model directory: the report gives the reduction of adversarial
+    /// A baseline model (directory or ONNX file): the report gives the reduction of adversarial
     /// misclassification against it.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -502,6 +503,17 @@ struct LoadedModel {
 }
 
 fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
+    if dir.is_file() {
+        // An ONNX classifier (e.g. a PyTorch model exported with torch.onnx.export).
+        let bytes = read_limited(dir, MAX_WEIGHTS)?;
+        let model =
+            warden_harden::onnx::import(&bytes).with_context(|| format!("{}", dir.display()))?;
+        return Ok(LoadedModel {
+            model,
+            weights_sha256: sha256_hex(&bytes),
+            card: json!({"format": "onnx"}),
+        });
+    }
     let bytes = read_limited(&dir.join("model.safetensors"), MAX_WEIGHTS)?;
     let arch = match weights::arch_of(&bytes)? {
         Some(a) => a,

@@ -225,6 +225,57 @@ fn train_eval_record() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// A PyTorch model exported to ONNX evaluates like a Warden model directory.
+#[test]
+fn eval_of_an_onnx_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let onnx = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../warden-harden/tests/data/mini.onnx"
+    );
+    let report = tmp.path().join("r.json");
+    ok(&warden(
+        &[
+            "harden",
+            "eval",
+            onnx,
+            "--eps",
+            "0.1",
+            "--pgd-steps",
+            "3",
+            "--restarts",
+            "1",
+            "--apgd-iters",
+            "5",
+            "--severities",
+            "0",
+            "--limit",
+            "50",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["model"]["name"], "onnx-import");
+    assert_eq!(r["model"]["evaluation"]["examples"], 50);
+    let damaged = tmp.path().join("bad.onnx");
+    std::fs::write(&damaged, &std::fs::read(onnx).unwrap()[..1000]).unwrap();
+    let o = warden(
+        &[
+            "harden",
+            "eval",
+            damaged.to_str().unwrap(),
+            "--limit",
+            "5",
+            "-o",
+            "/dev/null",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
 fn sha2_hex(b: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(b)

@@ -1,0 +1,558 @@
+//! Import of ONNX image classifiers for evaluation (a user's PyTorch model exported with
+//! `torch.onnx.export`), white-box: a graph that is a chain of the layers Warden's engine has
+//! (`Conv`, `Relu`, `MaxPool`, `Flatten` or `Reshape` to `[N, -1]`, `Gemm`, or `MatMul` with an
+//! optional `Add`) becomes an [`Arch`] and a [`Model`] with the same weights, so every attack,
+//! gradient-based ones included, runs on it. Anything else is refused with the operator named.
+//!
+//! The file is parsed with a small protobuf reader of the fields used here (unknown fields are
+//! skipped by wire type), with limits: no groups, lengths inside the buffer, at most 10,000 nodes
+//! and [`MAX_PARAMS`] values per tensor, float32 tensors only, no external data.
+
+use std::collections::HashMap;
+
+use crate::nn::{Arch, LayerSpec, MAX_PARAMS, Model};
+use crate::weights::{WeightsError, set_from_torch};
+
+/// Why an ONNX file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnnxError {
+    #[error("not a valid ONNX protobuf: {0}")]
+    Format(String),
+    #[error("unsupported ONNX graph: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+}
+
+const MAX_NODES: usize = 10_000;
+
+enum Val<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed32(u32),
+    Fixed64,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn bad(s: &str) -> OnnxError {
+    OnnxError::Format(s.into())
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, OnnxError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| bad("truncated varint"))?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad("varint longer than 10 bytes"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], OnnxError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| bad("length past the end"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, Val<'a>)>, OnnxError> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let field = key >> 3;
+        let v = match key & 7 {
+            0 => Val::Varint(self.varint()?),
+            1 => {
+                self.take(8)?;
+                Val::Fixed64
+            }
+            2 => {
+                let n = usize::try_from(self.varint()?).map_err(|_| bad("length too large"))?;
+                Val::Bytes(self.take(n)?)
+            }
+            5 => {
+                let b = self.take(4)?;
+                Val::Fixed32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            w => {
+                return Err(OnnxError::Format(format!(
+                    "wire type {w} (groups are not supported)"
+                )));
+            }
+        };
+        Ok(Some((field, v)))
+    }
+}
+
+fn string(b: &[u8]) -> Result<String, OnnxError> {
+    String::from_utf8(b.to_vec()).map_err(|_| bad("string is not UTF-8"))
+}
+
+/// Repeated int64 (packed or not).
+fn push_ints(v: Val<'_>, out: &mut Vec<i64>) -> Result<(), OnnxError> {
+    match v {
+        Val::Varint(x) => out.push(x as i64),
+        Val::Bytes(b) => {
+            let mut r = Reader::new(b);
+            while r.pos < b.len() {
+                out.push(r.varint()? as i64);
+            }
+        }
+        _ => return Err(bad("ints of an unexpected wire type")),
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tensor {
+    name: String,
+    dims: Vec<i64>,
+    data_type: i64,
+    floats: Vec<f32>,
+    ints: Vec<i64>,
+    raw: Vec<u8>,
+    external: bool,
+}
+
+fn tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
+    let mut t = Tensor::default();
+    let mut r = Reader::new(b);
+    while let Some((f, v)) = r.next()? {
+        match (f, v) {
+            (1, v) => push_ints(v, &mut t.dims)?,
+            (2, Val::Varint(x)) => t.data_type = x as i64,
+            (4, Val::Bytes(b)) => t.floats.extend(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            (4, Val::Fixed32(x)) => t.floats.push(f32::from_bits(x)),
+            (7, v) => push_ints(v, &mut t.ints)?,
+            (8, Val::Bytes(b)) => t.name = string(b)?,
+            (9, Val::Bytes(b)) => t.raw = b.to_vec(),
+            (14, Val::Varint(1)) => t.external = true,
+            _ => {}
+        }
+    }
+    Ok(t)
+}
+
+impl Tensor {
+    fn numel(&self) -> Result<usize, OnnxError> {
+        let mut n = 1usize;
+        for &d in &self.dims {
+            let d = usize::try_from(d).map_err(|_| bad("negative tensor dimension"))?;
+            n = n
+                .checked_mul(d)
+                .filter(|&n| n <= MAX_PARAMS)
+                .ok_or_else(|| bad("tensor too large"))?;
+        }
+        Ok(n)
+    }
+
+    fn f32s(&self) -> Result<Vec<f32>, OnnxError> {
+        if self.external {
+            return Err(OnnxError::Unsupported(format!(
+                "tensor {} keeps its data in an external file (save with the weights inline)",
+                self.name
+            )));
+        }
+        if self.data_type != 1 {
+            return Err(OnnxError::Unsupported(format!(
+                "tensor {} has data type {} (float32 only)",
+                self.name, self.data_type
+            )));
+        }
+        let n = self.numel()?;
+        let v: Vec<f32> = if !self.raw.is_empty() {
+            if self.raw.len() != n * 4 {
+                return Err(OnnxError::Format(format!(
+                    "tensor {}: {} raw bytes for {n} floats",
+                    self.name,
+                    self.raw.len()
+                )));
+            }
+            self.raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        } else {
+            self.floats.clone()
+        };
+        if v.len() != n {
+            return Err(OnnxError::Format(format!(
+                "tensor {}: {} values for {n}",
+                self.name,
+                v.len()
+            )));
+        }
+        Ok(v)
+    }
+
+    fn i64s(&self) -> Result<Vec<i64>, OnnxError> {
+        match self.data_type {
+            7 if !self.raw.is_empty() => Ok(self
+                .raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect()),
+            7 => Ok(self.ints.clone()),
+            _ => Err(OnnxError::Unsupported(format!(
+                "tensor {} is not int64",
+                self.name
+            ))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Attr {
+    name: String,
+    i: Option<i64>,
+    f: Option<f32>,
+    ints: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Node {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    op: String,
+    domain: String,
+    attrs: Vec<Attr>,
+}
+
+impl Node {
+    fn attr(&self, name: &str) -> Option<&Attr> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.attr(name).and_then(|a| a.i).unwrap_or(default)
+    }
+    fn ints(&self, name: &str) -> Option<&[i64]> {
+        self.attr(name).map(|a| a.ints.as_slice())
+    }
+    fn float(&self, name: &str, default: f32) -> f32 {
+        self.attr(name).and_then(|a| a.f).unwrap_or(default)
+    }
+}
+
+fn node(b: &[u8]) -> Result<Node, OnnxError> {
+    let mut n = Node::default();
+    let mut r = Reader::new(b);
+    while let Some((f, v)) = r.next()? {
+        match (f, v) {
+            (1, Val::Bytes(b)) => n.inputs.push(string(b)?),
+            (2, Val::Bytes(b)) => n.outputs.push(string(b)?),
+            (4, Val::Bytes(b)) => n.op = string(b)?,
+            (7, Val::Bytes(b)) => n.domain = string(b)?,
+            (5, Val::Bytes(b)) => {
+                let mut a = Attr::default();
+                let mut ar = Reader::new(b);
+                while let Some((f, v)) = ar.next()? {
+                    match (f, v) {
+                        (1, Val::Bytes(b)) => a.name = string(b)?,
+                        (2, Val::Fixed32(x)) => a.f = Some(f32::from_bits(x)),
+                        (3, Val::Varint(x)) => a.i = Some(x as i64),
+                        (8, v) => push_ints(v, &mut a.ints)?,
+                        _ => {}
+                    }
+                }
+                n.attrs.push(a);
+            }
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+/// The graph input's name and its dimensions (None where symbolic).
+fn value_info(b: &[u8]) -> Result<(String, Vec<Option<i64>>), OnnxError> {
+    let (mut name, mut dims) = (String::new(), Vec::new());
+    let mut r = Reader::new(b);
+    while let Some((f, v)) = r.next()? {
+        match (f, v) {
+            (1, Val::Bytes(b)) => name = string(b)?,
+            (2, Val::Bytes(ty)) => {
+                // TypeProto.tensor_type (1) → shape (2) → dim (1) → dim_value (1) | dim_param (2).
+                let mut tr = Reader::new(ty);
+                while let Some((1, Val::Bytes(tt))) = tr.next()? {
+                    let mut ttr = Reader::new(tt);
+                    while let Some((f, v)) = ttr.next()? {
+                        if let (2, Val::Bytes(shape)) = (f, v) {
+                            let mut sr = Reader::new(shape);
+                            while let Some((f, v)) = sr.next()? {
+                                if let (1, Val::Bytes(dim)) = (f, v) {
+                                    let mut dr = Reader::new(dim);
+                                    let mut value = None;
+                                    while let Some((f, v)) = dr.next()? {
+                                        if let (1, Val::Varint(x)) = (f, v) {
+                                            value = Some(x as i64);
+                                        }
+                                    }
+                                    dims.push(value);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((name, dims))
+}
+
+fn unsupported(s: String) -> OnnxError {
+    OnnxError::Unsupported(s)
+}
+
+/// Imports an ONNX classifier: a chain from the one non-initializer graph input of shape
+/// `[N, C, H, W]` (N may be symbolic) to logits.
+pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
+    let mut graph = None;
+    let mut r = Reader::new(bytes);
+    while let Some((f, v)) = r.next()? {
+        if let (7, Val::Bytes(b)) = (f, v) {
+            graph = Some(b);
+        }
+    }
+    let graph = graph.ok_or_else(|| bad("no graph"))?;
+    let (mut nodes, mut inits, mut inputs) = (Vec::new(), HashMap::new(), Vec::new());
+    let mut r = Reader::new(graph);
+    while let Some((f, v)) = r.next()? {
+        match (f, v) {
+            (1, Val::Bytes(b)) => {
+                if nodes.len() >= MAX_NODES {
+                    return Err(bad("more than 10,000 nodes"));
+                }
+                nodes.push(node(b)?);
+            }
+            (5, Val::Bytes(b)) => {
+                let t = tensor(b)?;
+                inits.insert(t.name.clone(), t);
+            }
+            (11, Val::Bytes(b)) => inputs.push(value_info(b)?),
+            _ => {}
+        }
+    }
+    let data_inputs: Vec<_> = inputs
+        .iter()
+        .filter(|(n, _)| !inits.contains_key(n))
+        .collect();
+    let [(input_name, dims)] = data_inputs.as_slice() else {
+        return Err(unsupported(format!(
+            "{} data inputs (one image input expected)",
+            data_inputs.len()
+        )));
+    };
+    let chw: Vec<usize> = match dims.as_slice() {
+        [_, Some(c), Some(h), Some(w)] if *c > 0 && *h > 0 && *w > 0 => {
+            vec![*c as usize, *h as usize, *w as usize]
+        }
+        _ => {
+            return Err(unsupported(format!(
+                "input {input_name} has shape {dims:?}; [N, C, H, W] with fixed C, H, W expected"
+            )));
+        }
+    };
+    let mut layers = Vec::new();
+    let mut tensors: Vec<(usize, &'static str, Vec<i64>, Vec<f32>)> = Vec::new();
+    let mut current = input_name.clone();
+    let get = |name: &str| {
+        inits
+            .get(name)
+            .ok_or_else(|| unsupported(format!("{name} is not a constant (initializer)")))
+    };
+    let mut i = 0;
+    while i < nodes.len() {
+        let n = &nodes[i];
+        if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            return Err(unsupported(format!("operator {}::{}", n.domain, n.op)));
+        }
+        if n.inputs.first() != Some(&current) || n.outputs.len() != 1 {
+            return Err(unsupported(format!(
+                "node {i} ({}) does not continue a single chain from the input",
+                n.op
+            )));
+        }
+        let li = layers.len();
+        match n.op.as_str() {
+            "Conv" => {
+                let w = get(&n.inputs[1])?;
+                let [cout, cin, kh, kw] = w.dims[..] else {
+                    return Err(unsupported("Conv weight is not 4-D".into()));
+                };
+                let pads = n.ints("pads").unwrap_or(&[0, 0, 0, 0]);
+                let ones = |name: &str| n.ints(name).is_none_or(|v| v.iter().all(|&x| x == 1));
+                let pad = pads.first().copied().unwrap_or(0);
+                if kh != kw
+                    || n.int("group", 1) != 1
+                    || !ones("strides")
+                    || !ones("dilations")
+                    || pads.iter().any(|&p| p != pad)
+                    || n.attr("auto_pad").is_some()
+                {
+                    return Err(unsupported("Conv other than square kernels, stride 1, dilation 1, one group, symmetric explicit padding".into()));
+                }
+                let to = |x: i64| usize::try_from(x).map_err(|_| bad("negative size"));
+                layers.push(LayerSpec::Conv2d {
+                    in_channels: to(cin)?,
+                    out_channels: to(cout)?,
+                    kernel: to(kh)?,
+                    padding: to(pad)?,
+                });
+                let bias = match n.inputs.get(2) {
+                    Some(b) if !b.is_empty() => get(b)?.f32s()?,
+                    _ => vec![0.0; to(cout)?],
+                };
+                tensors.push((li, "weight", w.dims.clone(), w.f32s()?));
+                tensors.push((li, "bias", vec![cout], bias));
+            }
+            "Relu" => layers.push(LayerSpec::Relu),
+            "MaxPool" => {
+                let k = n.ints("kernel_shape").unwrap_or(&[]);
+                let s = n.ints("strides").unwrap_or(&[]);
+                let zero_pads = n.ints("pads").is_none_or(|v| v.iter().all(|&x| x == 0));
+                let ones = n
+                    .ints("dilations")
+                    .is_none_or(|v| v.iter().all(|&x| x == 1));
+                match (k, s) {
+                    ([a, b], [c, d]) if a == b && a == c && a == d && *a > 0 && zero_pads && ones && n.int("ceil_mode", 0) == 0 => {
+                        layers.push(LayerSpec::MaxPool2d { kernel: *a as usize })
+                    }
+                    _ => return Err(unsupported("MaxPool other than square windows with stride equal to size, no padding, floor mode".into())),
+                }
+            }
+            "Flatten" => {
+                if n.int("axis", 1) != 1 {
+                    return Err(unsupported("Flatten with axis other than 1".into()));
+                }
+                layers.push(LayerSpec::Flatten);
+            }
+            "Reshape" => {
+                let shape = get(&n.inputs[1])?.i64s()?;
+                // Flattening keeps the batch: [N or 0 or -1, -1], or [0, K] (K is checked by the
+                // linear layer that follows).
+                let flattens = shape.len() == 2 && (shape[1] == -1 || shape[0] == 0);
+                if !flattens {
+                    return Err(unsupported(format!(
+                        "Reshape to {shape:?} (only [N, -1] flattening)"
+                    )));
+                }
+                layers.push(LayerSpec::Flatten);
+            }
+            "Gemm" => {
+                if n.int("transA", 0) != 0
+                    || n.int("transB", 0) != 1
+                    || n.float("alpha", 1.0) != 1.0
+                    || n.float("beta", 1.0) != 1.0
+                {
+                    return Err(unsupported(
+                        "Gemm other than x·Wᵀ + b (transB = 1, alpha = beta = 1)".into(),
+                    ));
+                }
+                let w = get(&n.inputs[1])?;
+                let [out, inp] = w.dims[..] else {
+                    return Err(unsupported("Gemm weight is not 2-D".into()));
+                };
+                let bias = match n.inputs.get(2) {
+                    Some(b) if !b.is_empty() => get(b)?.f32s()?,
+                    _ => vec![0.0; out.max(0) as usize],
+                };
+                layers.push(LayerSpec::Linear {
+                    in_features: inp.max(0) as usize,
+                    out_features: out.max(0) as usize,
+                });
+                tensors.push((li, "weight", w.dims.clone(), w.f32s()?));
+                tensors.push((li, "bias", vec![out], bias));
+            }
+            "MatMul" => {
+                let w = get(&n.inputs[1])?;
+                let [inp, out] = w.dims[..] else {
+                    return Err(unsupported("MatMul weight is not 2-D".into()));
+                };
+                let (iu, ou) = (inp.max(0) as usize, out.max(0) as usize);
+                let wt = w.f32s()?;
+                // [in, out] → PyTorch's [out, in].
+                let mut t = vec![0.0f32; wt.len()];
+                for a in 0..iu {
+                    for b in 0..ou {
+                        t[b * iu + a] = wt[a * ou + b];
+                    }
+                }
+                let mut bias = vec![0.0; ou];
+                if let Some(next) = nodes
+                    .get(i + 1)
+                    .filter(|m| m.op == "Add" && m.inputs.first() == Some(&n.outputs[0]))
+                {
+                    bias = get(next.inputs.get(1).map(String::as_str).unwrap_or(""))?.f32s()?;
+                    current.clone_from(&next.outputs[0]);
+                    i += 1;
+                } else {
+                    current.clone_from(&n.outputs[0]);
+                }
+                layers.push(LayerSpec::Linear {
+                    in_features: iu,
+                    out_features: ou,
+                });
+                tensors.push((li, "weight", vec![out, inp], t));
+                tensors.push((li, "bias", vec![out], bias));
+                i += 1;
+                continue;
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "operator {other} (white-box import supports Conv, Relu, MaxPool, Flatten, Reshape, Gemm, MatMul, Add)"
+                )));
+            }
+        }
+        current.clone_from(&n.outputs[0]);
+        i += 1;
+    }
+    let classes = match layers.last() {
+        Some(LayerSpec::Linear { out_features, .. }) => *out_features,
+        _ => {
+            return Err(unsupported(
+                "the graph does not end in a linear layer (logits)".into(),
+            ));
+        }
+    };
+    let arch = Arch {
+        name: "onnx-import".into(),
+        input: [chw[0], chw[1], chw[2]],
+        classes,
+        layers,
+    };
+    let mut model = Model::zeros(&arch).map_err(|e| unsupported(e.to_string()))?;
+    for (li, kind, dims, data) in tensors {
+        let name = format!("{li}.{kind}");
+        let idx = model
+            .param_infos()
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| unsupported(format!("no parameter {name}")))?;
+        let dims: Vec<u64> = dims.iter().map(|&d| d.max(0) as u64).collect();
+        set_from_torch(&mut model, idx, &dims, data)?;
+    }
+    Ok(model)
+}

@@ -1,0 +1,136 @@
+//! ONNX import against PyTorch: `tests/data/mini.onnx` is a small CNN exported by
+//! `torch.onnx.export` (TorchScript exporter, torch 2.15.0) and `LOGITS` its outputs on three fixed
+//! images, both made by `scripts/reference/make_onnx_fixture.py`. The imported model gives the same
+//! logits, takes input gradients (white-box attacks run on it), and a damaged or unsupported file
+//! is refused with an error.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use warden_harden::attack::{self, Norm, Pgd};
+use warden_harden::nn::{Pool, Workspace};
+use warden_harden::onnx::{OnnxError, import};
+
+// torch 2.15.0+cu132
+const LOGITS: [[f64; 10]; 3] = [
+    [
+        9.627524018e-02,
+        4.283306748e-02,
+        1.880524680e-03,
+        7.228621840e-02,
+        3.789633512e-02,
+        -6.894627213e-02,
+        1.941122413e-01,
+        -6.292112917e-02,
+        -2.012029290e-02,
+        -6.934089959e-02,
+    ],
+    [
+        8.749172091e-02,
+        3.798738867e-02,
+        -2.406893298e-03,
+        7.270324975e-02,
+        4.059849679e-02,
+        -6.209256500e-02,
+        1.991228461e-01,
+        -6.623646617e-02,
+        -3.535682335e-02,
+        -7.463437319e-02,
+    ],
+    [
+        9.163483232e-02,
+        3.238968551e-02,
+        1.118405815e-02,
+        7.791617513e-02,
+        3.412918374e-02,
+        -7.907545567e-02,
+        1.961515099e-01,
+        -5.857344717e-02,
+        -1.092362031e-02,
+        -7.256652415e-02,
+    ],
+];
+
+fn inputs() -> Vec<f32> {
+    (0..3)
+        .flat_map(|n| {
+            (0..784).map(move |i| (0.5 + 0.5 * (0.37 * i as f64 + 1.3 * n as f64).sin()) as f32)
+        })
+        .collect()
+}
+
+const FIXTURE: &[u8] = include_bytes!("data/mini.onnx");
+
+#[test]
+fn imported_model_matches_pytorch() {
+    let m = import(FIXTURE).unwrap();
+    assert_eq!(m.arch().input, [1, 28, 28]);
+    assert_eq!(m.classes(), 10);
+    assert_eq!(
+        m.param_count(),
+        4 * 9 + 4 + 6 * 4 * 9 + 6 + 216 * 32 + 32 + 32 * 10 + 10
+    );
+    let x = inputs();
+    let mut ws = Workspace::default();
+    let logits = m.forward(&mut ws, &x, 3).unwrap();
+    let mut worst = 0.0f64;
+    for (row, want) in logits.chunks_exact(10).zip(LOGITS) {
+        for (&got, want) in row.iter().zip(want) {
+            worst = worst.max((f64::from(got) - want).abs());
+        }
+    }
+    eprintln!("max |Δlogit| = {worst:e}");
+    assert!(worst < 1e-5, "{worst}");
+    // White-box: gradient attacks run on the imported model and stay in the ball.
+    let y = [0u8, 1, 2];
+    let out = attack::run(
+        &m,
+        &mut Pool::new(1),
+        &Pgd::linf(0.1, 0.02, 10, 1),
+        &x,
+        &y,
+        0,
+    )
+    .unwrap();
+    for d in attack::distances(Norm::Linf, &x, &out.adversarial, 784) {
+        assert!(d <= 0.1 + 1e-6);
+    }
+}
+
+#[test]
+fn refuses_damaged_and_unsupported_files() {
+    assert!(matches!(
+        import(b""),
+        Err(OnnxError::Format(_) | OnnxError::Unsupported(_))
+    ));
+    assert!(import(&FIXTURE[..FIXTURE.len() / 2]).is_err(), "truncated");
+    assert!(
+        import(&[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+        ])
+        .is_err(),
+        "overlong varint"
+    );
+    assert!(
+        import(&[0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err(),
+        "length past the end"
+    );
+    // Every single-byte change either imports or errors, never panics.
+    for i in (0..FIXTURE.len()).step_by(7) {
+        let mut b = FIXTURE.to_vec();
+        b[i] ^= 0x5a;
+        let _ = import(&b);
+    }
+    // An operator the engine does not have: the first op_type "Relu" (NodeProto field 4, length 4)
+    // renamed to "Tanh".
+    let pos = FIXTURE
+        .windows(6)
+        .position(|w| w == b"\x22\x04Relu")
+        .unwrap()
+        + 2;
+    let mut b = FIXTURE.to_vec();
+    b[pos..pos + 4].copy_from_slice(b"Tanh");
+    match import(&b) {
+        Err(OnnxError::Unsupported(m)) => assert!(m.contains("Tanh"), "{m}"),
+        other => panic!("{:?}", other.map(|m| m.param_count())),
+    }
+}
