@@ -556,3 +556,173 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
     }
     Ok(model)
 }
+
+/// A protobuf message being written.
+#[derive(Default)]
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn varint(&mut self, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(b);
+                return;
+            }
+            self.0.push(b | 0x80);
+        }
+    }
+    fn key(&mut self, field: u64, wire: u64) {
+        self.varint(field << 3 | wire);
+    }
+    fn int(&mut self, field: u64, v: i64) -> &mut Msg {
+        self.key(field, 0);
+        self.varint(v as u64);
+        self
+    }
+    fn bytes(&mut self, field: u64, b: &[u8]) -> &mut Msg {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn str(&mut self, field: u64, s: &str) -> &mut Msg {
+        self.bytes(field, s.as_bytes())
+    }
+    fn msg(&mut self, field: u64, m: &Msg) -> &mut Msg {
+        self.bytes(field, &m.0)
+    }
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> Msg {
+    let mut a = Msg::default();
+    a.str(1, name);
+    for &x in v {
+        a.int(8, x);
+    }
+    a.int(20, 7); // AttributeType INTS
+    a
+}
+
+fn attr_int(name: &str, v: i64) -> Msg {
+    let mut a = Msg::default();
+    a.str(1, name).int(3, v).int(20, 2); // INT
+    a
+}
+
+fn float_tensor(name: &str, dims: &[usize], data: &[f32]) -> Msg {
+    let mut t = Msg::default();
+    for &d in dims {
+        t.int(1, d as i64);
+    }
+    t.int(2, 1).str(8, name);
+    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.bytes(9, &raw);
+    t
+}
+
+fn value_info_msg(name: &str, dims: &[Option<usize>]) -> Msg {
+    let mut shape = Msg::default();
+    for d in dims {
+        let mut dim = Msg::default();
+        match d {
+            Some(v) => dim.int(1, *v as i64),
+            None => dim.str(2, "n"),
+        };
+        shape.msg(1, &dim);
+    }
+    let mut tt = Msg::default();
+    tt.int(1, 1).msg(2, &shape);
+    let mut ty = Msg::default();
+    ty.msg(1, &tt);
+    let mut vi = Msg::default();
+    vi.str(1, name).msg(2, &ty);
+    vi
+}
+
+/// The model as an ONNX file (IR version 8, opset 13): input `x` of shape `[n, C, H, W]`, output
+/// `logits` of shape `[n, classes]`, weights inline in PyTorch's layouts, parameter names as in
+/// the safetensors file. Any ONNX runtime can serve it.
+pub fn export(model: &Model) -> Vec<u8> {
+    let arch = model.arch();
+    let mut graph = Msg::default();
+    let mut current = "x".to_string();
+    let mut node_count = 0;
+    let params: HashMap<&str, (usize, &crate::nn::ParamInfo)> = model
+        .param_infos()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), (i, p)))
+        .collect();
+    let torch = crate::weights::torch_layout(model);
+    for (li, layer) in arch.layers.iter().enumerate() {
+        let out = if li + 1 == arch.layers.len() {
+            "logits".to_string()
+        } else {
+            format!("h{li}")
+        };
+        let mut n = Msg::default();
+        let mut inputs = vec![current.clone()];
+        let op = match *layer {
+            LayerSpec::Conv2d {
+                kernel, padding, ..
+            } => {
+                inputs.push(format!("{li}.weight"));
+                inputs.push(format!("{li}.bias"));
+                let k = kernel as i64;
+                let p = padding as i64;
+                n.msg(5, &attr_ints("kernel_shape", &[k, k]));
+                n.msg(5, &attr_ints("pads", &[p, p, p, p]));
+                n.msg(5, &attr_ints("strides", &[1, 1]));
+                n.msg(5, &attr_ints("dilations", &[1, 1]));
+                n.msg(5, &attr_int("group", 1));
+                "Conv"
+            }
+            LayerSpec::Relu => "Relu",
+            LayerSpec::MaxPool2d { kernel } => {
+                let k = kernel as i64;
+                n.msg(5, &attr_ints("kernel_shape", &[k, k]));
+                n.msg(5, &attr_ints("strides", &[k, k]));
+                n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
+                "MaxPool"
+            }
+            LayerSpec::Flatten => {
+                n.msg(5, &attr_int("axis", 1));
+                "Flatten"
+            }
+            LayerSpec::Linear { .. } => {
+                inputs.push(format!("{li}.weight"));
+                inputs.push(format!("{li}.bias"));
+                n.msg(5, &attr_int("transB", 1));
+                "Gemm"
+            }
+        };
+        for i in &inputs {
+            n.str(1, i);
+        }
+        n.str(2, &out).str(3, &format!("{op}_{li}")).str(4, op);
+        graph.msg(1, &n);
+        for name in inputs.iter().skip(1) {
+            if let Some(&(idx, info)) = params.get(name.as_str()) {
+                graph.msg(5, &float_tensor(name, &info.torch_shape, &torch[idx]));
+            }
+        }
+        current = out;
+        node_count += 1;
+    }
+    debug_assert_eq!(node_count, arch.layers.len());
+    graph.str(2, &arch.name);
+    let [c, h, w] = arch.input;
+    graph.msg(11, &value_info_msg("x", &[None, Some(c), Some(h), Some(w)]));
+    graph.msg(12, &value_info_msg("logits", &[None, Some(arch.classes)]));
+    let mut opset = Msg::default();
+    opset.str(1, "").int(2, 13);
+    let mut m = Msg::default();
+    m.int(1, 8)
+        .str(2, "warden")
+        .str(3, env!("CARGO_PKG_VERSION"))
+        .msg(7, &graph)
+        .msg(8, &opset);
+    m.0
+}

@@ -96,6 +96,16 @@ fn from_torch(kind: ParamKind, theirs: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Every parameter in PyTorch's layout, in [`Model::param_infos`] order.
+pub(crate) fn torch_layout(model: &Model) -> Vec<Vec<f32>> {
+    model
+        .param_infos()
+        .iter()
+        .zip(model.params())
+        .map(|(info, p)| to_torch(info.kind, p))
+        .collect()
+}
+
 /// The model's weights as a safetensors file. The architecture is stored in the metadata
 /// (`warden.arch`, JSON) with any extra `metadata` given.
 pub fn to_safetensors(model: &Model, metadata: &BTreeMap<String, String>) -> Vec<u8> {

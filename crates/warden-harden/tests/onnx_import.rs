@@ -134,3 +134,16 @@ fn refuses_damaged_and_unsupported_files() {
         other => panic!("{:?}", other.map(|m| m.param_count())),
     }
 }
+
+/// Export then import gives back the same layers and the same weights.
+#[test]
+fn export_round_trips() {
+    use warden_harden::nn::{Arch, Model};
+    for arch in [Arch::small_cnn(), Arch::cnn4(), Arch::mlp(&[64, 32])] {
+        let m = Model::init(&arch, 4).unwrap();
+        let bytes = warden_harden::onnx::export(&m);
+        let back = import(&bytes).unwrap();
+        assert_eq!(back.arch().layers, arch.layers, "{}", arch.name);
+        assert_eq!(back.params(), m.params(), "{}", arch.name);
+    }
+}

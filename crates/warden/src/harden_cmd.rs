@@ -25,6 +25,8 @@ pub(crate) enum HardenCommand {
     /// Evaluate a model (and a baseline) under FGSM and PGD at several budgets and under
     /// corruptions; writes a JSON report, optionally Markdown, optionally a ledger record.
     Eval(crate::harden_model::EvalArgs),
+    /// Write a model directory's model as ONNX (opset 13, weights inline), for any ONNX runtime.
+    ExportOnnx(crate::harden_model::ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +121,7 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
         }
         HardenCommand::Train(a) => return crate::harden_model::train_cmd(a),
         HardenCommand::Eval(a) => return crate::harden_model::eval_cmd(a),
+        HardenCommand::ExportOnnx(a) => return crate::harden_model::export_cmd(a),
     }
     Ok(Outcome::Ok)
 }

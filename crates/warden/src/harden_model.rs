@@ -169,6 +169,36 @@ pub(crate) struct EvalArgs {
     ledger: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// A model directory written by `warden harden train`.
+    model: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+pub(crate) fn export_cmd(a: ExportArgs) -> Result<Outcome> {
+    anyhow::ensure!(
+        a.model.is_dir(),
+        "{} is not a model directory",
+        a.model.display()
+    );
+    let m = load_model_dir(&a.model)?;
+    let bytes = warden_harden::onnx::export(&m.model);
+    write_atomic(&a.out, &bytes)?;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "wrote {} ({} bytes, sha256 {})",
+            a.out.display(),
+            bytes.len(),
+            sha256_hex(&bytes)
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())

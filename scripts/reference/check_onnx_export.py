@@ -1,0 +1,28 @@
+"""Checks a Warden ONNX export with the onnx checker and onnxruntime, and against the same weights
+loaded into PyTorch from the model directory's safetensors file (the small-cnn architecture).
+
+Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx
+(needs torch, onnx, onnxruntime, safetensors in that venv).
+"""
+import gzip
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+model_dir, path = sys.argv[1], sys.argv[2]
+onnx.checker.check_model(onnx.load(path))
+with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
+    x = np.frombuffer(f.read(), np.uint8, offset=16).astype(np.float32).reshape(-1, 1, 28, 28)[:1000] / 255.0
+ours = ort.InferenceSession(path).run(["logits"], {"x": x})[0]
+net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10))
+net.load_state_dict(load_file(f"{model_dir}/model.safetensors"))
+with torch.no_grad():
+    theirs = net(torch.from_numpy(x)).numpy()
+print(f"onnx checker: ok; onnxruntime {ort.__version__} vs PyTorch {torch.__version__} on 1000 test images: "
+      f"max |Δlogit| {np.abs(ours - theirs).max():.2e}, same predictions: {(ours.argmax(1) == theirs.argmax(1)).mean():.4f}")
