@@ -580,6 +580,215 @@ impl Model {
         }
     }
 
+    /// DP-SGD's per-example clipping. Back-propagates `dlogits` (one row per example, unscaled:
+    /// the gradient of each example's own loss) through the last forward pass, computes each
+    /// example's gradient norm over all parameters, and writes to `grads` the sum over examples of
+    /// each example's gradient scaled by `min(1, max_norm / (norm + 1e-6))` (Opacus's factor).
+    /// `norms` receives the unclipped norms.
+    ///
+    /// No per-example gradient is kept: a first pass stores each parameter layer's output
+    /// gradient and adds up per-example squared norms (for a linear layer
+    /// `‖g‖²·(‖x‖² + 1)`, exactly; for a convolution one small product per example); a second
+    /// pass forms the weight gradients from the stored output gradients with each example's rows
+    /// scaled by its factor, which equals summing clipped per-example gradients because every
+    /// gradient is linear in the output gradient.
+    pub fn backward_clipped(
+        &self,
+        ws: &mut Workspace,
+        x: &[f32],
+        dlogits: &[f32],
+        max_norm: f32,
+        grads: &mut [Vec<f32>],
+        norms: &mut Vec<f32>,
+    ) {
+        let n = ws.n;
+        let mut sq = vec![0.0f64; n];
+        ws.ga.clear();
+        ws.ga.extend_from_slice(dlogits);
+        let first = self.first_param_op();
+        for i in (first..self.ops.len()).rev() {
+            let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+            let out = &ws.acts[i];
+            let need_dx = i > first;
+            match self.ops[i] {
+                Op::Conv {
+                    cin,
+                    cout,
+                    k,
+                    pad,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    relu,
+                    param,
+                    ..
+                } => {
+                    if relu {
+                        relu_mask(&mut ws.ga, out);
+                    }
+                    let kk = k * k * cin;
+                    let p = oh * ow;
+                    ws.stash[i].clone_from(&ws.ga);
+                    ws.tmp.resize(cout * kk, 0.0);
+                    for (e, s) in sq.iter_mut().enumerate() {
+                        let ge = &ws.ga[e * p * cout..(e + 1) * p * cout];
+                        let ce = &ws.cols[i][e * p * kk..(e + 1) * p * kk];
+                        gemm(
+                            ge,
+                            Shape::transposed(p, cout),
+                            ce,
+                            Shape::row_major(p, kk),
+                            &mut ws.tmp,
+                            Shape::row_major(cout, kk),
+                            false,
+                        );
+                        *s += ws
+                            .tmp
+                            .iter()
+                            .map(|&v| f64::from(v) * f64::from(v))
+                            .sum::<f64>();
+                        let mut b = vec![0.0f32; cout];
+                        col_sums(ge, cout, &mut b);
+                        *s += b.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+                    }
+                    if need_dx {
+                        let rows = n * p;
+                        ws.dcol.resize(rows * kk, 0.0);
+                        gemm(
+                            &ws.ga,
+                            Shape::row_major(rows, cout),
+                            &self.params[param],
+                            Shape::row_major(cout, kk),
+                            &mut ws.dcol,
+                            Shape::row_major(rows, kk),
+                            false,
+                        );
+                        ws.gb.clear();
+                        ws.gb.resize(n * h * w * cin, 0.0);
+                        col2im(&ws.dcol, n, h, w, cin, k, pad, oh, ow, &mut ws.gb);
+                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                    }
+                }
+                Op::Linear {
+                    inf,
+                    outf,
+                    relu,
+                    param,
+                    ..
+                } => {
+                    if relu {
+                        relu_mask(&mut ws.ga, out);
+                    }
+                    ws.stash[i].clone_from(&ws.ga);
+                    for (e, s) in sq.iter_mut().enumerate() {
+                        let g2: f64 = ws.ga[e * outf..(e + 1) * outf]
+                            .iter()
+                            .map(|&v| f64::from(v) * f64::from(v))
+                            .sum();
+                        let x2: f64 = input[e * inf..(e + 1) * inf]
+                            .iter()
+                            .map(|&v| f64::from(v) * f64::from(v))
+                            .sum();
+                        *s += g2 * (x2 + 1.0);
+                    }
+                    if need_dx {
+                        ws.gb.resize(n * inf, 0.0);
+                        gemm(
+                            &ws.ga,
+                            Shape::row_major(n, outf),
+                            &self.params[param],
+                            Shape::row_major(outf, inf),
+                            &mut ws.gb,
+                            Shape::row_major(n, inf),
+                            false,
+                        );
+                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                    }
+                }
+                Op::Pool { k, h, w, c, oh, ow } => {
+                    ws.gb.clear();
+                    ws.gb.resize(input.len(), 0.0);
+                    maxpool_backward(
+                        input,
+                        out,
+                        &ws.ga,
+                        n,
+                        h,
+                        w,
+                        c,
+                        k,
+                        oh,
+                        ow,
+                        &mut ws.gb,
+                        &mut ws.taken,
+                    );
+                    std::mem::swap(&mut ws.ga, &mut ws.gb);
+                }
+                Op::Relu => relu_mask(&mut ws.ga, out),
+            }
+        }
+        norms.clear();
+        norms.extend(sq.iter().map(|&s| s.sqrt() as f32));
+        let factors: Vec<f32> = norms
+            .iter()
+            .map(|&nm| (max_norm / (nm + 1e-6)).min(1.0))
+            .collect();
+        for i in first..self.ops.len() {
+            let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+            match self.ops[i] {
+                Op::Conv {
+                    cin,
+                    cout,
+                    k,
+                    oh,
+                    ow,
+                    param,
+                    ..
+                } => {
+                    let (kk, p) = (k * k * cin, oh * ow);
+                    let g = &mut ws.stash[i];
+                    for (e, &f) in factors.iter().enumerate() {
+                        for v in &mut g[e * p * cout..(e + 1) * p * cout] {
+                            *v *= f;
+                        }
+                    }
+                    gemm(
+                        g,
+                        Shape::transposed(n * p, cout),
+                        &ws.cols[i],
+                        Shape::row_major(n * p, kk),
+                        &mut grads[param],
+                        Shape::row_major(cout, kk),
+                        false,
+                    );
+                    col_sums(g, cout, &mut grads[param + 1]);
+                }
+                Op::Linear {
+                    inf, outf, param, ..
+                } => {
+                    let g = &mut ws.stash[i];
+                    for (e, &f) in factors.iter().enumerate() {
+                        for v in &mut g[e * outf..(e + 1) * outf] {
+                            *v *= f;
+                        }
+                    }
+                    gemm(
+                        g,
+                        Shape::transposed(n, outf),
+                        input,
+                        Shape::row_major(n, inf),
+                        &mut grads[param],
+                        Shape::row_major(outf, inf),
+                        false,
+                    );
+                    col_sums(g, outf, &mut grads[param + 1]);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Index of the first op with parameters: gradients need not flow below it for training.
     fn first_param_op(&self) -> usize {
         self.ops
@@ -858,6 +1067,9 @@ pub struct Workspace {
     taken: Vec<f32>,
     ga: Vec<f32>,
     gb: Vec<f32>,
+    /// Per-example clipping: each parameter layer's output gradient, and a scratch product.
+    stash: Vec<Vec<f32>>,
+    tmp: Vec<f32>,
 }
 
 impl Workspace {
@@ -865,6 +1077,7 @@ impl Workspace {
         if self.acts.len() < ops {
             self.acts.resize_with(ops, Vec::new);
             self.cols.resize_with(ops, Vec::new);
+            self.stash.resize_with(ops, Vec::new);
         }
     }
 
@@ -1349,6 +1562,63 @@ mod tests {
         }
         assert_eq!(Model::zeros(&Arch::cnn4()).unwrap().param_count(), 312_202);
         assert!(Arch::named("resnet").is_none());
+    }
+
+    /// Clipped-sum gradients against the definition: every example's gradient alone, clipped,
+    /// summed.
+    #[test]
+    fn clipped_gradients_equal_per_example_clipping() {
+        let arch = tiny();
+        let m = Model::init(&arch, 8).unwrap();
+        let n = 5;
+        let len = m.input_len();
+        let mut rng = Rng::new(9);
+        let x: Vec<f32> = (0..n * len).map(|_| rng.uniform() as f32).collect();
+        let y = [0u8, 1, 2, 1, 0];
+        for max_norm in [1e-3f32, 0.05, 1e3] {
+            let mut want = m.zero_grads();
+            let mut want_norms = Vec::new();
+            for e in 0..n {
+                let mut ws = Workspace::default();
+                let xe = &x[e * len..(e + 1) * len];
+                let logits = m.forward(&mut ws, xe, 1).unwrap().to_vec();
+                let mut d = Vec::new();
+                softmax_xent(&logits, &y[e..e + 1], 3, 1.0, &mut d, None);
+                let mut g = m.zero_grads();
+                m.backward(&mut ws, xe, &d, Some(&mut g), false);
+                let norm = g
+                    .iter()
+                    .flatten()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>()
+                    .sqrt() as f32;
+                want_norms.push(norm);
+                let f = (max_norm / (norm + 1e-6)).min(1.0);
+                for (w, g) in want.iter_mut().zip(&g) {
+                    for (a, b) in w.iter_mut().zip(g) {
+                        *a += f * b;
+                    }
+                }
+            }
+            let mut ws = Workspace::default();
+            let logits = m.forward(&mut ws, &x, n).unwrap().to_vec();
+            let mut d = Vec::new();
+            softmax_xent(&logits, &y, 3, 1.0, &mut d, None);
+            let mut got = m.zero_grads();
+            let mut norms = Vec::new();
+            m.backward_clipped(&mut ws, &x, &d, max_norm, &mut got, &mut norms);
+            for (a, b) in norms.iter().zip(&want_norms) {
+                assert!((a - b).abs() <= 1e-4 * b.max(1e-3), "{a} vs {b}");
+            }
+            for (w, g) in want.iter().zip(&got) {
+                for (a, b) in w.iter().zip(g) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 + 1e-4 * a.abs(),
+                        "{a} vs {b} (C = {max_norm})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -179,6 +179,8 @@ struct Scratch {
     clean_grads: Vec<Vec<f32>>,
     probs: Vec<f32>,
     dl2: Vec<f32>,
+    /// DP-SGD: per-example gradient norms.
+    norms: Vec<f32>,
     adv: Vec<f32>,
     ok: Vec<bool>,
     dl: Vec<f32>,
@@ -490,6 +492,180 @@ fn trades_shard(
     Ok(())
 }
 
+/// DP-SGD (Abadi et al. 2016): per-example gradients clipped to `max_norm`, summed, Gaussian
+/// noise of standard deviation `noise_multiplier · max_norm` added, divided by the expected batch
+/// size; batches drawn by Poisson sampling (every example independently with probability
+/// `expected_batch / n`), which is what the accountant assumes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpConfig {
+    pub max_norm: f32,
+    pub noise_multiplier: f32,
+    pub expected_batch: usize,
+}
+
+impl DpConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = self.max_norm.is_finite() && self.noise_multiplier.is_finite();
+        if !(finite && self.max_norm > 0.0 && self.noise_multiplier >= 0.0)
+            || self.expected_batch == 0
+        {
+            return Err(format!("DP-SGD parameters out of range: {self:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// What a DP epoch saw, besides the loss: how often clipping was active.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DpStats {
+    pub steps: usize,
+    pub examples: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    /// Fraction of per-example gradients whose norm exceeded `max_norm`.
+    pub clipped_fraction: f64,
+}
+
+impl Trainer {
+    /// One DP-SGD step on a Poisson-sampled batch (possibly empty: then the update is noise only).
+    pub fn dp_step(
+        &mut self,
+        x: &[f32],
+        y: &[u8],
+        dp: &DpConfig,
+        noise_seed: u64,
+    ) -> Result<(Stats, usize), ModelError> {
+        let n = y.len();
+        let len = self.model.input_len();
+        if x.len() != n * len {
+            return Err(ModelError::Input(format!(
+                "{} values for {n} examples of {len}",
+                x.len()
+            )));
+        }
+        let classes = self.model.classes();
+        let model = &self.model;
+        let shards = self.pool.shards(n);
+        let used = shards.len();
+        let parts: Vec<_> = shards.into_iter().zip(self.scratch.iter_mut()).collect();
+        self.pool.run_parts(
+            parts,
+            |ws: &mut Workspace, (r, sc): (std::ops::Range<usize>, &mut Scratch)| {
+                let (xs, ys) = (&x[r.start * len..r.end * len], &y[r.clone()]);
+                let logits = model.forward(ws, xs, ys.len())?;
+                sc.correct = logits
+                    .chunks_exact(classes)
+                    .zip(ys)
+                    .filter(|(row, y)| argmax(row) == usize::from(**y))
+                    .count();
+                sc.loss = softmax_xent(logits, ys, classes, 1.0, &mut sc.dl, None);
+                model.backward_clipped(ws, xs, &sc.dl, dp.max_norm, &mut sc.grads, &mut sc.norms);
+                sc.ok.clear();
+                sc.ok
+                    .extend(sc.norms.iter().map(|&norm| norm > dp.max_norm));
+                Ok::<(), ModelError>(())
+            },
+        )?;
+        let (first, rest) = self.scratch.split_at_mut(1);
+        if used == 0 {
+            for g in &mut first[0].grads {
+                g.fill(0.0);
+            }
+        }
+        for sc in &rest[..used.saturating_sub(1)] {
+            for (g, h) in first[0].grads.iter_mut().zip(&sc.grads) {
+                for (a, b) in g.iter_mut().zip(h) {
+                    *a += b;
+                }
+            }
+        }
+        let mut rng = Rng::new(noise_seed);
+        let std = f64::from(dp.noise_multiplier) * f64::from(dp.max_norm);
+        let inv = 1.0 / dp.expected_batch as f32;
+        for g in &mut first[0].grads {
+            for v in g.iter_mut() {
+                *v = (*v + (std * rng.normal()) as f32) * inv;
+            }
+        }
+        let loss: f64 = self.scratch[..used].iter().map(|s| s.loss).sum();
+        let correct: usize = self.scratch[..used].iter().map(|s| s.correct).sum();
+        let clipped: usize = self.scratch[..used]
+            .iter()
+            .map(|s| s.ok.iter().filter(|c| **c).count())
+            .sum();
+        if !loss.is_finite() {
+            return Err(ModelError::Input(
+                "the loss is not finite (learning rate too high?)".into(),
+            ));
+        }
+        self.opt
+            .step(self.model.params_mut(), &self.scratch[0].grads);
+        let k = n.max(1) as f64;
+        Ok((
+            Stats {
+                examples: n,
+                loss: loss / k,
+                accuracy: correct as f64 / k,
+            },
+            clipped,
+        ))
+    }
+
+    /// One DP epoch: `round(len(idx) / expected_batch)` steps, each on a Poisson sample of `idx`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dp_epoch(
+        &mut self,
+        x: &[f32],
+        y: &[u8],
+        idx: &[usize],
+        dp: &DpConfig,
+        lr: &mut dyn FnMut(usize) -> f32,
+        seed: u64,
+        on_batch: &mut dyn FnMut(usize, usize, Stats) -> bool,
+    ) -> Result<DpStats, ModelError> {
+        let len = self.model.input_len();
+        let q = dp.expected_batch as f64 / idx.len().max(1) as f64;
+        let steps = ((idx.len() as f64 / dp.expected_batch as f64).round() as usize).max(1);
+        let mut rng = Rng::new(seed);
+        let (mut bx, mut by) = (Vec::new(), Vec::new());
+        let mut total = DpStats {
+            steps,
+            ..DpStats::default()
+        };
+        let mut clipped = 0usize;
+        for s in 0..steps {
+            bx.clear();
+            by.clear();
+            for &i in idx {
+                if rng.uniform() < q {
+                    bx.extend_from_slice(&x[i * len..(i + 1) * len]);
+                    by.push(y[i]);
+                }
+            }
+            self.set_lr_factor(lr(s));
+            let (st, c) = self.dp_step(
+                &bx,
+                &by,
+                dp,
+                seed ^ (s as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
+            )?;
+            clipped += c;
+            total.loss += st.loss * st.examples as f64;
+            total.accuracy += st.accuracy * st.examples as f64;
+            total.examples += st.examples;
+            if !on_batch(s + 1, steps, st) {
+                return Err(ModelError::Input("interrupted".into()));
+            }
+        }
+        let k = total.examples.max(1) as f64;
+        total.loss /= k;
+        total.accuracy /= k;
+        total.clipped_fraction = clipped as f64 / k;
+        Ok(total)
+    }
+}
+
 /// Accuracy of `model` on `n` examples, and under `attack` when given.
 pub fn accuracy(
     model: &Model,
@@ -582,6 +758,71 @@ mod tests {
         let (xt, yt) = blobs(200, 2);
         let acc = accuracy(&a, &mut Pool::new(2), &xt, &yt, None, 0).unwrap();
         assert!(acc > 0.95, "accuracy {acc}");
+    }
+
+    #[test]
+    fn dp_training_learns_without_noise_and_noise_is_calibrated() {
+        let arch = Arch::mlp(&[32]);
+        let (x, y) = blobs(512, 1);
+        let idx: Vec<usize> = (0..512).collect();
+        let dp = DpConfig {
+            max_norm: 1.0,
+            noise_multiplier: 0.0,
+            expected_batch: 64,
+        };
+        let mut t = Trainer::new(Model::init(&arch, 5).unwrap(), OptimSpec::adam(1e-3), 2);
+        let mut last = DpStats::default();
+        for e in 0..3 {
+            last = t
+                .dp_epoch(&x, &y, &idx, &dp, &mut |_| 1.0, e, &mut |_, _, _| true)
+                .unwrap();
+        }
+        assert_eq!(last.steps, 8);
+        let (xt, yt) = blobs(200, 2);
+        let acc = accuracy(&t.model, &mut Pool::new(2), &xt, &yt, None, 0).unwrap();
+        assert!(acc > 0.95, "clipped, noiseless DP-SGD learns: {acc}");
+        // With zero gradients (an empty batch) the update is exactly the noise: its standard
+        // deviation is noise_multiplier · max_norm / expected_batch.
+        let dp = DpConfig {
+            max_norm: 2.0,
+            noise_multiplier: 1.5,
+            expected_batch: 10,
+        };
+        let mut t = Trainer::new(
+            Model::init(&arch, 5).unwrap(),
+            OptimSpec::Sgd {
+                lr: 1.0,
+                momentum: 0.0,
+                weight_decay: 0.0,
+            },
+            1,
+        );
+        let before = t.model.params().to_vec();
+        t.dp_step(&[], &[], &dp, 3).unwrap();
+        let deltas: Vec<f64> = before
+            .iter()
+            .flatten()
+            .zip(t.model.params().iter().flatten())
+            .map(|(a, b)| f64::from(a - b))
+            .collect();
+        let sd = (deltas.iter().map(|d| d * d).sum::<f64>() / deltas.len() as f64).sqrt();
+        assert!((sd - 0.3).abs() < 0.01, "noise sd {sd}, expected 0.3");
+        assert!(
+            DpConfig {
+                max_norm: 0.0,
+                ..dp
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            DpConfig {
+                noise_multiplier: f32::NAN,
+                ..dp
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

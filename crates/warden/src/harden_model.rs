@@ -15,7 +15,7 @@ use warden_harden::data::{self, Split};
 use warden_harden::eval::{self, EvalConfig, ModelEval};
 use warden_harden::nn::{Arch, Model, Pool};
 use warden_harden::optim::OptimSpec;
-use warden_harden::train::{self, Method, Recipe, Schedule, Trainer};
+use warden_harden::train::{self, DpConfig, Method, Recipe, Schedule, Trainer};
 use warden_harden::weights;
 use warden_ledger::{Kind, Record};
 
@@ -101,6 +101,23 @@ pub(crate) struct TrainArgs {
     seed: u64,
     #[arg(long, default_value_t = default_threads())]
     threads: usize,
+    /// Differentially private training (DP-SGD, or DP-Adam with --optimizer adam): per-example
+    /// clipping, Gaussian noise, Poisson sampling with --batch as the expected batch size; only
+    /// with --method clean. The last epoch is written (no selection on validation data).
+    #[arg(long)]
+    dp: bool,
+    /// DP: the target epsilon; the noise multiplier is the smallest that meets it (RDP accountant).
+    #[arg(long, requires = "dp", conflicts_with = "noise_multiplier")]
+    dp_epsilon: Option<f64>,
+    /// DP: delta [default: 1e-5].
+    #[arg(long, requires = "dp", default_value_t = 1e-5)]
+    dp_delta: f64,
+    /// DP: the noise multiplier (instead of --dp-epsilon).
+    #[arg(long, requires = "dp")]
+    noise_multiplier: Option<f64>,
+    /// DP: per-example gradient norm bound.
+    #[arg(long, requires = "dp", default_value_t = 1.0)]
+    max_grad_norm: f32,
     /// Fashion-MNIST directory.
     #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
     fashion_mnist: PathBuf,
@@ -405,6 +422,55 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
 
+    // DP-SGD: the noise for the target epsilon over all steps, with the sampling rate q = B/N.
+    let dp = if a.dp {
+        anyhow::ensure!(
+            matches!(method, Method::Clean),
+            "--dp trains with --method clean only"
+        );
+        anyhow::ensure!(
+            a.dp_delta > 0.0 && a.dp_delta < 1.0,
+            "--dp-delta must be in (0, 1)"
+        );
+        let q = a.batch as f64 / train_idx.len() as f64;
+        anyhow::ensure!(q > 0.0 && q <= 1.0, "--batch larger than the training set");
+        let steps_per_epoch = ((train_idx.len() as f64 / a.batch as f64).round() as u64).max(1);
+        let steps = steps_per_epoch * a.epochs as u64;
+        let sigma = match (a.noise_multiplier, a.dp_epsilon) {
+            (Some(s), _) => s,
+            (None, Some(e)) => warden_harden::accountant::dp_sgd_noise(q, steps, a.dp_delta, e)?,
+            (None, None) => bail!("--dp needs --dp-epsilon or --noise-multiplier"),
+        };
+        let cfg = DpConfig {
+            max_norm: a.max_grad_norm,
+            noise_multiplier: sigma as f32,
+            expected_batch: a.batch,
+        };
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let (epsilon, order) =
+            warden_harden::accountant::dp_sgd_epsilon(q, sigma, steps, a.dp_delta)?;
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "DP-SGD: q = {q:.5}, {steps} steps, noise multiplier {sigma:.4}, clip {}: epsilon {epsilon:.4} at delta {} (RDP order {order})",
+                a.max_grad_norm, a.dp_delta
+            );
+        }
+        Some((
+            cfg,
+            json!({
+                "mechanism": "DP-SGD: per-example clipping, Gaussian noise, Poisson sampling",
+                "optimizer": recipe.optim, "max_grad_norm": a.max_grad_norm, "noise_multiplier": sigma,
+                "sampling_rate": q, "expected_batch": a.batch, "steps": steps, "delta": a.dp_delta, "epsilon": epsilon,
+                "accountant": "RDP of the Poisson-subsampled Gaussian mechanism, tight conversion to (epsilon, delta)",
+                "rdp_order": order, "assumptions_met": true,
+                "note": "validation examples are held out of the private training set; the last epoch is released",
+            }),
+        ))
+    } else {
+        None
+    };
+
     let model = Model::init(&arch, a.seed)?;
     let mut trainer = Trainer::new(model, optim, a.threads);
     let batches = train_idx.len().div_ceil(a.batch);
@@ -426,21 +492,47 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         let objective = method.objective(eps_now);
         let mut progress = Progress::new(&format!("epoch {}/{}", epoch + 1, a.epochs));
         let step0 = epoch * batches;
-        let stats = trainer.epoch(
-            &x,
-            y,
-            &train_idx,
-            a.batch,
-            &objective,
-            &mut |b| schedule.factor(step0 + b, total_steps),
-            a.seed
-                .wrapping_add(epoch as u64)
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            &mut |d, t, s| {
-                progress.update(d, t, &format!("loss {:.4}", s.loss));
-                true
-            },
-        )?;
+        let epoch_seed = a
+            .seed
+            .wrapping_add(epoch as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut dp_stats = None;
+        let stats = if let Some((cfg, _)) = &dp {
+            let d = trainer.dp_epoch(
+                &x,
+                y,
+                &train_idx,
+                cfg,
+                &mut |b| schedule.factor(step0 + b, total_steps),
+                epoch_seed,
+                &mut |d, t, s| {
+                    progress.update(d, t, &format!("loss {:.4}", s.loss));
+                    true
+                },
+            )?;
+            dp_stats = Some(d);
+            train::Stats {
+                examples: d.examples,
+                loss: d.loss,
+                accuracy: d.accuracy,
+            }
+        } else {
+            trainer.epoch(
+                &x,
+                y,
+                &train_idx,
+                a.batch,
+                &objective,
+                &mut |b| schedule.factor(step0 + b, total_steps),
+                a.seed
+                    .wrapping_add(epoch as u64)
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                &mut |d, t, s| {
+                    progress.update(d, t, &format!("loss {:.4}", s.loss));
+                    true
+                },
+            )?
+        };
         let model = &trainer.model;
         let mut pool = Pool::new(a.threads);
         let val_clean = train::accuracy(model, &mut pool, &val_x, &val_y, None, 0)?;
@@ -459,6 +551,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         let entry = json!({
             "epoch": epoch + 1, "eps": eval::decimal(eps_now), "train_loss": stats.loss, "train_accuracy": stats.accuracy,
             "val_accuracy": val_clean, "val_robust_accuracy": val_robust, "seconds": start.elapsed().as_secs_f64(),
+            "dp_clipped_fraction": dp_stats.map(|d| d.clipped_fraction),
         });
         #[allow(clippy::print_stderr)]
         {
@@ -467,7 +560,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         history.push(entry);
         // Only epochs at the full budget compete (a warm-up epoch's robustness is at a smaller eps).
         let full_budget = eps_now >= method.eps();
-        if full_budget && best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+        if dp.is_some() {
+            // Private training releases the last epoch.
+            best = Some((score, epoch + 1, model.params().to_vec()));
+        } else if full_budget && best.as_ref().is_none_or(|(s, _, _)| score > *s) {
             best = Some((score, epoch + 1, model.params().to_vec()));
             stale = 0;
         } else if full_budget {
@@ -497,8 +593,9 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         "parameters": model.param_count(),
         "weights": {"file": "model.safetensors", "sha256": sha256_hex(&st), "layout": "pytorch nn.Sequential state_dict, float32"},
         "recipe": recipe,
+        "privacy": dp.as_ref().map(|(_, j)| j),
         "selected_epoch": best_epoch,
-        "selection": if val_attack.is_some() { "best validation accuracy under PGD-10 (step eps/4) at the full budget" } else { "best validation accuracy" },
+        "selection": if dp.is_some() { "the last epoch (private training)" } else if val_attack.is_some() { "best validation accuracy under PGD-10 (step eps/4) at the full budget" } else { "best validation accuracy" },
         "validation_score": score,
         "history": history,
         "data": {
