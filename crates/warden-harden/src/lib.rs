@@ -9,6 +9,7 @@ pub mod attack;
 pub mod corrupt;
 pub mod data;
 pub mod eval;
+pub mod mia;
 pub mod nn;
 pub mod onnx;
 pub mod optim;

@@ -912,3 +912,243 @@ fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
 fn bar(v: f64) -> String {
     "█".repeat((v.clamp(0.0, 1.0) * 20.0).round() as usize)
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct MiaArgs {
+    /// A model directory written by `warden harden train` (its model card names the split).
+    model: PathBuf,
+    /// Shadow models for the shadow-model attack (0: only the loss-threshold attack).
+    #[arg(long, default_value_t = 4)]
+    shadows: usize,
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// The JSON report [default: stdout].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Record the report's digest and figures in the ledger as an evidence record.
+    #[arg(long)]
+    record: bool,
+    #[arg(long, env = "WARDEN_LEDGER", value_name = "DIR")]
+    ledger: Option<PathBuf>,
+}
+
+/// Trains a model with `recipe` (and DP-SGD when given) on `idx`, releasing the last epoch: how a
+/// shadow model is made.
+#[allow(clippy::too_many_arguments)]
+fn train_plain(
+    arch: &Arch,
+    recipe: &Recipe,
+    dp: Option<&DpConfig>,
+    x: &[f32],
+    y: &[u8],
+    idx: &[usize],
+    threads: usize,
+    seed: u64,
+) -> Result<Model> {
+    let mut t = Trainer::new(Model::init(arch, seed)?, recipe.optim, threads);
+    let batches = idx.len().div_ceil(recipe.batch);
+    let total = batches * recipe.epochs;
+    for e in 0..recipe.epochs {
+        let es = seed
+            .wrapping_add(e as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let step0 = e * batches;
+        let mut lr = |b: usize| recipe.schedule.factor(step0 + b, total);
+        match dp {
+            Some(cfg) => {
+                t.dp_epoch(x, y, idx, cfg, &mut lr, es, &mut |_, _, _| true)?;
+            }
+            None => {
+                let obj = recipe.method.objective(recipe.method.eps());
+                t.epoch(
+                    x,
+                    y,
+                    idx,
+                    recipe.batch,
+                    &obj,
+                    &mut lr,
+                    es,
+                    &mut |_, _, _| true,
+                )?;
+            }
+        }
+    }
+    Ok(t.model)
+}
+
+pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
+    anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
+    anyhow::ensure!(a.shadows <= 64, "--shadows at most 64");
+    let m = load_model_dir(&a.model)?;
+    let card = &m.card;
+    let recipe: Recipe = serde_json::from_value(card["recipe"].clone())
+        .context("the model card has no readable recipe")?;
+    let split = &card["data"]["split"];
+    let (vpc, seed, n_train) = match (
+        split["validation_per_class"].as_u64(),
+        split["seed"].as_u64(),
+        split["train_examples"].as_u64(),
+    ) {
+        (Some(v), Some(s), Some(n)) => (v as usize, s, n as usize),
+        _ => bail!("the model card does not describe its training split"),
+    };
+    let dp: Option<DpConfig> = match card.get("privacy") {
+        Some(p) if !p.is_null() => Some(DpConfig {
+            max_norm: p["max_grad_norm"]
+                .as_f64()
+                .context("privacy.max_grad_norm")? as f32,
+            noise_multiplier: p["noise_multiplier"]
+                .as_f64()
+                .context("privacy.noise_multiplier")? as f32,
+            expected_batch: p["expected_batch"]
+                .as_u64()
+                .context("privacy.expected_batch")? as usize,
+        }),
+        _ => None,
+    };
+    let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
+    let (train_idx, val_idx) = data::stratified_split(&full, vpc, seed);
+    anyhow::ensure!(
+        n_train <= train_idx.len() && !val_idx.is_empty(),
+        "the split in the model card does not fit the data"
+    );
+    let members_all = &train_idx[..n_train];
+    let k = members_all.len().min(val_idx.len());
+    // Balanced: k members spread over the training set, all k non-members of the validation split.
+    let members: Vec<usize> = (0..k)
+        .map(|i| members_all[i * members_all.len() / k])
+        .collect();
+    let non_members: Vec<usize> = val_idx[..k].to_vec();
+    let x = train::to_f32(&full.images);
+    let y = &full.labels;
+    let gather = |idx: &[usize]| -> (Vec<f32>, Vec<u8>) {
+        let mut gx = Vec::with_capacity(idx.len() * 784);
+        for &i in idx {
+            gx.extend_from_slice(&x[i * 784..(i + 1) * 784]);
+        }
+        (gx, idx.iter().map(|&i| y[i]).collect())
+    };
+    let mut pool = Pool::new(a.threads);
+    let (mx, my) = gather(&members);
+    let (nx, ny) = gather(&non_members);
+    let lm = warden_harden::mia::losses(&m.model, &mut pool, &mx, &my)?;
+    let ln = warden_harden::mia::losses(&m.model, &mut pool, &nx, &ny)?;
+    let loss = warden_harden::mia::loss_attack(&lm, &ln).map_err(anyhow::Error::msg)?;
+
+    // Shadow models: trained like the target on halves of data the target never saw.
+    let shadow_pool = &train_idx[n_train..];
+    let mut shadow = Value::Null;
+    if a.shadows > 0 {
+        anyhow::ensure!(
+            shadow_pool.len() >= 2 * n_train,
+            "not enough unused training data for shadow models of {n_train} examples"
+        );
+        let (mut ins, mut outs) = (Vec::new(), Vec::new());
+        let (mut ins_c, mut outs_c) = (vec![Vec::new(); 10], vec![Vec::new(); 10]);
+        let mut progress = Progress::new("shadow models");
+        for s in 0..a.shadows {
+            progress.update(s, a.shadows, "");
+            let order = data::shuffled_indices(shadow_pool.len(), seed ^ 0x5bad ^ s as u64);
+            let chosen: Vec<usize> = order[..2 * n_train]
+                .iter()
+                .map(|&i| shadow_pool[i])
+                .collect();
+            let (s_in, s_out) = chosen.split_at(n_train);
+            let sm = train_plain(
+                m.model.arch(),
+                &recipe,
+                dp.as_ref(),
+                &x,
+                y,
+                s_in,
+                a.threads,
+                seed ^ ((s as u64 + 1) * 7919),
+            )?;
+            for (set, dst, dst_c) in [
+                (s_in, &mut ins, &mut ins_c),
+                (s_out, &mut outs, &mut outs_c),
+            ] {
+                let (sx, sy) = gather(set);
+                let l = warden_harden::mia::losses(&sm, &mut pool, &sx, &sy)?;
+                for (&li, &yi) in l.iter().zip(&sy) {
+                    dst_c[usize::from(yi)].push(li);
+                }
+                dst.extend(l);
+            }
+        }
+        progress.update(a.shadows, a.shadows, "");
+        let (t, shadow_acc) = warden_harden::mia::best_threshold(&ins, &outs);
+        let target_acc = warden_harden::mia::threshold_accuracy(&lm, &ln, t);
+        // Class-conditional thresholds.
+        let per_class: Vec<f32> = (0..10)
+            .map(|c| warden_harden::mia::best_threshold(&ins_c[c], &outs_c[c]).0)
+            .collect();
+        let hit = |l: &[f32], ys: &[u8], member: bool| {
+            l.iter()
+                .zip(ys)
+                .filter(|(l, y)| (**l <= per_class[usize::from(**y)]) == member)
+                .count() as f64
+                / l.len().max(1) as f64
+        };
+        let class_acc = 0.5 * (hit(&lm, &my, true) + hit(&ln, &ny, false));
+        shadow = json!({
+            "shadows": a.shadows, "examples_per_shadow": n_train,
+            "global_threshold": t, "accuracy_on_shadows": shadow_acc,
+            "attack_accuracy_on_target": target_acc,
+            "class_thresholds": per_class, "class_attack_accuracy_on_target": class_acc,
+            "note": "balanced accuracy of 'member when loss <= threshold', thresholds learned on shadow models only",
+        });
+    }
+    let report = json!({
+        "schema": "warden.membership-report/v1",
+        "model": {"dir": a.model.display().to_string(), "weights_sha256": m.weights_sha256, "recipe": recipe, "privacy": card.get("privacy")},
+        "members": k, "non_members": k,
+        "membership": "members: the model's training examples (from its model card's split); non-members: the held-out validation split",
+        "loss_threshold": loss,
+        "shadow_models": shadow,
+        "command": command_line(),
+    });
+    let bytes = serde_json::to_vec_pretty(&report)?;
+    match &a.out {
+        Some(p) => write_atomic(p, &bytes)?,
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&bytes)?;
+            writeln!(o)?;
+        }
+    }
+    if a.record {
+        let dir = a.ledger.clone().unwrap_or_else(ledger_dir::default_dir);
+        let ledger = ledger_dir::open(&dir, Access::ReadWrite, true)?;
+        let record = json!({
+            "kind": Kind::Evidence.as_str(), "actor": "warden:privacy-mia",
+            "subjects": [{"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}, {"name": "model", "digest": format!("sha256:{}", m.weights_sha256)}],
+            "payload": {"check": "membership-inference", "auc": report["loss_threshold"]["auc"], "advantage": report["loss_threshold"]["advantage"],
+                        "shadow_attack_accuracy": report["shadow_models"]["attack_accuracy_on_target"], "epsilon": card["privacy"]["epsilon"]},
+        });
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let index = ledger.append(&Record::from_value(record, now)?)?;
+        if ledger.can_sign() {
+            ledger.checkpoint()?;
+        }
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("recorded as ledger record {index} in {}", dir.display());
+        }
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "membership inference: loss-threshold AUC {:.4}, advantage {:.4}; shadow-model attack accuracy {}",
+            report["loss_threshold"]["auc"],
+            report["loss_threshold"]["advantage"],
+            report["shadow_models"]["attack_accuracy_on_target"]
+        );
+    }
+    Ok(Outcome::Ok)
+}

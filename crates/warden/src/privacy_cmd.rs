@@ -16,6 +16,9 @@ pub(crate) enum PrivacyCommand {
     Epsilon(EpsilonArgs),
     /// The smallest noise multiplier that keeps DP-SGD within a target epsilon.
     Noise(NoiseArgs),
+    /// Membership inference against a trained model (loss threshold and shadow models): does it
+    /// give away which examples it was trained on?
+    Mia(crate::harden_model::MiaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +92,7 @@ pub(crate) struct NoiseArgs {
 pub(crate) fn run(cmd: PrivacyCommand) -> Result<Outcome> {
     let mut out = io::stdout().lock();
     match cmd {
+        PrivacyCommand::Mia(a) => return crate::harden_model::mia_cmd(a),
         PrivacyCommand::Epsilon(a) => {
             let (q, steps) = a.schedule.resolve()?;
             let (eps, order) =

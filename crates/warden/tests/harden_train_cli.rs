@@ -276,6 +276,101 @@ fn eval_of_an_onnx_export() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// DP training states its privacy in the model card, and membership inference reads the split
+/// from it: an overfit non-private model leaks membership more than a DP one on the same split.
+#[test]
+fn dp_training_and_membership_inference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (np, dp) = (tmp.path().join("np"), tmp.path().join("dp"));
+    let common = [
+        "harden",
+        "train",
+        "--epochs",
+        "25",
+        "--batch",
+        "32",
+        "--limit",
+        "300",
+        "--val-per-class",
+        "30",
+        "--seed",
+        "2",
+        "--threads",
+        "2",
+    ];
+    let mut a: Vec<&str> = common.to_vec();
+    a.extend(["-o", np.to_str().unwrap()]);
+    ok(&warden(&a, None));
+    let mut a: Vec<&str> = common.to_vec();
+    a.extend([
+        "--dp",
+        "--dp-epsilon",
+        "2",
+        "--lr",
+        "2e-3",
+        "-o",
+        dp.to_str().unwrap(),
+    ]);
+    let err = ok(&warden(&a, None));
+    assert!(err.contains("DP-SGD: q = "), "{err}");
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dp.join("model-card.json")).unwrap()).unwrap();
+    let eps = card["privacy"]["epsilon"].as_f64().unwrap();
+    assert!(eps <= 2.0 && eps > 1.9, "{eps}");
+    assert_eq!(card["privacy"]["sampling_rate"], 32.0 / 300.0);
+    assert_eq!(
+        card["selected_epoch"], 25,
+        "private training releases the last epoch"
+    );
+    let auc = |dir: &std::path::Path| {
+        let out = tmp.path().join(format!(
+            "{}.json",
+            dir.file_name().unwrap().to_str().unwrap()
+        ));
+        ok(&warden(
+            &[
+                "privacy",
+                "mia",
+                dir.to_str().unwrap(),
+                "--shadows",
+                "1",
+                "--threads",
+                "2",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            None,
+        ));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(r["schema"], "warden.membership-report/v1");
+        assert_eq!(r["members"], 300);
+        assert!(r["shadow_models"]["attack_accuracy_on_target"].is_number());
+        r["loss_threshold"]["auc"].as_f64().unwrap()
+    };
+    let (a_np, a_dp) = (auc(&np), auc(&dp));
+    eprintln!("membership AUC: non-private {a_np}, DP {a_dp}");
+    assert!(a_np > a_dp, "non-private {a_np} vs DP {a_dp}");
+    assert!((a_dp - 0.5).abs() < 0.06, "DP {a_dp}");
+    // Hostile: DP with an adversarial method, or without a privacy target.
+    let o = warden(
+        &[
+            "harden",
+            "train",
+            "--dp",
+            "--method",
+            "pgd",
+            "--dp-epsilon",
+            "1",
+            "-o",
+            "/nonexistent",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let o = warden(&["harden", "train", "--dp", "-o", "/nonexistent"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
 fn sha2_hex(b: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(b)
