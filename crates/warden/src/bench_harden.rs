@@ -14,7 +14,7 @@ use warden_harden::attack::{self, Norm, Pgd};
 use warden_harden::data::{self, Split};
 use warden_harden::nn::{Arch, Model, Pool};
 use warden_harden::optim::OptimSpec;
-use warden_harden::train::{self, Method, Trainer};
+use warden_harden::train::{self, DpConfig, Method, Trainer};
 
 use crate::Outcome;
 
@@ -26,7 +26,8 @@ pub(crate) struct HardenBench {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// What to run: clean (training, FGSM, PGD-10), adv (FGSM-RS and PGD-3 training), or all.
+    /// What to run: clean (training, FGSM, PGD-10), adv (FGSM-RS and PGD-3 training), all (both),
+    /// or dp (DP-SGD training, as the Opacus baseline).
     #[arg(long, default_value = "all")]
     what: String,
     /// Limit each training run to this many batches of 128 [default: one epoch, 469 batches].
@@ -42,7 +43,7 @@ const BATCH: usize = 128;
 
 pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
     anyhow::ensure!(
-        matches!(b.what.as_str(), "all" | "clean" | "adv"),
+        matches!(b.what.as_str(), "all" | "clean" | "adv" | "dp"),
         "--what: all, clean or adv"
     );
     let mut err = io::stderr().lock();
@@ -166,7 +167,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         Ok(())
     };
 
-    if b.what != "adv" {
+    if b.what == "all" || b.what == "clean" {
         let model = train_run("clean", Method::Clean, &mut err, &mut results)?;
         let mut pool = Pool::new(b.threads);
         let t = Instant::now();
@@ -181,7 +182,36 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         results.insert("inference_images_per_s".into(), json!(ips));
         robust("clean", &model, &mut err, &mut results)?;
     }
-    if b.what != "clean" {
+    if b.what == "dp" {
+        // The Opacus baseline's setting (scripts/bench/opacus_fmnist_bench.py): expected batch 256
+        // by Poisson sampling, clip 1.0, noise multiplier 1.0, Adam 1e-3, one epoch.
+        let dp = DpConfig {
+            max_norm: 1.0,
+            noise_multiplier: 1.0,
+            expected_batch: 256,
+        };
+        let mut t = Trainer::new(Model::init(&arch, 1)?, OptimSpec::adam(1e-3), b.threads);
+        let all: Vec<usize> = (0..tr.len()).collect();
+        let start = Instant::now();
+        let d = t.dp_epoch(&xtr, &ytr, &all, &dp, &mut |_| 1.0, 3, &mut |_, _, _| true)?;
+        let secs = start.elapsed().as_secs_f64();
+        let pred = t.model.predict(&mut Pool::new(b.threads), &xte, te.len())?;
+        let acc = pred.iter().zip(&yte).filter(|(p, y)| p == y).count() as f64 / te.len() as f64;
+        let peak = peak_rss_mib();
+        writeln!(
+            err,
+            "RESULT warden dp_train: {} imgs in {secs:.2}s => {:.1} img/s; test acc {acc:.4}; peak RSS {peak:.0} MiB (includes the decoded dataset, {} MiB)",
+            d.examples,
+            d.examples as f64 / secs,
+            ((xtr.len() + xte.len()) * 4) >> 20
+        )?;
+        results.insert(
+            "dp_train_images_per_s".into(),
+            json!(d.examples as f64 / secs),
+        );
+        results.insert("dp_peak_rss_mib".into(), json!(peak));
+    }
+    if b.what == "all" || b.what == "adv" {
         for (name, method) in [
             (
                 "fgsm_rs",
@@ -211,4 +241,17 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         )?;
     }
     Ok(Outcome::Ok)
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is not there.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
