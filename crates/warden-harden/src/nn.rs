@@ -43,6 +43,8 @@ pub enum LayerSpec {
         padding: usize,
     },
     Relu,
+    /// Hyperbolic tangent (bounded activations suit DP-SGD: Papernot et al. 2021).
+    Tanh,
     /// Square window with stride equal to its size (PyTorch's `MaxPool2d(k)`), floor mode.
     MaxPool2d {
         kernel: usize,
@@ -149,6 +151,17 @@ impl Arch {
             "small-cnn" => Some(Arch::small_cnn()),
             "mlp" => Some(Arch::mlp(&[256, 128])),
             "cnn4" => Some(Arch::cnn4()),
+            "small-cnn-tanh" => {
+                // The same network with tanh activations (for DP-SGD).
+                let mut a = Arch::small_cnn();
+                a.name = "small-cnn-tanh".into();
+                for l in &mut a.layers {
+                    if *l == LayerSpec::Relu {
+                        *l = LayerSpec::Tanh;
+                    }
+                }
+                Some(a)
+            }
             _ => None,
         }
     }
@@ -246,6 +259,7 @@ enum Op {
         ow: usize,
     },
     Relu,
+    Tanh,
     Linear {
         layer: usize,
         inf: usize,
@@ -441,6 +455,10 @@ impl Model {
                     out.clear();
                     out.extend(input.iter().map(|&v| v.max(0.0)));
                 }
+                Op::Tanh => {
+                    out.clear();
+                    out.extend(input.iter().map(|&v| v.tanh()));
+                }
             }
         }
         Ok(&ws.acts[self.ops.len() - 1])
@@ -573,6 +591,7 @@ impl Model {
                     }
                 }
                 Op::Relu => relu_mask(&mut ws.ga, out),
+                Op::Tanh => tanh_grad(&mut ws.ga, out),
             }
             if !need_dx {
                 break;
@@ -726,6 +745,7 @@ impl Model {
                     std::mem::swap(&mut ws.ga, &mut ws.gb);
                 }
                 Op::Relu => relu_mask(&mut ws.ga, out),
+                Op::Tanh => tanh_grad(&mut ws.ga, out),
             }
         }
         norms.clear();
@@ -950,6 +970,10 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                         dims.push(cur);
                     }
                 }
+            }
+            LayerSpec::Tanh => {
+                ops.push(Op::Tanh);
+                dims.push(cur);
             }
             LayerSpec::MaxPool2d { kernel } => {
                 let Dims::Image { h, w, c } = cur else {
@@ -1268,6 +1292,12 @@ fn relu_mask(g: &mut [f32], out: &[f32]) {
     }
 }
 
+fn tanh_grad(g: &mut [f32], out: &[f32]) {
+    for (g, &o) in g.iter_mut().zip(out) {
+        *g *= 1.0 - o * o;
+    }
+}
+
 fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
     out.fill(0.0);
     for row in g.chunks_exact(cols) {
@@ -1485,6 +1515,7 @@ mod tests {
                     padding: 0,
                 },
                 Flatten,
+                Tanh,
                 Linear {
                     in_features: 16,
                     out_features: 5,
@@ -1556,7 +1587,7 @@ mod tests {
 
     #[test]
     fn named_architectures_are_valid() {
-        for name in ["small-cnn", "mlp", "cnn4"] {
+        for name in ["small-cnn", "mlp", "cnn4", "small-cnn-tanh"] {
             let a = Arch::named(name).unwrap();
             assert!(Model::zeros(&a).is_ok(), "{name}");
         }

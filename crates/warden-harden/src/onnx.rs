@@ -429,6 +429,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                 tensors.push((li, "bias", vec![cout], bias));
             }
             "Relu" => layers.push(LayerSpec::Relu),
+            "Tanh" => layers.push(LayerSpec::Tanh),
             "MaxPool" => {
                 let k = n.ints("kernel_shape").unwrap_or(&[]);
                 let s = n.ints("strides").unwrap_or(&[]);
@@ -522,7 +523,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, Relu, MaxPool, Flatten, Reshape, Gemm, MatMul, Add)"
+                    "operator {other} (white-box import supports Conv, Relu, Tanh, MaxPool, Flatten, Reshape, Gemm, MatMul, Add)"
                 )));
             }
         }
@@ -680,6 +681,7 @@ pub fn export(model: &Model) -> Vec<u8> {
                 "Conv"
             }
             LayerSpec::Relu => "Relu",
+            LayerSpec::Tanh => "Tanh",
             LayerSpec::MaxPool2d { kernel } => {
                 let k = kernel as i64;
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));

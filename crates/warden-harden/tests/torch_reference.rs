@@ -152,7 +152,7 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 }
                 flat = false;
             }
-            LayerSpec::Relu => {}
+            LayerSpec::Relu | LayerSpec::Tanh => {}
         }
     }
     out
