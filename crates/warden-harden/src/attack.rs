@@ -210,6 +210,9 @@ pub(crate) fn check_inputs(
     Ok(())
 }
 
+/// Examples a thread attacks at once.
+const ATTACK_CHUNK: usize = 128;
+
 /// Shards `n` examples over the pool and runs `f(ws, first index, x, y, adv, success)` on each
 /// shard; `adv` starts as a copy of `x`, `success` as false.
 pub(crate) fn run_sharded(
@@ -234,14 +237,20 @@ pub(crate) fn run_sharded(
         parts.push((r, a, s));
     }
     pool.run_parts(parts, |ws, (r, adv, ok)| {
-        f(
-            ws,
-            r.start,
-            &x[r.start * len..r.end * len],
-            &y[r.clone()],
-            adv,
-            ok,
-        );
+        // In chunks, so that memory does not grow with the number of examples (randomness is
+        // drawn per example index, so chunking does not change the result).
+        for start in (r.start..r.end).step_by(ATTACK_CHUNK) {
+            let end = (start + ATTACK_CHUNK).min(r.end);
+            let (a, b) = (start - r.start, end - r.start);
+            f(
+                ws,
+                start,
+                &x[start * len..end * len],
+                &y[start..end],
+                &mut adv[a * len..b * len],
+                &mut ok[a..b],
+            );
+        }
         Ok::<(), ModelError>(())
     })?;
     Ok(AttackOutput {
@@ -552,7 +561,7 @@ mod tests {
 
     #[test]
     fn same_result_for_any_thread_count() {
-        let (m, x, y) = setup(50);
+        let (m, x, y) = setup(300);
         let a = Pgd::linf(0.1, 0.02, 5, 2);
         let one = run(&m, &mut Pool::new(1), &a, &x, &y, 4).unwrap();
         let three = run(&m, &mut Pool::new(3), &a, &x, &y, 4).unwrap();
