@@ -13,6 +13,9 @@ use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::optim::{OptimSpec, Optimizer};
 use crate::rng::Rng;
 
+/// Largest training batch (or expected DP batch).
+pub const MAX_BATCH: usize = 4096;
+
 /// What a training step fits the model to.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -152,8 +155,10 @@ pub struct Recipe {
 impl Recipe {
     pub fn validate(&self) -> Result<(), String> {
         self.optim.validate()?;
-        if self.epochs == 0 || self.epochs > 10_000 || self.batch == 0 || self.batch > 65_536 {
-            return Err("epochs 1..=10000 and batch 1..=65536".into());
+        // A step holds the whole batch's activations (and im2col buffers): the bound keeps a
+        // cnn4 step under about 3 GiB.
+        if self.epochs == 0 || self.epochs > 10_000 || self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(format!("epochs 1..=10000 and batch 1..={MAX_BATCH}"));
         }
         if let Method::Trades { beta, .. } = self.method
             && !(beta.is_finite() && (0.0..=1000.0).contains(&beta))
