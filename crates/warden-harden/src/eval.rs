@@ -170,10 +170,10 @@ pub fn evaluate(
             for (name, loss) in [("APGD-CE", ApgdLoss::Ce), ("APGD-DLR", ApgdLoss::Dlr)] {
                 let a = Apgd {
                     iters: cfg.apgd_iters,
-                    ..Apgd::new(loss, eps, cfg.restarts)
+                    ..Apgd::new(loss, eps, cfg.apgd_restarts.max(1))
                 };
                 list.push((
-                    format!("{name}-{}x{}", cfg.apgd_iters, cfg.restarts),
+                    format!("{name}-{}x{}", cfg.apgd_iters, cfg.apgd_restarts.max(1)),
                     Attack::Apgd(a),
                 ));
             }
@@ -316,6 +316,7 @@ mod tests {
         assert_eq!(decimal(0.1), 0.1);
         assert_eq!(e.corruptions.len(), 10);
         assert_eq!(e.attacks.len(), 20);
+        assert!(e.attacks.iter().any(|a| a.attack == "APGD-DLR-5x1"), "APGD uses its own restarts");
         // The cascade gives the same worst case as independent runs here (every attack is
         // deterministic per example index only in independent mode, so compare the bound).
         let cascade = evaluate(
