@@ -316,7 +316,10 @@ mod tests {
         assert_eq!(decimal(0.1), 0.1);
         assert_eq!(e.corruptions.len(), 10);
         assert_eq!(e.attacks.len(), 20);
-        assert!(e.attacks.iter().any(|a| a.attack == "APGD-DLR-5x1"), "APGD uses its own restarts");
+        assert!(
+            e.attacks.iter().any(|a| a.attack == "APGD-DLR-5x1"),
+            "APGD uses its own restarts"
+        );
         // The cascade gives the same worst case as independent runs here (every attack is
         // deterministic per example index only in independent mode, so compare the bound).
         let cascade = evaluate(
