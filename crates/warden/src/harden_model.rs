@@ -704,6 +704,17 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
             .validate()
             .map_err(anyhow::Error::msg)?;
     }
+    // The headline is given at a budget that was evaluated: the requested one, or the nearest.
+    let headline_eps = cfg
+        .eps
+        .iter()
+        .copied()
+        .min_by(|x, y| {
+            (x - a.headline_eps)
+                .abs()
+                .total_cmp(&(y - a.headline_eps).abs())
+        })
+        .unwrap_or(a.headline_eps);
     let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
     if let Some(l) = a.limit {
         let idx: Vec<usize> = (0..test.len().min(l.max(1))).collect();
@@ -739,7 +750,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     };
     let headline = base
         .as_ref()
-        .and_then(|(_, be)| eval::reduction(be, &hard_eval, a.headline_eps));
+        .and_then(|(_, be)| eval::reduction(be, &hard_eval, headline_eps));
     let describe = |dir: &Path, m: &LoadedModel, e: &ModelEval| {
         json!({"dir": dir.display().to_string(), "name": m.model.arch().name, "weights_sha256": m.weights_sha256,
                "recipe": m.card.get("recipe"), "evaluation": e})
@@ -773,9 +784,9 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         "model": describe(&a.model, &hard, &hard_eval),
         "baseline": base.as_ref().map(|(m, e)| describe(a.baseline.as_deref().unwrap_or(Path::new("")), m, e)),
         "reduction_of_adversarial_misclassification": reductions,
-        "headline": {"eps": eval::decimal(a.headline_eps), "clean_accuracy": hard_eval.clean_accuracy, "robust_accuracy": hard_eval.worst_at(a.headline_eps),
+        "headline": {"eps": eval::decimal(headline_eps), "clean_accuracy": hard_eval.clean_accuracy, "robust_accuracy": hard_eval.worst_at(headline_eps),
                      "baseline_clean_accuracy": base.as_ref().map(|(_, e)| e.clean_accuracy),
-                     "baseline_robust_accuracy": base.as_ref().and_then(|(_, e)| e.worst_at(a.headline_eps)), "reduction": headline},
+                     "baseline_robust_accuracy": base.as_ref().and_then(|(_, e)| e.worst_at(headline_eps)), "reduction": headline},
         "threads": a.threads,
         "seconds": start.elapsed().as_secs_f64(),
         "command": command_line(),
