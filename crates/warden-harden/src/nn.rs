@@ -26,7 +26,7 @@ pub const MAX_PARAMS: usize = 64 << 20;
 /// Largest width, height, channel count or feature count of any layer.
 pub const MAX_DIM: usize = 1 << 16;
 /// Largest activation of one example at any layer, in values.
-pub const MAX_ACTIVATION: usize = 1 << 26;
+pub const MAX_ACTIVATION: usize = 1 << 22;
 /// Largest number of layers.
 pub const MAX_LAYERS: usize = 256;
 
@@ -914,6 +914,16 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     ));
                 }
                 let (oh, ow) = (ph - kernel + 1, pw - kernel + 1);
+                // The im2col buffer of one example is the largest per-example allocation.
+                let col = [ow, kernel, kernel, in_channels]
+                    .iter()
+                    .fold(oh, |a, &b| a.saturating_mul(b));
+                if col > MAX_ACTIVATION {
+                    return Err(bad(
+                        li,
+                        format!("convolution needs more than {MAX_ACTIVATION} values per example"),
+                    ));
+                }
                 let count = out_channels * in_channels * kernel * kernel;
                 total = total.saturating_add(count + out_channels);
                 infos.push(ParamInfo {
@@ -1650,6 +1660,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn refuses_memory_bombs() {
+        use LayerSpec::*;
+        // A large image with a wide kernel: the im2col buffer would hold billions of values.
+        let a = Arch {
+            name: "bomb".into(),
+            input: [1, 4096, 4096],
+            classes: 2,
+            layers: vec![
+                Conv2d {
+                    in_channels: 1,
+                    out_channels: 1,
+                    kernel: 15,
+                    padding: 0,
+                },
+                Flatten,
+                Linear {
+                    in_features: 4082 * 4082,
+                    out_features: 2,
+                },
+            ],
+        };
+        assert!(matches!(
+            Model::zeros(&a),
+            Err(ModelError::Layer { layer: 0, .. })
+        ));
+        // Products that would overflow saturate instead of wrapping past the check.
+        let a = Arch {
+            name: "overflow".into(),
+            input: [1, 16, 16],
+            classes: 2,
+            layers: vec![
+                Conv2d {
+                    in_channels: 1,
+                    out_channels: 65_536,
+                    kernel: 15,
+                    padding: 14,
+                },
+                Conv2d {
+                    in_channels: 65_536,
+                    out_channels: 1,
+                    kernel: 15,
+                    padding: 14,
+                },
+            ],
+        };
+        assert!(Model::zeros(&a).is_err());
     }
 
     #[test]
