@@ -322,6 +322,22 @@ fn value_info(b: &[u8]) -> Result<(String, Vec<Option<i64>>), OnnxError> {
     Ok((name, dims))
 }
 
+/// A size from the file: positive and small enough to allocate.
+fn dim(x: i64) -> Result<usize, OnnxError> {
+    usize::try_from(x)
+        .ok()
+        .filter(|&d| (1..=crate::nn::MAX_ACTIVATION).contains(&d))
+        .ok_or_else(|| OnnxError::Format(format!("size {x} out of range")))
+}
+
+/// A node's `k`-th input name.
+fn arg(n: &Node, k: usize) -> Result<&str, OnnxError> {
+    n.inputs
+        .get(k)
+        .map(String::as_str)
+        .ok_or_else(|| OnnxError::Format(format!("{} node without input {k}", n.op)))
+}
+
 fn unsupported(s: String) -> OnnxError {
     OnnxError::Unsupported(s)
 }
@@ -398,7 +414,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         let li = layers.len();
         match n.op.as_str() {
             "Conv" => {
-                let w = get(&n.inputs[1])?;
+                let w = get(arg(n, 1)?)?;
                 let [cout, cin, kh, kw] = w.dims[..] else {
                     return Err(unsupported("Conv weight is not 4-D".into()));
                 };
@@ -414,12 +430,15 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                 {
                     return Err(unsupported("Conv other than square kernels, stride 1, dilation 1, one group, symmetric explicit padding".into()));
                 }
-                let to = |x: i64| usize::try_from(x).map_err(|_| bad("negative size"));
+                let to = dim;
                 layers.push(LayerSpec::Conv2d {
                     in_channels: to(cin)?,
                     out_channels: to(cout)?,
                     kernel: to(kh)?,
-                    padding: to(pad)?,
+                    padding: usize::try_from(pad)
+                        .ok()
+                        .filter(|&p| p < 16)
+                        .ok_or_else(|| bad("Conv padding out of range"))?,
                 });
                 let bias = match n.inputs.get(2) {
                     Some(b) if !b.is_empty() => get(b)?.f32s()?,
@@ -451,7 +470,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                 layers.push(LayerSpec::Flatten);
             }
             "Reshape" => {
-                let shape = get(&n.inputs[1])?.i64s()?;
+                let shape = get(arg(n, 1)?)?.i64s()?;
                 // Flattening keeps the batch: [N or 0 or -1, -1], or [0, K] (K is checked by the
                 // linear layer that follows).
                 let flattens = shape.len() == 2 && (shape[1] == -1 || shape[0] == 0);
@@ -472,27 +491,27 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                         "Gemm other than x·Wᵀ + b (transB = 1, alpha = beta = 1)".into(),
                     ));
                 }
-                let w = get(&n.inputs[1])?;
+                let w = get(arg(n, 1)?)?;
                 let [out, inp] = w.dims[..] else {
                     return Err(unsupported("Gemm weight is not 2-D".into()));
                 };
                 let bias = match n.inputs.get(2) {
                     Some(b) if !b.is_empty() => get(b)?.f32s()?,
-                    _ => vec![0.0; out.max(0) as usize],
+                    _ => vec![0.0; dim(out)?],
                 };
                 layers.push(LayerSpec::Linear {
-                    in_features: inp.max(0) as usize,
-                    out_features: out.max(0) as usize,
+                    in_features: dim(inp)?,
+                    out_features: dim(out)?,
                 });
                 tensors.push((li, "weight", w.dims.clone(), w.f32s()?));
                 tensors.push((li, "bias", vec![out], bias));
             }
             "MatMul" => {
-                let w = get(&n.inputs[1])?;
+                let w = get(arg(n, 1)?)?;
                 let [inp, out] = w.dims[..] else {
                     return Err(unsupported("MatMul weight is not 2-D".into()));
                 };
-                let (iu, ou) = (inp.max(0) as usize, out.max(0) as usize);
+                let (iu, ou) = (dim(inp)?, dim(out)?);
                 let wt = w.f32s()?;
                 // [in, out] → PyTorch's [out, in].
                 let mut t = vec![0.0f32; wt.len()];
@@ -506,8 +525,12 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     .get(i + 1)
                     .filter(|m| m.op == "Add" && m.inputs.first() == Some(&n.outputs[0]))
                 {
-                    bias = get(next.inputs.get(1).map(String::as_str).unwrap_or(""))?.f32s()?;
-                    current.clone_from(&next.outputs[0]);
+                    bias = get(arg(next, 1)?)?.f32s()?;
+                    current.clone_from(
+                        next.outputs
+                            .first()
+                            .ok_or_else(|| bad("Add without an output"))?,
+                    );
                     i += 1;
                 } else {
                     current.clone_from(&n.outputs[0]);

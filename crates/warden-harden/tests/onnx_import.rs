@@ -147,3 +147,132 @@ fn export_round_trips() {
         assert_eq!(back.params(), m.params(), "{}", arch.name);
     }
 }
+
+/// Protobuf helpers for hand-made hostile files.
+fn key(out: &mut Vec<u8>, field: u64, wire: u64) {
+    varint(out, field << 3 | wire);
+}
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    key(out, field, 2);
+    varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// A graph with input x: [n, 1, 28, 28] and the given nodes and initializers.
+fn model_with(nodes: &[Vec<u8>], inits: &[Vec<u8>]) -> Vec<u8> {
+    let mut dims = Vec::new();
+    for d in [None, Some(1u64), Some(28), Some(28)] {
+        let mut dim = Vec::new();
+        match d {
+            Some(v) => {
+                key(&mut dim, 1, 0);
+                varint(&mut dim, v);
+            }
+            None => bytes(&mut dim, 2, b"n"),
+        }
+        bytes(&mut dims, 1, &dim);
+    }
+    let mut tt = Vec::new();
+    key(&mut tt, 1, 0);
+    varint(&mut tt, 1);
+    bytes(&mut tt, 2, &dims);
+    let mut ty = Vec::new();
+    bytes(&mut ty, 1, &tt);
+    let mut vi = Vec::new();
+    bytes(&mut vi, 1, b"x");
+    bytes(&mut vi, 2, &ty);
+    let mut g = Vec::new();
+    for n in nodes {
+        bytes(&mut g, 1, n);
+    }
+    for t in inits {
+        bytes(&mut g, 5, t);
+    }
+    bytes(&mut g, 11, &vi);
+    let mut m = Vec::new();
+    bytes(&mut m, 7, &g);
+    m
+}
+
+fn node(op: &str, inputs: &[&str], output: &str) -> Vec<u8> {
+    let mut n = Vec::new();
+    for i in inputs {
+        bytes(&mut n, 1, i.as_bytes());
+    }
+    bytes(&mut n, 2, output.as_bytes());
+    bytes(&mut n, 4, op.as_bytes());
+    n
+}
+
+fn float_init(name: &str, dims: &[i64], values: usize) -> Vec<u8> {
+    let mut t = Vec::new();
+    for &d in dims {
+        key(&mut t, 1, 0);
+        varint(&mut t, d as u64);
+    }
+    key(&mut t, 2, 0);
+    varint(&mut t, 1);
+    bytes(&mut t, 8, name.as_bytes());
+    bytes(&mut t, 9, &vec![0u8; values * 4]);
+    t
+}
+
+#[test]
+fn hand_made_hostile_graphs_are_refused() {
+    // A Conv without its weight input.
+    assert!(matches!(
+        import(&model_with(&[node("Conv", &["x"], "y")], &[])),
+        Err(OnnxError::Format(_))
+    ));
+    // A Gemm whose weight claims 2^40 outputs with no values: refused before any allocation.
+    let huge = float_init("w", &[1 << 40, 0], 0);
+    let g = model_with(
+        &[node("Flatten", &["x"], "f"), node("Gemm", &["f", "w"], "y")],
+        &[huge],
+    );
+    assert!(import(&g).is_err());
+    // A MatMul whose weight has a zero dimension and a huge one.
+    let zero = float_init("w", &[0, 1 << 40], 0);
+    let g = model_with(
+        &[
+            node("Flatten", &["x"], "f"),
+            node("MatMul", &["f", "w"], "y"),
+        ],
+        &[zero],
+    );
+    assert!(import(&g).is_err());
+    // A MatMul followed by an Add without a bias input.
+    let w = float_init("w", &[784, 10], 7840);
+    let g = model_with(
+        &[
+            node("Flatten", &["x"], "f"),
+            node("MatMul", &["f", "w"], "m"),
+            node("Add", &["m"], "y"),
+        ],
+        &[w.clone()],
+    );
+    assert!(import(&g).is_err());
+    // The same graph, well formed, imports.
+    let b = float_init("b", &[10], 10);
+    let g = model_with(
+        &[
+            node("Flatten", &["x"], "f"),
+            node("MatMul", &["f", "w"], "m"),
+            node("Add", &["m", "b"], "y"),
+        ],
+        &[w, b],
+    );
+    let m = import(&g).unwrap();
+    assert_eq!(m.param_count(), 7850);
+}
