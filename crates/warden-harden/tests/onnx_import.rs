@@ -260,7 +260,7 @@ fn hand_made_hostile_graphs_are_refused() {
             node("MatMul", &["f", "w"], "m"),
             node("Add", &["m"], "y"),
         ],
-        &[w.clone()],
+        std::slice::from_ref(&w),
     );
     assert!(import(&g).is_err());
     // The same graph, well formed, imports.
