@@ -996,6 +996,10 @@ pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
     let card = &m.card;
     let recipe: Recipe = serde_json::from_value(card["recipe"].clone())
         .context("the model card has no readable recipe")?;
+    // The card is input like any other file: the recipe drives shadow training.
+    recipe
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the model card's recipe: {e}"))?;
     let split = &card["data"]["split"];
     let (vpc, seed, n_train) = match (
         split["validation_per_class"].as_u64(),
@@ -1019,6 +1023,10 @@ pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
         }),
         _ => None,
     };
+    if let Some(d) = &dp {
+        d.validate()
+            .map_err(|e| anyhow::anyhow!("the model card's privacy block: {e}"))?;
+    }
     let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
     let (train_idx, val_idx) = data::stratified_split(&full, vpc, seed);
     anyhow::ensure!(

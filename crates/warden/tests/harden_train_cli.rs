@@ -351,6 +351,22 @@ fn dp_training_and_membership_inference() {
     eprintln!("membership AUC: non-private {a_np}, DP {a_dp}");
     assert!(a_np > a_dp, "non-private {a_np} vs DP {a_dp}");
     assert!((a_dp - 0.5).abs() < 0.06, "DP {a_dp}");
+    // Hostile: a model card whose recipe would divide by zero or train forever.
+    let card_path = np.join("model-card.json");
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card_path).unwrap()).unwrap();
+    card["recipe"]["batch"] = 0.into();
+    std::fs::write(&card_path, card.to_string()).unwrap();
+    let o = warden(
+        &["privacy", "mia", np.to_str().unwrap(), "--shadows", "1"],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Hostile: DP with an adversarial method, or without a privacy target.
     let o = warden(
         &[
