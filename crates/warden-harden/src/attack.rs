@@ -210,7 +210,7 @@ pub(crate) fn check_inputs(
     Ok(())
 }
 
-/// Examples a thread attacks at once.
+/// Examples a thread attacks at once, at most (fewer for models with large activations).
 const ATTACK_CHUNK: usize = 128;
 
 /// Shards `n` examples over the pool and runs `f(ws, first index, x, y, adv, success)` on each
@@ -239,8 +239,9 @@ pub(crate) fn run_sharded(
     pool.run_parts(parts, |ws, (r, adv, ok)| {
         // In chunks, so that memory does not grow with the number of examples (randomness is
         // drawn per example index, so chunking does not change the result).
-        for start in (r.start..r.end).step_by(ATTACK_CHUNK) {
-            let end = (start + ATTACK_CHUNK).min(r.end);
+        let chunk = model.chunk(ATTACK_CHUNK);
+        for start in (r.start..r.end).step_by(chunk) {
+            let end = (start + chunk).min(r.end);
             let (a, b) = (start - r.start, end - r.start);
             f(
                 ws,

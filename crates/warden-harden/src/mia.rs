@@ -27,8 +27,9 @@ pub fn losses(model: &Model, pool: &mut Pool, x: &[f32], y: &[u8]) -> Result<Vec
     let mut out = vec![0.0f32; n];
     pool.run(n, &mut out, |ws, r, part| {
         let mut d = Vec::new();
-        for start in (r.start..r.end).step_by(256) {
-            let end = (start + 256).min(r.end);
+        let chunk = model.chunk(256);
+        for start in (r.start..r.end).step_by(chunk) {
+            let end = (start + chunk).min(r.end);
             let logits = model.forward(ws, &x[start * len..end * len], end - start)?;
             softmax_xent(
                 logits,

@@ -27,6 +27,12 @@ pub const MAX_PARAMS: usize = 64 << 20;
 pub const MAX_DIM: usize = 1 << 16;
 /// Largest activation of one example at any layer, in values.
 pub const MAX_ACTIVATION: usize = 1 << 22;
+/// Workspace values (f32) one thread may use for evaluation passes: 1 GiB. Evaluation chunks
+/// adapt to it; a model whose single example needs more is refused; training refuses batches
+/// whose per-thread shard needs more than [`TRAIN_BUDGET`].
+pub const WORKSPACE_BUDGET: usize = 1 << 28;
+/// Workspace values one thread may use for a training step: 4 GiB.
+pub const TRAIN_BUDGET: usize = 1 << 30;
 /// Largest number of layers.
 pub const MAX_LAYERS: usize = 256;
 
@@ -333,13 +339,20 @@ impl Model {
             .iter()
             .map(|p| vec![0.0f32; p.torch_shape.iter().product()])
             .collect();
-        Ok(Model {
+        let m = Model {
             arch: arch.clone(),
             ops,
             dims,
             params,
             infos,
-        })
+        };
+        if m.floats_per_example() > WORKSPACE_BUDGET {
+            return Err(ModelError::Arch(format!(
+                "one example needs {} workspace values, more than {WORKSPACE_BUDGET}",
+                m.floats_per_example()
+            )));
+        }
+        Ok(m)
     }
 
     pub fn arch(&self) -> &Arch {
@@ -370,6 +383,35 @@ impl Model {
 
     pub fn param_count(&self) -> usize {
         self.params.iter().map(Vec::len).sum()
+    }
+
+    /// Workspace values (f32) that one example needs in a forward and backward pass: every
+    /// activation and im2col buffer, the stored output gradients of per-example clipping, the
+    /// largest im2col gradient and the two gradient buffers.
+    pub fn floats_per_example(&self) -> usize {
+        let mut total = 0usize;
+        let (mut max_col, mut max_act) = (0usize, self.input_len());
+        for (op, d) in self.ops.iter().zip(&self.dims[1..]) {
+            let act = d.len();
+            max_act = max_act.max(act);
+            total = total.saturating_add(act);
+            match *op {
+                Op::Conv { cin, k, oh, ow, .. } => {
+                    let col = oh * ow * k * k * cin;
+                    max_col = max_col.max(col);
+                    total = total.saturating_add(col).saturating_add(act);
+                }
+                Op::Linear { .. } => total = total.saturating_add(act),
+                _ => {}
+            }
+        }
+        total.saturating_add(max_col).saturating_add(2 * max_act)
+    }
+
+    /// How many examples to put through one pass at a time, at most `limit`, so that a thread's
+    /// workspace stays within [`WORKSPACE_BUDGET`].
+    pub fn chunk(&self, limit: usize) -> usize {
+        (WORKSPACE_BUDGET / self.floats_per_example().max(1)).clamp(1, limit.max(1))
     }
 
     /// Zeroed buffers shaped like the parameters.
@@ -829,8 +871,9 @@ impl Model {
         let mut out = vec![0u8; n];
         let classes = self.classes();
         pool.run(n, &mut out, |ws, range, out| {
-            for start in (range.start..range.end).step_by(256) {
-                let end = (start + 256).min(range.end);
+            let chunk = self.chunk(256);
+            for start in (range.start..range.end).step_by(chunk) {
+                let end = (start + chunk).min(range.end);
                 let logits = self.forward(ws, &x[start * len..end * len], end - start)?;
                 for (o, row) in out[start - range.start..end - range.start]
                     .iter_mut()
@@ -1709,6 +1752,35 @@ mod tests {
             ],
         };
         assert!(Model::zeros(&a).is_err());
+        // Wide 1×1 convolutions: allowed, but passes go through in small chunks.
+        let a = Arch {
+            name: "wide".into(),
+            input: [1, 28, 28],
+            classes: 10,
+            layers: vec![
+                Conv2d {
+                    in_channels: 1,
+                    out_channels: 5000,
+                    kernel: 1,
+                    padding: 0,
+                },
+                Conv2d {
+                    in_channels: 5000,
+                    out_channels: 1,
+                    kernel: 1,
+                    padding: 0,
+                },
+                Flatten,
+                Linear {
+                    in_features: 784,
+                    out_features: 10,
+                },
+            ],
+        };
+        let m = Model::zeros(&a).unwrap();
+        assert!(m.chunk(256) * m.floats_per_example() <= WORKSPACE_BUDGET);
+        assert!(m.chunk(256) < 16);
+        assert_eq!(Model::zeros(&Arch::small_cnn()).unwrap().chunk(256), 256);
     }
 
     #[test]

@@ -235,6 +235,24 @@ impl Trainer {
         &mut self.pool
     }
 
+    /// The largest batch whose per-thread shard fits the training workspace budget (TRADES
+    /// keeps two passes; counted for every method).
+    pub fn max_batch(&self) -> usize {
+        let per_thread = crate::nn::TRAIN_BUDGET / (2 * self.model.floats_per_example().max(1));
+        per_thread.max(1).saturating_mul(self.pool.threads())
+    }
+
+    fn check_batch(&self, n: usize) -> Result<(), ModelError> {
+        if n > self.max_batch() {
+            return Err(ModelError::Input(format!(
+                "a batch of {n} needs more workspace than allowed for this model; at most {} with {} thread(s)",
+                self.max_batch(),
+                self.pool.threads()
+            )));
+        }
+        Ok(())
+    }
+
     /// Sets the learning rate to `factor` times the base rate.
     pub fn set_lr_factor(&mut self, factor: f32) {
         self.opt.set_lr(self.base_lr * factor);
@@ -257,6 +275,7 @@ impl Trainer {
                 x.len()
             )));
         }
+        self.check_batch(n)?;
         let classes = self.model.classes();
         let model = &self.model;
         let scale = 1.0 / n as f32;
@@ -549,6 +568,7 @@ impl Trainer {
                 x.len()
             )));
         }
+        self.check_batch(n)?;
         let classes = self.model.classes();
         let model = &self.model;
         let shards = self.pool.shards(n);
@@ -856,6 +876,10 @@ mod tests {
             assert!(s.loss.is_finite() && s.examples == 64);
         }
         assert!(t.step(&x[..100], &y, &Objective::Clean, 0).is_err());
+        assert!(
+            t.max_batch() >= 4096,
+            "small-cnn trains at any allowed batch"
+        );
         assert!(t.step(&[], &[], &Objective::Clean, 0).is_err());
         assert!(
             Schedule::OneCycle.factor(40, 100) > 0.99 && Schedule::OneCycle.factor(100, 100) < 1e-6

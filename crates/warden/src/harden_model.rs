@@ -471,9 +471,25 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         None
     };
 
+    // DP noise and Poisson sampling are drawn from a seed taken from the operating system and
+    // never written anywhere: with the recorded --seed, anyone holding the model card could
+    // regenerate the noise and the batches, and the guarantee would not hold.
+    let dp_secret = if dp.is_some() {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b)
+            .map_err(|e| anyhow::anyhow!("no operating-system randomness for DP noise: {e}"))?;
+        u64::from_le_bytes(b)
+    } else {
+        0
+    };
     let model = Model::init(&arch, a.seed)?;
     let mut trainer = Trainer::new(model, optim, a.threads);
-    let batches = train_idx.len().div_ceil(a.batch);
+    // A DP epoch runs round(N / B) Poisson-sampled steps (the accountant's count).
+    let batches = if dp.is_some() {
+        ((train_idx.len() as f64 / a.batch as f64).round() as usize).max(1)
+    } else {
+        train_idx.len().div_ceil(a.batch)
+    };
     let total_steps = batches * a.epochs;
     // Validation attack: PGD-10 with step eps/4 (cheap, and strong enough to see catastrophic
     // overfitting, which shows as a collapse of PGD accuracy while FGSM accuracy stays high).
@@ -496,7 +512,6 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             .seed
             .wrapping_add(epoch as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut dp_stats = None;
         let stats = if let Some((cfg, _)) = &dp {
             let d = trainer.dp_epoch(
                 &x,
@@ -504,13 +519,20 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
                 &train_idx,
                 cfg,
                 &mut |b| schedule.factor(step0 + b, total_steps),
-                epoch_seed,
+                dp_secret ^ epoch_seed,
                 &mut |d, t, s| {
                     progress.update(d, t, &format!("loss {:.4}", s.loss));
                     true
                 },
             )?;
-            dp_stats = Some(d);
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "epoch {}: {:.1}% of per-example gradients clipped (not recorded)",
+                    epoch + 1,
+                    100.0 * d.clipped_fraction
+                );
+            }
             train::Stats {
                 examples: d.examples,
                 loss: d.loss,
@@ -549,9 +571,12 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         };
         let score = val_robust.unwrap_or(val_clean);
         let entry = json!({
-            "epoch": epoch + 1, "eps": eval::decimal(eps_now), "train_loss": stats.loss, "train_accuracy": stats.accuracy,
+            "epoch": epoch + 1, "eps": eval::decimal(eps_now),
+            // Statistics of the private training data are outside the DP guarantee: not released.
+            "train_loss": if dp.is_some() { None } else { Some(stats.loss) },
+            "train_accuracy": if dp.is_some() { None } else { Some(stats.accuracy) },
             "val_accuracy": val_clean, "val_robust_accuracy": val_robust, "seconds": start.elapsed().as_secs_f64(),
-            "dp_clipped_fraction": dp_stats.map(|d| d.clipped_fraction),
+            // (the clipped fraction is printed while training, not kept: it is a statistic of private data)
         });
         #[allow(clippy::print_stderr)]
         {
