@@ -4,7 +4,7 @@
 //!
 //! Per example: the step starts at 2·eps; a momentum of 0.75 mixes the last two iterates; at
 //! checkpoints (after 22% of the iterations, then at windows shrinking by 3% down to 6%) the step
-//! is halved and the iterate reset to the best point found when fewer than 75% of the steps since
+//! is halved and the iterate reset to the best point found when at most 75% of the steps since
 //! the last checkpoint increased the loss, or when the step was not reduced at the last checkpoint
 //! and the best loss did not improve since. The first iterate that misclassifies is kept.
 //! Examples leave the batch as soon as they are broken.
@@ -288,7 +288,7 @@ fn shard(
             counter += 1;
             if counter == window {
                 for s in &mut states {
-                    let oscillating = (s.increases as f64) < 0.75 * window as f64;
+                    let oscillating = (s.increases as f64) <= 0.75 * window as f64;
                     let stalled = !s.reduced_at_check && s.loss_best_at_check >= s.loss_best;
                     let reduce = oscillating || stalled;
                     s.reduced_at_check = reduce;
