@@ -161,13 +161,23 @@ fn shard(
             cand.extend_from_slice(&adv[i * len..(i + 1) * len]);
             let img = &mut cand[start..];
             let x0 = &x[i * len..(i + 1) * len];
-            for ch in 0..c {
-                let v = if rng.below(2) == 0 { -a.eps } else { a.eps };
-                for row in r0..r0 + side {
-                    for col in c0..c0 + side {
-                        let k = (row * w + col) * c + ch;
-                        img[k] = (x0[k] + v).clamp(a.lo, a.hi);
+            // New signs for the window; drawn again (up to 10 times) while they would leave the
+            // image unchanged, as the reference implementation does, so no query is wasted.
+            for _ in 0..10 {
+                let mut changed = false;
+                for ch in 0..c {
+                    let v = if rng.below(2) == 0 { -a.eps } else { a.eps };
+                    for row in r0..r0 + side {
+                        for col in c0..c0 + side {
+                            let k = (row * w + col) * c + ch;
+                            let nv = (x0[k] + v).clamp(a.lo, a.hi);
+                            changed |= nv != img[k];
+                            img[k] = nv;
+                        }
                     }
+                }
+                if changed {
+                    break;
                 }
             }
             cy.push(y[i]);
