@@ -522,122 +522,15 @@ impl Model {
         ws.ga.extend_from_slice(dlogits);
         let last_needed = if input_grad { 0 } else { self.first_param_op() };
         for i in (0..self.ops.len()).rev() {
-            let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
-            let out = &ws.acts[i];
-            let need_dx = i > last_needed || (i == 0 && input_grad);
-            match self.ops[i] {
-                Op::Conv {
-                    cin,
-                    cout,
-                    k,
-                    pad,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    relu,
-                    param,
-                    ..
-                } => {
-                    if relu {
-                        relu_mask(&mut ws.ga, out);
-                    }
-                    let kk = k * k * cin;
-                    let rows = n * oh * ow;
-                    if let Some(g) = grads.as_deref_mut() {
-                        gemm(
-                            &ws.ga,
-                            Shape::transposed(rows, cout),
-                            &ws.cols[i],
-                            Shape::row_major(rows, kk),
-                            &mut g[param],
-                            Shape::row_major(cout, kk),
-                            false,
-                        );
-                        col_sums(&ws.ga, cout, &mut g[param + 1]);
-                    }
-                    if need_dx {
-                        ws.dcol.resize(rows * kk, 0.0);
-                        gemm(
-                            &ws.ga,
-                            Shape::row_major(rows, cout),
-                            &self.params[param],
-                            Shape::row_major(cout, kk),
-                            &mut ws.dcol,
-                            Shape::row_major(rows, kk),
-                            false,
-                        );
-                        ws.gb.clear();
-                        ws.gb.resize(n * h * w * cin, 0.0);
-                        col2im(&ws.dcol, n, h, w, cin, k, pad, oh, ow, &mut ws.gb);
-                        std::mem::swap(&mut ws.ga, &mut ws.gb);
-                    }
-                }
-                Op::Linear {
-                    inf,
-                    outf,
-                    relu,
-                    param,
-                    ..
-                } => {
-                    if relu {
-                        relu_mask(&mut ws.ga, out);
-                    }
-                    if let Some(g) = grads.as_deref_mut() {
-                        gemm(
-                            &ws.ga,
-                            Shape::transposed(n, outf),
-                            input,
-                            Shape::row_major(n, inf),
-                            &mut g[param],
-                            Shape::row_major(outf, inf),
-                            false,
-                        );
-                        col_sums(&ws.ga, outf, &mut g[param + 1]);
-                    }
-                    if need_dx {
-                        ws.gb.resize(n * inf, 0.0);
-                        gemm(
-                            &ws.ga,
-                            Shape::row_major(n, outf),
-                            &self.params[param],
-                            Shape::row_major(outf, inf),
-                            &mut ws.gb,
-                            Shape::row_major(n, inf),
-                            false,
-                        );
-                        std::mem::swap(&mut ws.ga, &mut ws.gb);
-                    }
-                }
-                Op::Pool { k, h, w, c, oh, ow } => {
-                    if need_dx {
-                        // Every input element lies in at most one window (stride = size) and is
-                        // written once; the floor-mode remainder rows and columns stay zero.
-                        ws.gb.clear();
-                        ws.gb.resize(input.len(), 0.0);
-                        maxpool_backward(
-                            input,
-                            out,
-                            &ws.ga,
-                            n,
-                            h,
-                            w,
-                            c,
-                            k,
-                            oh,
-                            ow,
-                            &mut ws.gb,
-                            &mut ws.taken,
-                        );
-                        std::mem::swap(&mut ws.ga, &mut ws.gb);
-                    }
-                }
-                Op::Relu => relu_mask(&mut ws.ga, out),
-                Op::Tanh => tanh_grad(&mut ws.ga, out),
+            self.mask_output_grad(ws, i);
+            if let Some(g) = grads.as_deref_mut() {
+                let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+                self.weight_grads(i, &ws.ga, input, &ws.cols[i], n, g);
             }
-            if !need_dx {
+            if !(i > last_needed || (i == 0 && input_grad)) {
                 break;
             }
+            self.input_grad_of(ws, i, x);
         }
     }
 
@@ -667,31 +560,23 @@ impl Model {
         ws.ga.clear();
         ws.ga.extend_from_slice(dlogits);
         let first = self.first_param_op();
+        let square = |v: &[f32]| v.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
         for i in (first..self.ops.len()).rev() {
+            self.mask_output_grad(ws, i);
             let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
-            let out = &ws.acts[i];
-            let need_dx = i > first;
             match self.ops[i] {
                 Op::Conv {
                     cin,
                     cout,
                     k,
-                    pad,
-                    h,
-                    w,
                     oh,
                     ow,
-                    relu,
-                    param,
                     ..
                 } => {
-                    if relu {
-                        relu_mask(&mut ws.ga, out);
-                    }
-                    let kk = k * k * cin;
-                    let p = oh * ow;
+                    let (kk, p) = (k * k * cin, oh * ow);
                     ws.stash[i].clone_from(&ws.ga);
                     ws.tmp.resize(cout * kk, 0.0);
+                    let mut bias = vec![0.0f32; cout];
                     for (e, s) in sq.iter_mut().enumerate() {
                         let ge = &ws.ga[e * p * cout..(e + 1) * p * cout];
                         let ce = &ws.cols[i][e * p * kk..(e + 1) * p * kk];
@@ -704,151 +589,181 @@ impl Model {
                             Shape::row_major(cout, kk),
                             false,
                         );
-                        *s += ws
-                            .tmp
-                            .iter()
-                            .map(|&v| f64::from(v) * f64::from(v))
-                            .sum::<f64>();
-                        let mut b = vec![0.0f32; cout];
-                        col_sums(ge, cout, &mut b);
-                        *s += b.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
-                    }
-                    if need_dx {
-                        let rows = n * p;
-                        ws.dcol.resize(rows * kk, 0.0);
-                        gemm(
-                            &ws.ga,
-                            Shape::row_major(rows, cout),
-                            &self.params[param],
-                            Shape::row_major(cout, kk),
-                            &mut ws.dcol,
-                            Shape::row_major(rows, kk),
-                            false,
-                        );
-                        ws.gb.clear();
-                        ws.gb.resize(n * h * w * cin, 0.0);
-                        col2im(&ws.dcol, n, h, w, cin, k, pad, oh, ow, &mut ws.gb);
-                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                        col_sums(ge, cout, &mut bias);
+                        *s += square(&ws.tmp) + square(&bias);
                     }
                 }
-                Op::Linear {
-                    inf,
-                    outf,
-                    relu,
-                    param,
-                    ..
-                } => {
-                    if relu {
-                        relu_mask(&mut ws.ga, out);
-                    }
+                Op::Linear { inf, outf, .. } => {
                     ws.stash[i].clone_from(&ws.ga);
                     for (e, s) in sq.iter_mut().enumerate() {
-                        let g2: f64 = ws.ga[e * outf..(e + 1) * outf]
-                            .iter()
-                            .map(|&v| f64::from(v) * f64::from(v))
-                            .sum();
-                        let x2: f64 = input[e * inf..(e + 1) * inf]
-                            .iter()
-                            .map(|&v| f64::from(v) * f64::from(v))
-                            .sum();
-                        *s += g2 * (x2 + 1.0);
-                    }
-                    if need_dx {
-                        ws.gb.resize(n * inf, 0.0);
-                        gemm(
-                            &ws.ga,
-                            Shape::row_major(n, outf),
-                            &self.params[param],
-                            Shape::row_major(outf, inf),
-                            &mut ws.gb,
-                            Shape::row_major(n, inf),
-                            false,
-                        );
-                        std::mem::swap(&mut ws.ga, &mut ws.gb);
+                        *s += square(&ws.ga[e * outf..(e + 1) * outf])
+                            * (square(&input[e * inf..(e + 1) * inf]) + 1.0);
                     }
                 }
-                Op::Pool { k, h, w, c, oh, ow } => {
-                    ws.gb.clear();
-                    ws.gb.resize(input.len(), 0.0);
-                    maxpool_backward(
-                        input,
-                        out,
-                        &ws.ga,
-                        n,
-                        h,
-                        w,
-                        c,
-                        k,
-                        oh,
-                        ow,
-                        &mut ws.gb,
-                        &mut ws.taken,
-                    );
-                    std::mem::swap(&mut ws.ga, &mut ws.gb);
-                }
-                Op::Relu => relu_mask(&mut ws.ga, out),
-                Op::Tanh => tanh_grad(&mut ws.ga, out),
+                _ => {}
+            }
+            if i > first {
+                self.input_grad_of(ws, i, x);
             }
         }
         norms.clear();
         norms.extend(sq.iter().map(|&s| s.sqrt() as f32));
-        let factors: Vec<f32> = norms
-            .iter()
-            .map(|&nm| (max_norm / (nm + 1e-6)).min(1.0))
-            .collect();
         for i in first..self.ops.len() {
+            // Each example's rows of the stored output gradient, scaled by its clipping factor.
+            let rows_per_example = match self.ops[i] {
+                Op::Conv { cout, oh, ow, .. } => oh * ow * cout,
+                Op::Linear { outf, .. } => outf,
+                _ => continue,
+            };
+            for (rows, &nm) in ws.stash[i]
+                .chunks_exact_mut(rows_per_example)
+                .zip(norms.iter())
+            {
+                let f = (max_norm / (nm + 1e-6)).min(1.0);
+                for v in rows {
+                    *v *= f;
+                }
+            }
             let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
-            match self.ops[i] {
-                Op::Conv {
-                    cin,
-                    cout,
+            self.weight_grads(i, &ws.stash[i], input, &ws.cols[i], n, grads);
+        }
+    }
+
+    /// Applies op `i`'s activation derivative to the gradient in `ws.ga` (a fused ReLU, or a
+    /// standalone ReLU or tanh); other ops pass it through.
+    fn mask_output_grad(&self, ws: &mut Workspace, i: usize) {
+        let out = &ws.acts[i];
+        match self.ops[i] {
+            Op::Conv { relu: true, .. } | Op::Linear { relu: true, .. } | Op::Relu => {
+                relu_mask(&mut ws.ga, out)
+            }
+            Op::Tanh => tanh_grad(&mut ws.ga, out),
+            _ => {}
+        }
+    }
+
+    /// Writes the weight and bias gradients of op `i` (when it has parameters) from its output
+    /// gradient `g`, its input, and its im2col buffer.
+    fn weight_grads(
+        &self,
+        i: usize,
+        g: &[f32],
+        input: &[f32],
+        col: &[f32],
+        n: usize,
+        grads: &mut [Vec<f32>],
+    ) {
+        match self.ops[i] {
+            Op::Conv {
+                cin,
+                cout,
+                k,
+                oh,
+                ow,
+                param,
+                ..
+            } => {
+                let (kk, rows) = (k * k * cin, n * oh * ow);
+                gemm(
+                    g,
+                    Shape::transposed(rows, cout),
+                    col,
+                    Shape::row_major(rows, kk),
+                    &mut grads[param],
+                    Shape::row_major(cout, kk),
+                    false,
+                );
+                col_sums(g, cout, &mut grads[param + 1]);
+            }
+            Op::Linear {
+                inf, outf, param, ..
+            } => {
+                gemm(
+                    g,
+                    Shape::transposed(n, outf),
+                    input,
+                    Shape::row_major(n, inf),
+                    &mut grads[param],
+                    Shape::row_major(outf, inf),
+                    false,
+                );
+                col_sums(g, outf, &mut grads[param + 1]);
+            }
+            _ => {}
+        }
+    }
+
+    /// Replaces the gradient in `ws.ga` with respect to op `i`'s output (activation derivative
+    /// already applied) by the gradient with respect to its input.
+    fn input_grad_of(&self, ws: &mut Workspace, i: usize, x: &[f32]) {
+        let n = ws.n;
+        let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+        match self.ops[i] {
+            Op::Conv {
+                cin,
+                cout,
+                k,
+                pad,
+                h,
+                w,
+                oh,
+                ow,
+                param,
+                ..
+            } => {
+                let (kk, rows) = (k * k * cin, n * oh * ow);
+                ws.dcol.resize(rows * kk, 0.0);
+                gemm(
+                    &ws.ga,
+                    Shape::row_major(rows, cout),
+                    &self.params[param],
+                    Shape::row_major(cout, kk),
+                    &mut ws.dcol,
+                    Shape::row_major(rows, kk),
+                    false,
+                );
+                ws.gb.clear();
+                ws.gb.resize(n * h * w * cin, 0.0);
+                col2im(&ws.dcol, n, h, w, cin, k, pad, oh, ow, &mut ws.gb);
+            }
+            Op::Linear {
+                inf, outf, param, ..
+            } => {
+                ws.gb.resize(n * inf, 0.0);
+                gemm(
+                    &ws.ga,
+                    Shape::row_major(n, outf),
+                    &self.params[param],
+                    Shape::row_major(outf, inf),
+                    &mut ws.gb,
+                    Shape::row_major(n, inf),
+                    false,
+                );
+            }
+            Op::Pool { k, h, w, c, oh, ow } => {
+                // Every input element lies in at most one window (stride = size) and is written
+                // once; the floor-mode remainder rows and columns stay zero.
+                ws.gb.clear();
+                ws.gb.resize(input.len(), 0.0);
+                maxpool_backward(
+                    input,
+                    &ws.acts[i],
+                    &ws.ga,
+                    n,
+                    h,
+                    w,
+                    c,
                     k,
                     oh,
                     ow,
-                    param,
-                    ..
-                } => {
-                    let (kk, p) = (k * k * cin, oh * ow);
-                    let g = &mut ws.stash[i];
-                    for (e, &f) in factors.iter().enumerate() {
-                        for v in &mut g[e * p * cout..(e + 1) * p * cout] {
-                            *v *= f;
-                        }
-                    }
-                    gemm(
-                        g,
-                        Shape::transposed(n * p, cout),
-                        &ws.cols[i],
-                        Shape::row_major(n * p, kk),
-                        &mut grads[param],
-                        Shape::row_major(cout, kk),
-                        false,
-                    );
-                    col_sums(g, cout, &mut grads[param + 1]);
-                }
-                Op::Linear {
-                    inf, outf, param, ..
-                } => {
-                    let g = &mut ws.stash[i];
-                    for (e, &f) in factors.iter().enumerate() {
-                        for v in &mut g[e * outf..(e + 1) * outf] {
-                            *v *= f;
-                        }
-                    }
-                    gemm(
-                        g,
-                        Shape::transposed(n, outf),
-                        input,
-                        Shape::row_major(n, inf),
-                        &mut grads[param],
-                        Shape::row_major(outf, inf),
-                        false,
-                    );
-                    col_sums(g, outf, &mut grads[param + 1]);
-                }
-                _ => {}
+                    &mut ws.gb,
+                    &mut ws.taken,
+                );
             }
+            // The derivative was applied in place by `mask_output_grad`.
+            Op::Relu | Op::Tanh => return,
         }
+        std::mem::swap(&mut ws.ga, &mut ws.gb);
     }
 
     /// Index of the first op with parameters: gradients need not flow below it for training.
