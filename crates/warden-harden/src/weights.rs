@@ -30,70 +30,42 @@ pub enum WeightsError {
     Arch(String),
 }
 
-fn to_torch(kind: ParamKind, ours: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; ours.len()];
+/// The two layouts differ by a transpose inside every output row: Warden's row is an `a × b`
+/// matrix (`[kh·kw, Cin]` of a convolution, `[H·W, C]` of a linear layer fed by a flattened image)
+/// where PyTorch's is `b × a`. None when the layouts agree.
+fn row_blocks(kind: ParamKind) -> Option<(usize, usize)> {
     match kind {
-        ParamKind::ConvWeight { cout, cin, k } => {
-            for o in 0..cout {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        for ci in 0..cin {
-                            out[((o * cin + ci) * k + ky) * k + kx] =
-                                ours[((o * k + ky) * k + kx) * cin + ci];
-                        }
-                    }
-                }
+        ParamKind::ConvWeight { k, cin, .. } => Some((k * k, cin)),
+        ParamKind::LinearWeightImage { c, h, w, .. } => Some((h * w, c)),
+        ParamKind::Plain => None,
+    }
+}
+
+/// Every consecutive `a × b` block of `src`, transposed to `b × a`.
+fn transpose_blocks(src: &[f32], a: usize, b: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; src.len()];
+    for (from, to) in src.chunks_exact(a * b).zip(out.chunks_exact_mut(a * b)) {
+        for i in 0..a {
+            for j in 0..b {
+                to[j * a + i] = from[i * b + j];
             }
         }
-        ParamKind::LinearWeightImage { out: rows, c, h, w } => {
-            let cols = c * h * w;
-            for r in 0..rows {
-                for y in 0..h {
-                    for x in 0..w {
-                        for ci in 0..c {
-                            out[r * cols + (ci * h + y) * w + x] =
-                                ours[r * cols + (y * w + x) * c + ci];
-                        }
-                    }
-                }
-            }
-        }
-        ParamKind::Plain => out.copy_from_slice(ours),
     }
     out
 }
 
-fn from_torch(kind: ParamKind, theirs: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; theirs.len()];
-    match kind {
-        ParamKind::ConvWeight { cout, cin, k } => {
-            for o in 0..cout {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        for ci in 0..cin {
-                            out[((o * k + ky) * k + kx) * cin + ci] =
-                                theirs[((o * cin + ci) * k + ky) * k + kx];
-                        }
-                    }
-                }
-            }
-        }
-        ParamKind::LinearWeightImage { out: rows, c, h, w } => {
-            let cols = c * h * w;
-            for r in 0..rows {
-                for y in 0..h {
-                    for x in 0..w {
-                        for ci in 0..c {
-                            out[r * cols + (y * w + x) * c + ci] =
-                                theirs[r * cols + (ci * h + y) * w + x];
-                        }
-                    }
-                }
-            }
-        }
-        ParamKind::Plain => out.copy_from_slice(theirs),
+fn to_torch(kind: ParamKind, ours: &[f32]) -> Vec<f32> {
+    match row_blocks(kind) {
+        Some((a, b)) => transpose_blocks(ours, a, b),
+        None => ours.to_vec(),
     }
-    out
+}
+
+fn from_torch(kind: ParamKind, theirs: &[f32]) -> Vec<f32> {
+    match row_blocks(kind) {
+        Some((a, b)) => transpose_blocks(theirs, b, a),
+        None => theirs.to_vec(),
+    }
 }
 
 /// Every parameter in PyTorch's layout, in [`Model::param_infos`] order.
