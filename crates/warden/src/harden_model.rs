@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
@@ -17,10 +17,10 @@ use warden_harden::nn::{Arch, Model, Pool};
 use warden_harden::optim::OptimSpec;
 use warden_harden::train::{self, DpConfig, Method, Recipe, Schedule, Trainer};
 use warden_harden::weights;
-use warden_ledger::{Kind, Record};
+use warden_ledger::Kind;
 
 use crate::Outcome;
-use crate::ledger_dir::{self, Access};
+use crate::ledger_dir;
 
 /// Largest architecture or model-card file read.
 const MAX_JSON: u64 = 1 << 20;
@@ -826,8 +826,6 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         )?;
     }
     if a.record {
-        let dir = a.ledger.clone().unwrap_or_else(ledger_dir::default_dir);
-        let ledger = ledger_dir::open(&dir, Access::ReadWrite, true)?;
         let mut subjects = vec![
             json!({"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}),
             json!({"name": "model", "digest": format!("sha256:{}", hard.weights_sha256)}),
@@ -843,18 +841,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
             "subjects": subjects,
             "payload": {"check": "robustness", "report": a.out.display().to_string(), "headline": report["headline"], "test_set_sha256": test.digest()},
         });
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let index = ledger.append(&Record::from_value(record, now)?)?;
-        if ledger.can_sign() {
-            ledger.checkpoint()?;
-        }
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("recorded as ledger record {index} in {}", dir.display());
-        }
+        ledger_dir::record_now(a.ledger.as_deref(), record)?;
     }
     #[allow(clippy::print_stderr)]
     {
@@ -1164,26 +1151,13 @@ pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
         }
     }
     if a.record {
-        let dir = a.ledger.clone().unwrap_or_else(ledger_dir::default_dir);
-        let ledger = ledger_dir::open(&dir, Access::ReadWrite, true)?;
         let record = json!({
             "kind": Kind::Evidence.as_str(), "actor": "warden:privacy-mia",
             "subjects": [{"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}, {"name": "model", "digest": format!("sha256:{}", m.weights_sha256)}],
             "payload": {"check": "membership-inference", "auc": report["loss_threshold"]["auc"], "advantage": report["loss_threshold"]["advantage"],
                         "shadow_attack_accuracy": report["shadow_models"]["attack_accuracy_on_target"], "epsilon": card["privacy"]["epsilon"]},
         });
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let index = ledger.append(&Record::from_value(record, now)?)?;
-        if ledger.can_sign() {
-            ledger.checkpoint()?;
-        }
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("recorded as ledger record {index} in {}", dir.display());
-        }
+        ledger_dir::record_now(a.ledger.as_deref(), record)?;
     }
     #[allow(clippy::print_stderr)]
     {

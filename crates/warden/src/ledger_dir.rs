@@ -143,3 +143,27 @@ pub(crate) fn open(dir: &Path, access: Access, signing: bool) -> Result<Ledger<S
     let signer = if signing { load_signer(dir)? } else { None };
     Ok(Ledger::open(store, signer)?)
 }
+
+/// Appends one evidence-style `record` (JSON, without a time: now is used) to the ledger in `dir`
+/// (the default one when None), signs a checkpoint when the directory holds the key, and says on
+/// stderr where it went. Returns the record's index.
+pub(crate) fn record_now(dir: Option<&Path>, record: serde_json::Value) -> Result<u64> {
+    let dir = dir.map_or_else(default_dir, Path::to_path_buf);
+    let ledger = open(&dir, Access::ReadWrite, true)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let index = ledger.append(&warden_ledger::Record::from_value(record, now)?)?;
+    #[allow(clippy::print_stderr)]
+    if ledger.can_sign() {
+        ledger.checkpoint()?;
+    } else {
+        eprintln!("note: no signing key in this ledger directory, so no checkpoint was signed");
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("recorded as ledger record {index} in {}", dir.display());
+    }
+    Ok(index)
+}

@@ -9,12 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use warden_ledger::{Kind, Record};
+use warden_ledger::Kind;
 use warden_risk::check::{EvidenceSource, MAX_EVIDENCE_BYTES};
 use warden_risk::{Analysis, CheckOptions, Date, report, templates};
 
 use crate::Outcome;
-use crate::ledger_dir::{self, Access};
+use crate::ledger_dir;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RiskCommand {
@@ -276,8 +276,6 @@ fn check(a: CheckArgs, out: &mut impl Write) -> Result<Outcome> {
         )?;
     }
     if a.record {
-        let dir = a.ledger.clone().unwrap_or_else(ledger_dir::default_dir);
-        let ledger = ledger_dir::open(&dir, Access::ReadWrite, true)?;
         let record = json!({
             "kind": Kind::Evidence.as_str(),
             "actor": "warden:risk-check",
@@ -300,16 +298,7 @@ fn check(a: CheckArgs, out: &mut impl Write) -> Result<Outcome> {
                 "as_of": analysis.today.to_string(),
             },
         });
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let index = ledger.append(&Record::from_value(record, now)?)?;
-        ledger.checkpoint()?;
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("recorded as ledger record {index} in {}", dir.display());
-        }
+        ledger_dir::record_now(a.ledger.as_deref(), record)?;
     }
     Ok(if analysis.passed() {
         Outcome::Ok
