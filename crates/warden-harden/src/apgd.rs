@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{AttackOutput, check_inputs, run_sharded};
+use crate::attack::{AttackOutput, check_inputs, run_sharded, sign};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::rng::Rng;
 
@@ -152,16 +152,6 @@ fn loss_and_grad(
 fn project(x: &[f32], v: &mut [f32], eps: f32, lo: f32, hi: f32) {
     for (v, &x0) in v.iter_mut().zip(x) {
         *v = v.clamp(x0 - eps, x0 + eps).clamp(lo, hi);
-    }
-}
-
-fn sign(g: f32) -> f32 {
-    if g > 0.0 {
-        1.0
-    } else if g < 0.0 {
-        -1.0
-    } else {
-        0.0
     }
 }
 

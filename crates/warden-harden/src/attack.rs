@@ -302,7 +302,7 @@ pub(crate) fn attack_shard(
             ok[i] = a.success(argmax(row), y[i], classes);
         }
     }
-    let sign = match a.goal {
+    let direction = match a.goal {
         Goal::Untargeted => 1.0f32,
         Goal::Targeted { .. } => -1.0,
     };
@@ -379,7 +379,7 @@ pub(crate) fn attack_shard(
                     &mut st.xa[k * len..(k + 1) * len],
                     &g[k * len..(k + 1) * len],
                 );
-                step_project(a, sign, xk, xak, gk);
+                step_project(a, direction, xk, xak, gk);
             }
             if keep.iter().any(|k| !k) {
                 compact(&keep, len, &mut st);
@@ -435,20 +435,24 @@ fn random_start(a: &Pgd, rng: &mut Rng, x: &[f32], xa: &mut [f32]) {
     }
 }
 
-/// One ascent step on the loss (descent when `sign` is -1), then projection onto the ball around
-/// `x` and the input bounds.
-fn step_project(a: &Pgd, sign: f32, x: &[f32], xa: &mut [f32], g: &[f32]) {
+/// The sign of a gradient entry, 0 for 0 (as `torch.sign`; `f32::signum` gives 1 for 0).
+pub(crate) fn sign(g: f32) -> f32 {
+    if g > 0.0 {
+        1.0
+    } else if g < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// One ascent step on the loss (descent when `direction` is -1) for one example, then projection
+/// onto the ball around `x` and the input bounds.
+pub(crate) fn step_project(a: &Pgd, direction: f32, x: &[f32], xa: &mut [f32], g: &[f32]) {
     match a.norm {
         Norm::Linf => {
             for ((v, &x0), &gi) in xa.iter_mut().zip(x).zip(g) {
-                let s = if gi > 0.0 {
-                    1.0
-                } else if gi < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                };
-                let moved = *v + sign * a.step * s;
+                let moved = *v + direction * a.step * sign(gi);
                 *v = moved.clamp(x0 - a.eps, x0 + a.eps).clamp(a.lo, a.hi);
             }
         }
@@ -459,7 +463,7 @@ fn step_project(a: &Pgd, sign: f32, x: &[f32], xa: &mut [f32], g: &[f32]) {
                 .sum::<f64>()
                 .sqrt();
             if gn > 0.0 {
-                let scale = (f64::from(sign * a.step) / gn) as f32;
+                let scale = (f64::from(direction * a.step) / gn) as f32;
                 for (v, &gi) in xa.iter_mut().zip(g) {
                     *v += scale * gi;
                 }

@@ -459,17 +459,12 @@ fn trades_shard(
         sc.dl.extend(q.iter().zip(&sc.probs).map(|(q, p)| q - p));
         model.backward(ws, &sc.adv, &sc.dl, None, true);
         let g = ws.input_grad();
-        for ((v, &x0), &gi) in sc.adv.iter_mut().zip(xs).zip(g) {
-            let s = if gi > 0.0 {
-                1.0
-            } else if gi < 0.0 {
-                -1.0
-            } else {
-                0.0
-            };
-            *v = (*v + a.step * s)
-                .clamp(x0 - a.eps, x0 + a.eps)
-                .clamp(a.lo, a.hi);
+        for ((x0, v), gi) in xs
+            .chunks_exact(len)
+            .zip(sc.adv.chunks_exact_mut(len))
+            .zip(g.chunks_exact(len))
+        {
+            attack::step_project(a, 1.0, x0, v, gi);
         }
     }
     let la = model.forward(ws, &sc.adv, m)?;
