@@ -242,6 +242,32 @@ impl Trainer {
         per_thread.max(1).saturating_mul(self.pool.threads())
     }
 
+    /// Sums the first `used` shards' weight gradients into the first scratch (zero when no shard
+    /// ran) and returns their summed loss and correct count; a non-finite loss is an error.
+    fn reduce(&mut self, used: usize) -> Result<(f64, usize), ModelError> {
+        let (first, rest) = self.scratch.split_at_mut(1);
+        if used == 0 {
+            for g in &mut first[0].grads {
+                g.fill(0.0);
+            }
+        }
+        for sc in &rest[..used.saturating_sub(1)] {
+            for (g, h) in first[0].grads.iter_mut().zip(&sc.grads) {
+                for (a, b) in g.iter_mut().zip(h) {
+                    *a += b;
+                }
+            }
+        }
+        let loss: f64 = self.scratch[..used].iter().map(|s| s.loss).sum();
+        let correct: usize = self.scratch[..used].iter().map(|s| s.correct).sum();
+        if !loss.is_finite() {
+            return Err(ModelError::Input(
+                "the loss is not finite (learning rate too high?)".into(),
+            ));
+        }
+        Ok((loss, correct))
+    }
+
     fn check_batch(&self, n: usize) -> Result<(), ModelError> {
         if n > self.max_batch() {
             return Err(ModelError::Input(format!(
@@ -322,21 +348,7 @@ impl Trainer {
             },
         )?;
         let used = self.pool.shards(n).len();
-        let (first, rest) = self.scratch.split_at_mut(1);
-        for sc in &rest[..used - 1] {
-            for (g, h) in first[0].grads.iter_mut().zip(&sc.grads) {
-                for (a, b) in g.iter_mut().zip(h) {
-                    *a += b;
-                }
-            }
-        }
-        let loss: f64 = self.scratch[..used].iter().map(|s| s.loss).sum();
-        let correct: usize = self.scratch[..used].iter().map(|s| s.correct).sum();
-        if !loss.is_finite() {
-            return Err(ModelError::Input(
-                "the loss is not finite (learning rate too high?)".into(),
-            ));
-        }
+        let (loss, correct) = self.reduce(used)?;
         self.opt
             .step(self.model.params_mut(), &self.scratch[0].grads);
         Ok(Stats {
@@ -587,38 +599,19 @@ impl Trainer {
                 Ok::<(), ModelError>(())
             },
         )?;
-        let (first, rest) = self.scratch.split_at_mut(1);
-        if used == 0 {
-            for g in &mut first[0].grads {
-                g.fill(0.0);
-            }
-        }
-        for sc in &rest[..used.saturating_sub(1)] {
-            for (g, h) in first[0].grads.iter_mut().zip(&sc.grads) {
-                for (a, b) in g.iter_mut().zip(h) {
-                    *a += b;
-                }
-            }
-        }
+        let (loss, correct) = self.reduce(used)?;
         let mut rng = Rng::new(noise_seed);
         let std = f64::from(dp.noise_multiplier) * f64::from(dp.max_norm);
         let inv = 1.0 / dp.expected_batch as f32;
-        for g in &mut first[0].grads {
+        for g in &mut self.scratch[0].grads {
             for v in g.iter_mut() {
                 *v = (*v + (std * rng.normal()) as f32) * inv;
             }
         }
-        let loss: f64 = self.scratch[..used].iter().map(|s| s.loss).sum();
-        let correct: usize = self.scratch[..used].iter().map(|s| s.correct).sum();
         let clipped: usize = self.scratch[..used]
             .iter()
             .map(|s| s.ok.iter().filter(|c| **c).count())
             .sum();
-        if !loss.is_finite() {
-            return Err(ModelError::Input(
-                "the loss is not finite (learning rate too high?)".into(),
-            ));
-        }
         self.opt
             .step(self.model.params_mut(), &self.scratch[0].grads);
         let k = n.max(1) as f64;
