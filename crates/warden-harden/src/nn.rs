@@ -767,6 +767,23 @@ impl Model {
     }
 
     /// Index of the first op with parameters: gradients need not flow below it for training.
+    /// Width of the penultimate features: the input of the last layer (after its activation),
+    /// what feature-space detectors (Mahalanobis, kNN) look at. `None` for a single-layer model.
+    pub fn features_len(&self) -> Option<usize> {
+        let n = self.ops.len();
+        (n >= 2).then(|| self.dims[n - 1].len())
+    }
+
+    /// The penultimate features (`n × features_len()`) of the last [`Model::forward`] in `ws`.
+    /// Empty for a single-layer model or before any forward pass.
+    pub fn features<'w>(&self, ws: &'w Workspace) -> &'w [f32] {
+        let n = self.ops.len();
+        if n < 2 || ws.acts.len() < n - 1 {
+            return &[];
+        }
+        &ws.acts[n - 2]
+    }
+
     fn first_param_op(&self) -> usize {
         self.ops
             .iter()
@@ -1774,5 +1791,34 @@ mod tests {
         assert_eq!(shard_ranges(5, 2), vec![0..5]);
         assert_eq!(shard_ranges(33, 2), vec![0..17, 17..33]);
         assert_eq!(shard_ranges(0, 2), Vec::<std::ops::Range<usize>>::new());
+    }
+
+    #[test]
+    fn penultimate_features_feed_the_last_layer() {
+        let m = Model::init(&Arch::small_cnn(), 3).expect("model");
+        let mut ws = Workspace::default();
+        let x: Vec<f32> = (0..2 * 784)
+            .map(|i| ((i * 37) % 101) as f32 / 101.0)
+            .collect();
+        let logits = m.forward(&mut ws, &x, 2).expect("forward").to_vec();
+        let f = m.features(&ws);
+        assert_eq!(m.features_len(), Some(128));
+        assert_eq!(f.len(), 2 * 128);
+        // The last layer is linear 128 → 10 (PyTorch layout [out, in]) on the features.
+        let (w, b) = (&m.params()[6], &m.params()[7]);
+        for e in 0..2 {
+            for o in 0..10 {
+                let z: f32 = b[o]
+                    + (0..128)
+                        .map(|i| w[o * 128 + i] * f[e * 128 + i])
+                        .sum::<f32>();
+                assert!(
+                    (z - logits[e * 10 + o]).abs() < 1e-4,
+                    "{z} vs {}",
+                    logits[e * 10 + o]
+                );
+            }
+        }
+        assert!(f.iter().all(|&v| v >= 0.0), "after the fused ReLU");
     }
 }
