@@ -1,10 +1,12 @@
 """Checks a Warden ONNX export with the onnx checker and onnxruntime, and against the same weights
-loaded into PyTorch from the model directory's safetensors file (the small-cnn architecture).
+loaded into PyTorch from the model directory's safetensors file, in the nn.Sequential that the
+directory's arch.json describes (any Warden architecture: strides, paddings, tanh, pools).
 
 Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx
 (needs torch, onnx, onnxruntime, safetensors in that venv).
 """
 import gzip
+import json
 import sys
 
 import numpy as np
@@ -19,8 +21,22 @@ onnx.checker.check_model(onnx.load(path))
 with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
     x = np.frombuffer(f.read(), np.uint8, offset=16).astype(np.float32).reshape(-1, 1, 28, 28)[:1000] / 255.0
 ours = ort.InferenceSession(path).run(["logits"], {"x": x})[0]
-net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-                    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def module(layer):
+    t = layer["type"]
+    if t == "conv2d":
+        return nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel"],
+                         stride=layer.get("stride", 1), padding=layer.get("padding", 0))
+    if t == "max_pool2d":
+        return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"))
+    if t == "linear":
+        return nn.Linear(layer["in_features"], layer["out_features"])
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "flatten": nn.Flatten}[t]()
+
+
+with open(f"{model_dir}/arch.json") as f:
+    net = nn.Sequential(*[module(layer) for layer in json.load(f)["layers"]])
 net.load_state_dict(load_file(f"{model_dir}/model.safetensors"))
 with torch.no_grad():
     theirs = net(torch.from_numpy(x)).numpy()

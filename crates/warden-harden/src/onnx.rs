@@ -421,14 +421,17 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                 let pads = n.ints("pads").unwrap_or(&[0, 0, 0, 0]);
                 let ones = |name: &str| n.ints(name).is_none_or(|v| v.iter().all(|&x| x == 1));
                 let pad = pads.first().copied().unwrap_or(0);
+                let strides = n.ints("strides").unwrap_or(&[1, 1]);
+                let stride = strides.first().copied().unwrap_or(1);
                 if kh != kw
                     || n.int("group", 1) != 1
-                    || !ones("strides")
+                    || strides.len() != 2
+                    || strides.iter().any(|&s| s != stride)
                     || !ones("dilations")
                     || pads.iter().any(|&p| p != pad)
                     || n.attr("auto_pad").is_some()
                 {
-                    return Err(unsupported("Conv other than square kernels, stride 1, dilation 1, one group, symmetric explicit padding".into()));
+                    return Err(unsupported("Conv other than square kernels, equal strides, dilation 1, one group, symmetric explicit padding".into()));
                 }
                 let to = dim;
                 layers.push(LayerSpec::Conv2d {
@@ -439,6 +442,10 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                         .ok()
                         .filter(|&p| p < 16)
                         .ok_or_else(|| bad("Conv padding out of range"))?,
+                    stride: usize::try_from(stride)
+                        .ok()
+                        .filter(|&s| (1..16).contains(&s))
+                        .ok_or_else(|| bad("Conv stride out of range"))?,
                 });
                 let bias = match n.inputs.get(2) {
                     Some(b) if !b.is_empty() => get(b)?.f32s()?,
@@ -457,10 +464,21 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     .ints("dilations")
                     .is_none_or(|v| v.iter().all(|&x| x == 1));
                 match (k, s) {
-                    ([a, b], [c, d]) if a == b && a == c && a == d && *a > 0 && zero_pads && ones && n.int("ceil_mode", 0) == 0 => {
-                        layers.push(LayerSpec::MaxPool2d { kernel: *a as usize })
+                    ([a, b], [c, d])
+                        if a == b
+                            && c == d
+                            && (1..16).contains(a)
+                            && (1..=*a).contains(c)
+                            && zero_pads
+                            && ones
+                            && n.int("ceil_mode", 0) == 0 =>
+                    {
+                        layers.push(LayerSpec::MaxPool2d {
+                            kernel: *a as usize,
+                            stride: (c != a).then_some(*c as usize),
+                        })
                     }
-                    _ => return Err(unsupported("MaxPool other than square windows with stride equal to size, no padding, floor mode".into())),
+                    _ => return Err(unsupported("MaxPool other than square windows with equal strides up to the size, no padding, floor mode".into())),
                 }
             }
             "Flatten" => {
@@ -690,7 +708,10 @@ pub fn export(model: &Model) -> Vec<u8> {
         let mut inputs = vec![current.clone()];
         let op = match *layer {
             LayerSpec::Conv2d {
-                kernel, padding, ..
+                kernel,
+                padding,
+                stride,
+                ..
             } => {
                 inputs.push(format!("{li}.weight"));
                 inputs.push(format!("{li}.bias"));
@@ -698,17 +719,18 @@ pub fn export(model: &Model) -> Vec<u8> {
                 let p = padding as i64;
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
                 n.msg(5, &attr_ints("pads", &[p, p, p, p]));
-                n.msg(5, &attr_ints("strides", &[1, 1]));
+                n.msg(5, &attr_ints("strides", &[stride as i64, stride as i64]));
                 n.msg(5, &attr_ints("dilations", &[1, 1]));
                 n.msg(5, &attr_int("group", 1));
                 "Conv"
             }
             LayerSpec::Relu => "Relu",
             LayerSpec::Tanh => "Tanh",
-            LayerSpec::MaxPool2d { kernel } => {
+            LayerSpec::MaxPool2d { kernel, stride } => {
                 let k = kernel as i64;
+                let s = stride.unwrap_or(kernel) as i64;
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
-                n.msg(5, &attr_ints("strides", &[k, k]));
+                n.msg(5, &attr_ints("strides", &[s, s]));
                 n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
                 "MaxPool"
             }

@@ -135,11 +135,17 @@ fn refuses_damaged_and_unsupported_files() {
     }
 }
 
-/// Export then import gives back the same layers and the same weights.
+/// Export then import gives back the same layers and the same weights (strided convolutions and
+/// overlapping pools included: dp-cnn).
 #[test]
 fn export_round_trips() {
     use warden_harden::nn::{Arch, Model};
-    for arch in [Arch::small_cnn(), Arch::cnn4(), Arch::mlp(&[64, 32])] {
+    for arch in [
+        Arch::small_cnn(),
+        Arch::cnn4(),
+        Arch::dp_cnn(),
+        Arch::mlp(&[64, 32]),
+    ] {
         let m = Model::init(&arch, 4).unwrap();
         let bytes = warden_harden::onnx::export(&m);
         let back = import(&bytes).unwrap();

@@ -62,17 +62,25 @@ fn mini_cnn() -> Arch {
                 out_channels: 4,
                 kernel: 3,
                 padding: 0,
+                stride: 1,
             },
             Relu,
-            MaxPool2d { kernel: 2 },
+            MaxPool2d {
+                kernel: 2,
+                stride: None,
+            },
             Conv2d {
                 in_channels: 4,
                 out_channels: 6,
                 kernel: 3,
                 padding: 1,
+                stride: 1,
             },
             Relu,
-            MaxPool2d { kernel: 2 },
+            MaxPool2d {
+                kernel: 2,
+                stride: None,
+            },
             Flatten,
             Linear {
                 in_features: 216,
@@ -135,15 +143,17 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 out_channels,
                 kernel,
                 padding,
+                stride,
                 ..
             } => {
                 c = out_channels;
-                h = h + 2 * padding - kernel + 1;
-                w = w + 2 * padding - kernel + 1;
+                h = (h + 2 * padding - kernel) / stride + 1;
+                w = (w + 2 * padding - kernel) / stride + 1;
             }
-            LayerSpec::MaxPool2d { kernel } => {
-                h /= kernel;
-                w /= kernel;
+            LayerSpec::MaxPool2d { kernel, stride } => {
+                let s = stride.unwrap_or(kernel);
+                h = (h - kernel) / s + 1;
+                w = (w - kernel) / s + 1;
             }
             LayerSpec::Flatten => flat = true,
             LayerSpec::Linear { .. } => {
