@@ -454,10 +454,15 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         let epsilon = accountant.epsilon(q, sigma, steps, a.dp_delta)?;
         let (rdp_epsilon, order) =
             warden_harden::accountant::dp_sgd_epsilon(q, sigma, steps, a.dp_delta)?;
+        let also = if accountant == warden_harden::accountant::Method::Rdp {
+            String::new()
+        } else {
+            format!("; RDP would say {rdp_epsilon:.4}")
+        };
         #[allow(clippy::print_stderr)]
         {
             eprintln!(
-                "DP-SGD: q = {q:.5}, {steps} steps, noise multiplier {sigma:.4}, clip {}: epsilon {epsilon:.4} at delta {} ({}; RDP {rdp_epsilon:.4})",
+                "DP-SGD: q = {q:.5}, {steps} steps, noise multiplier {sigma:.4}, clip {}: epsilon {epsilon:.4} at delta {} ({}{also})",
                 a.max_grad_norm,
                 a.dp_delta,
                 accountant.name().to_uppercase()
