@@ -12,8 +12,23 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{AttackOutput, check_inputs, run_sharded};
-use crate::nn::{Model, ModelError, Pool, Workspace};
+use crate::nn::{Model, ModelError, Pool};
 use crate::rng::Rng;
+
+/// A model seen only through its logits: a process behind a pipe, a remote service, or an ONNX
+/// graph Warden cannot run itself. Inputs are channels-last, like every input in this crate.
+pub trait Oracle {
+    /// `[channels, height, width]` of one input.
+    fn input(&self) -> [usize; 3];
+    /// Number of classes (logits per input).
+    fn classes(&self) -> usize;
+    /// Writes the logits of `n` inputs (`x` is `n × c·h·w`) to `out` (`n × classes`), or says why
+    /// it could not.
+    fn logits(&mut self, x: &[f32], n: usize, out: &mut Vec<f32>) -> Result<(), String>;
+}
+
+/// Largest number of inputs sent to an oracle in one query batch.
+pub const ORACLE_BATCH: usize = 256;
 
 /// Square under L∞, untargeted, on `channels × height × width` images (channels-last values).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -80,8 +95,87 @@ pub fn run(
     a.validate().map_err(ModelError::Input)?;
     check_inputs(model, x, y, a.lo, a.hi)?;
     let [c, h, w] = model.arch().input;
+    let classes = model.classes();
     run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
-        shard(model, ws, a, (c, h, w), xs, ys, first, seed, adv, ok)
+        let mut forward = |batch: &[f32], n: usize, out: &mut Vec<f32>| {
+            let logits = model.forward(ws, batch, n).map_err(|e| e.to_string())?;
+            out.clear();
+            out.extend_from_slice(logits);
+            Ok(())
+        };
+        // The engine's own model cannot fail on validated inputs.
+        let _ = shard(
+            &mut forward,
+            classes,
+            a,
+            (c, h, w),
+            xs,
+            ys,
+            first,
+            seed,
+            adv,
+            ok,
+        );
+    })
+}
+
+/// Runs Square against an [`Oracle`], `ORACLE_BATCH` examples at a time, on one thread (the
+/// oracle is the bottleneck). Randomness is drawn per example index, so the result equals
+/// [`run`]'s on a model that answers the same logits.
+pub fn run_oracle(
+    oracle: &mut dyn Oracle,
+    a: &Square,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, String> {
+    a.validate()?;
+    let [c, h, w] = oracle.input();
+    let classes = oracle.classes();
+    let len = c * h * w;
+    let n = y.len();
+    if len == 0 || x.len() != n * len {
+        return Err(format!("{} values for {n} inputs of {len}", x.len()));
+    }
+    if let Some(&bad) = y.iter().find(|&&l| usize::from(l) >= classes) {
+        return Err(format!("label {bad} for an oracle of {classes} classes"));
+    }
+    if x.iter().any(|v| !v.is_finite() || *v < a.lo || *v > a.hi) {
+        return Err(format!(
+            "inputs must be finite and inside [{}, {}]",
+            a.lo, a.hi
+        ));
+    }
+    let mut adversarial = x.to_vec();
+    let mut success = vec![false; n];
+    let mut forward = |batch: &[f32], k: usize, out: &mut Vec<f32>| {
+        oracle.logits(batch, k, out)?;
+        if out.len() != k * classes || out.iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "the oracle answered {} values for {k} inputs of {classes} classes, or non-finite ones",
+                out.len()
+            ));
+        }
+        Ok(())
+    };
+    for start in (0..n).step_by(ORACLE_BATCH) {
+        let end = (start + ORACLE_BATCH).min(n);
+        shard(
+            &mut forward,
+            classes,
+            a,
+            (c, h, w),
+            &x[start * len..end * len],
+            &y[start..end],
+            start,
+            seed,
+            &mut adversarial[start * len..end * len],
+            &mut success[start..end],
+        )?;
+    }
+    Ok(AttackOutput {
+        adversarial,
+        success,
     })
 }
 
@@ -99,10 +193,13 @@ fn margins(logits: &[f32], y: &[u8], classes: usize, out: &mut Vec<f32>) {
     }
 }
 
+/// Logits of `n` inputs into the buffer, or why not.
+type Forward<'f> = dyn FnMut(&[f32], usize, &mut Vec<f32>) -> Result<(), String> + 'f;
+
 #[allow(clippy::too_many_arguments)]
 fn shard(
-    model: &Model,
-    ws: &mut Workspace,
+    forward: &mut Forward<'_>,
+    classes: usize,
     a: &Square,
     (c, h, w): (usize, usize, usize),
     x: &[f32],
@@ -111,10 +208,10 @@ fn shard(
     seed: u64,
     adv: &mut [f32],
     ok: &mut [bool],
-) {
+) -> Result<(), String> {
     let len = c * h * w;
     let n = y.len();
-    let classes = model.classes();
+    let mut logits = Vec::new();
     let mut rngs: Vec<Rng> = (0..n)
         .map(|i| Rng::stream(seed ^ 0x5a0a, (first + i) as u64, 0))
         .collect();
@@ -133,10 +230,8 @@ fn shard(
         }
     }
     let mut best = Vec::new();
-    let Ok(logits) = model.forward(ws, adv, n) else {
-        return;
-    };
-    margins(logits, y, classes, &mut best);
+    forward(adv, n, &mut logits)?;
+    margins(&logits, y, classes, &mut best);
     let mut active: Vec<usize> = (0..n).filter(|&i| best[i] > 0.0).collect();
     for (o, b) in ok.iter_mut().zip(&best) {
         *o = *b <= 0.0;
@@ -182,10 +277,8 @@ fn shard(
             }
             cy.push(y[i]);
         }
-        let Ok(logits) = model.forward(ws, &cand, active.len()) else {
-            return;
-        };
-        margins(logits, &cy, classes, &mut m);
+        forward(&cand, active.len(), &mut logits)?;
+        margins(&logits, &cy, classes, &mut m);
         for (k, &i) in active.iter().enumerate() {
             if m[k] < best[i] {
                 best[i] = m[k];
@@ -199,11 +292,11 @@ fn shard(
     }
     // A margin of exactly zero is a tie the arg-max may resolve either way: report what the model
     // predicts on the returned point.
-    if let Ok(logits) = model.forward(ws, adv, n) {
-        for (i, row) in logits.chunks_exact(classes).enumerate() {
-            ok[i] = crate::nn::argmax(row) != usize::from(y[i]);
-        }
+    forward(adv, n, &mut logits)?;
+    for (i, row) in logits.chunks_exact(classes).enumerate() {
+        ok[i] = crate::nn::argmax(row) != usize::from(y[i]);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -253,5 +346,68 @@ mod tests {
         );
         assert!((Square::new(0.1, 10_000).p_at(0) - 0.8).abs() < 1e-6);
         assert!((Square::new(0.1, 10_000).p_at(9_000) - 0.8 / 512.0).abs() < 1e-6);
+    }
+
+    /// An oracle that answers a model's logits; optionally lies about the count or sends NaN.
+    struct ModelOracle {
+        m: Model,
+        ws: crate::nn::Workspace,
+        queries: usize,
+        broken: bool,
+    }
+
+    impl Oracle for ModelOracle {
+        fn input(&self) -> [usize; 3] {
+            self.m.arch().input
+        }
+        fn classes(&self) -> usize {
+            self.m.classes()
+        }
+        fn logits(&mut self, x: &[f32], n: usize, out: &mut Vec<f32>) -> Result<(), String> {
+            self.queries += n;
+            let l = self
+                .m
+                .forward(&mut self.ws, x, n)
+                .map_err(|e| e.to_string())?;
+            out.clear();
+            out.extend_from_slice(l);
+            if self.broken {
+                out[0] = f32::NAN;
+            }
+            Ok(())
+        }
+    }
+
+    /// Through an oracle, Square finds the same points as on the model itself (randomness per
+    /// example index), batch size and threads notwithstanding; a lying oracle is an error.
+    #[test]
+    fn oracle_runs_equal_white_box_runs() {
+        let m = Model::init(&Arch::small_cnn(), 6).unwrap();
+        let mut rng = Rng::new(4);
+        let n = ORACLE_BATCH + 7;
+        let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
+        let y: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let a = Square::new(0.05, 30);
+        let want = run(&m, &mut Pool::new(2), &a, &x, &y, 9).unwrap();
+        let mut o = ModelOracle {
+            m: m.clone(),
+            ws: Default::default(),
+            queries: 0,
+            broken: false,
+        };
+        let got = run_oracle(&mut o, &a, &x, &y, 9).unwrap();
+        assert_eq!(got.adversarial, want.adversarial);
+        assert_eq!(got.success, want.success);
+        assert!(o.queries >= n && o.queries <= n * (a.queries + 2));
+        o.broken = true;
+        assert!(
+            run_oracle(&mut o, &a, &x, &y, 9)
+                .unwrap_err()
+                .contains("non-finite")
+        );
+        o.broken = false;
+        assert!(run_oracle(&mut o, &a, &x[1..], &y, 9).is_err());
+        let bad_label = vec![10u8; n];
+        assert!(run_oracle(&mut o, &a, &x, &bad_label, 9).is_err());
     }
 }

@@ -27,6 +27,13 @@ pub(crate) enum HardenCommand {
     Eval(crate::harden_model::EvalArgs),
     /// Write a model directory's model as ONNX (opset 13, weights inline), for any ONNX runtime.
     ExportOnnx(crate::harden_model::ExportArgs),
+    /// Clean and Square (score-based) robust accuracy of a model seen only through an oracle
+    /// program that answers logits over a pipe: any framework, any ONNX graph, a remote service.
+    /// The program and its arguments follow `--`.
+    EvalBlackbox(crate::harden_blackbox::BlackboxArgs),
+    /// Answer the oracle protocol for a Warden model (or a supported ONNX file) on stdin/stdout:
+    /// the reference implementation of what `eval-blackbox` talks to.
+    Oracle(crate::harden_blackbox::OracleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +129,8 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
         HardenCommand::Train(a) => return crate::harden_model::train_cmd(a),
         HardenCommand::Eval(a) => return crate::harden_model::eval_cmd(a),
         HardenCommand::ExportOnnx(a) => return crate::harden_model::export_cmd(a),
+        HardenCommand::EvalBlackbox(a) => return crate::harden_blackbox::blackbox_cmd(a),
+        HardenCommand::Oracle(a) => return crate::harden_blackbox::oracle_cmd(a),
     }
     Ok(Outcome::Ok)
 }

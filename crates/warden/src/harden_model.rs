@@ -219,7 +219,7 @@ pub(crate) fn export_cmd(a: ExportArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -228,7 +228,7 @@ fn default_threads() -> usize {
 
 /// Progress with an ETA on stderr: one line rewritten in place on a terminal, otherwise a line
 /// every 10%.
-struct Progress {
+pub(crate) struct Progress {
     label: String,
     start: Instant,
     last: Instant,
@@ -237,7 +237,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(label: &str) -> Progress {
+    pub(crate) fn new(label: &str) -> Progress {
         let now = Instant::now();
         Progress {
             label: label.into(),
@@ -248,7 +248,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, done: usize, total: usize, detail: &str) {
+    pub(crate) fn update(&mut self, done: usize, total: usize, detail: &str) {
         let now = Instant::now();
         let decile = (done * 10).checked_div(total).unwrap_or(10);
         let due = if self.tty {
@@ -297,7 +297,7 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
@@ -311,7 +311,7 @@ fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename: an interrupted run leaves the
 /// old file or the new one, never half of one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .context("output path has no file name")?
@@ -322,7 +322,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -344,7 +344,7 @@ fn load_arch(spec: &str) -> Result<Arch> {
     Ok(arch)
 }
 
-fn command_line() -> Vec<String> {
+pub(crate) fn command_line() -> Vec<String> {
     std::env::args().collect()
 }
 
@@ -661,13 +661,13 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-struct LoadedModel {
-    model: Model,
-    weights_sha256: String,
+pub(crate) struct LoadedModel {
+    pub(crate) model: Model,
+    pub(crate) weights_sha256: String,
     card: Value,
 }
 
-fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
+pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
     if dir.is_file() {
         // An ONNX classifier (e.g. a PyTorch model exported with torch.onnx.export).
         let bytes = read_limited(dir, MAX_WEIGHTS)?;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_harden;
+mod harden_blackbox;
 mod harden_cmd;
 mod harden_model;
 mod ledger_cmd;
