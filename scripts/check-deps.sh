@@ -29,6 +29,9 @@ forbid warden-risk "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden
 # The kernels crate is the one place with unsafe code: it depends on nothing of Warden.
 forbid warden-gemm "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden-harden warden
 forbid warden-harden "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden
+# The monitor's detectors are sans-I/O state machines over vectors: no storage, no network, no
+# models (the CLI runs the model and hands the vectors over), no other pillar.
+forbid warden-monitor "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-harden warden-risk warden
 
 if [ "$fail" -ne 0 ]; then
   exit 1

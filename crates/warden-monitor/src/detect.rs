@@ -13,7 +13,8 @@
 //! - `squeeze`: feature squeezing (Xu et al. 2018): bit-depth reduction, median filters, the score.
 //! - `calibrate`: conformal thresholds and p-values, verdicts, ROC AUC, TPR, histograms.
 //! - `ensemble`: several detectors' conformal p-values combined (Bonferroni minimum or Fisher).
-//! - `linalg` and `rng` (private): the small dense linear algebra and the seeded generator.
+//! - `linalg` (private): the small dense linear algebra. The seeded generator is
+//!   [`crate::stats::Rng`].
 //!
 //! Scoring is on the request path, so a fitted detector's `score_with` takes a caller-owned
 //! [`Scratch`] and, once that scratch has grown to the detector's needs on the first call, does not
@@ -27,7 +28,6 @@ mod knn;
 mod linalg;
 mod mahalanobis;
 mod reconstruct;
-mod rng;
 mod squeeze;
 
 use serde::{Deserialize, Serialize};

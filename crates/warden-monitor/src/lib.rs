@@ -4,6 +4,7 @@
 //! detectors). The crate knows nothing of models, files, HTTP or async runtimes: the CLI and the
 //! server run the model, hand the vectors over, and act on the verdicts.
 
+pub mod arl;
 pub mod detect;
 pub mod stats;
 pub mod stream;

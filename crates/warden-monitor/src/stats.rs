@@ -849,6 +849,12 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// A uniform number in `[0, 1)` with 24 random bits (every value exactly representable in
+    /// f32), from the top bits.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 * (1.0 / 16_777_216.0)
+    }
+
     /// A uniform integer in `[0, n)` without modulo bias (Lemire 2019); `n` must be above 0.
     pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);

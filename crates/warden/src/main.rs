@@ -8,6 +8,9 @@ mod harden_cmd;
 mod harden_model;
 mod ledger_cmd;
 mod ledger_dir;
+mod monitor_bundle;
+mod monitor_cmd;
+mod monitor_report;
 mod privacy_cmd;
 mod risk_cmd;
 
@@ -42,6 +45,9 @@ enum Command {
     /// Adversarial hardening: datasets, shift sets, training (clean and adversarial), evaluation.
     #[command(subcommand)]
     Harden(harden_cmd::HardenCommand),
+    /// Real-time monitoring: calibrate detectors on a model, evaluate them, replay a stream.
+    #[command(subcommand)]
+    Monitor(monitor_cmd::MonitorCommand),
     /// Differential privacy accounting: epsilon of a DP-SGD schedule, or the noise a target needs.
     #[command(subcommand)]
     Privacy(privacy_cmd::PrivacyCommand),
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
         Command::Risk(cmd) => risk_cmd::run(cmd),
         Command::Harden(cmd) => harden_cmd::run(cmd),
+        Command::Monitor(cmd) => monitor_cmd::run(cmd),
         Command::Privacy(cmd) => privacy_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };

@@ -17,11 +17,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::linalg::dot_f32;
-use super::rng::Rng;
 use super::{
     DetectError, Detector, Scratch, bad_config, bad_state, check_finite_f32, check_rows,
     check_sample,
 };
+use crate::stats::Rng;
 
 /// How to fit a [`Knn`] detector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -103,7 +103,7 @@ impl Knn {
                 let mut rng = Rng::new(config.seed);
                 let mut idx: Vec<usize> = (0..n).collect();
                 for i in 0..m {
-                    let j = i + rng.below(n - i);
+                    let j = i + rng.below((n - i) as u64) as usize;
                     idx.swap(i, j);
                 }
                 idx.truncate(m);

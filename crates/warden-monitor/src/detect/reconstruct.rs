@@ -14,11 +14,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::linalg::{dot_f32, dot_f64, jacobi_eigen};
-use super::rng::Rng;
 use super::{
     DetectError, Detector, Scratch, bad_config, bad_state, check_finite_f32, check_finite_f64,
     check_rows, check_sample,
 };
+use crate::stats::Rng;
 
 /// A fitted PCA reconstruction-error detector.
 #[derive(Debug, Clone, Serialize, Deserialize)]
