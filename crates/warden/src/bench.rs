@@ -22,6 +22,8 @@ pub(crate) enum BenchCommand {
     Ledger(LedgerBench),
     /// Training, attack and adversarial-training throughput on Fashion-MNIST, as the PyTorch baseline.
     Harden(crate::bench_harden::HardenBench),
+    /// Per-request detector latency and stream detector throughput, as the Python baseline.
+    Monitor(crate::monitor_bench::MonitorBench),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +52,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<Outcome> {
     match cmd {
         BenchCommand::Ledger(b) => ledger(b),
         BenchCommand::Harden(b) => crate::bench_harden::run(b),
+        BenchCommand::Monitor(b) => crate::monitor_bench::run(b),
     }
 }
 
@@ -69,7 +72,7 @@ fn decision_line(i: u64) -> String {
     )
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

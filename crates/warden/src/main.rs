@@ -8,6 +8,7 @@ mod harden_cmd;
 mod harden_model;
 mod ledger_cmd;
 mod ledger_dir;
+mod monitor_bench;
 mod monitor_bundle;
 mod monitor_cmd;
 mod monitor_report;
