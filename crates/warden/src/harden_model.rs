@@ -960,9 +960,16 @@ pub(crate) struct MiaArgs {
     threads: usize,
     #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
     fashion_mnist: PathBuf,
+    /// A second model to attack the same way and show side by side (typically the non-private
+    /// model trained on the same data, to show what DP buys).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// The JSON report [default: stdout].
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// A readable Markdown summary (both models side by side with --baseline).
+    #[arg(long)]
+    md: Option<PathBuf>,
     /// Record the report's digest and figures in the ledger as an evidence record.
     #[arg(long)]
     record: bool,
@@ -1017,7 +1024,120 @@ fn train_plain(
 pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
     anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
     anyhow::ensure!(a.shadows <= 64, "--shadows at most 64");
-    let m = load_model_dir(&a.model)?;
+    let (mut report, m) = mia_one(&a, &a.model)?;
+    let card = &m.card;
+    let baseline = match &a.baseline {
+        Some(b) => Some(mia_one(&a, b)?),
+        None => None,
+    };
+    if let Some((b, _)) = &baseline {
+        report["baseline"] = b.clone();
+    }
+    report["schema"] = json!("warden.membership-report/v1");
+    report["command"] = json!(command_line());
+    let bytes = serde_json::to_vec_pretty(&report)?;
+    match &a.out {
+        Some(p) => write_atomic(p, &bytes)?,
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&bytes)?;
+            writeln!(o)?;
+        }
+    }
+    if let Some(md) = &a.md {
+        write_atomic(md, mia_markdown(&report).as_bytes())?;
+    }
+    if a.record {
+        let mut subjects = vec![
+            json!({"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}),
+            json!({"name": "model", "digest": format!("sha256:{}", m.weights_sha256)}),
+        ];
+        if let Some((_, bm)) = &baseline {
+            subjects.push(
+                json!({"name": "baseline", "digest": format!("sha256:{}", bm.weights_sha256)}),
+            );
+        }
+        let record = json!({
+            "kind": Kind::Evidence.as_str(), "actor": "warden:privacy-mia",
+            "subjects": subjects,
+            "payload": {"check": "membership-inference", "auc": report["loss_threshold"]["auc"], "advantage": report["loss_threshold"]["advantage"],
+                        "shadow_attack_accuracy": report["shadow_models"]["attack_accuracy_on_target"], "epsilon": card["privacy"]["epsilon"],
+                        "baseline_auc": report["baseline"]["loss_threshold"]["auc"]},
+        });
+        ledger_dir::record_now(a.ledger.as_deref(), record)?;
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "membership inference: loss-threshold AUC {:.4}, advantage {:.4}; shadow-model attack accuracy {}",
+            report["loss_threshold"]["auc"],
+            report["loss_threshold"]["advantage"],
+            report["shadow_models"]["attack_accuracy_on_target"]
+        );
+        if baseline.is_some() {
+            eprintln!(
+                "baseline: loss-threshold AUC {:.4}, advantage {:.4}; shadow-model attack accuracy {}",
+                report["baseline"]["loss_threshold"]["auc"],
+                report["baseline"]["loss_threshold"]["advantage"],
+                report["baseline"]["shadow_models"]["attack_accuracy_on_target"]
+            );
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The two models side by side (or one), as Markdown.
+fn mia_markdown(r: &Value) -> String {
+    let cols: Vec<(&str, &Value)> = std::iter::once(("model", r))
+        .chain(r.get("baseline").map(|b| ("baseline", b)))
+        .collect();
+    let num = |v: &Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.4}"));
+    let mut out = String::from("# Membership inference\n\n| | ");
+    out += &cols
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    out += " |\n|---|";
+    out += &"---|".repeat(cols.len());
+    out += "\n";
+    let row = |label: &str, f: &dyn Fn(&Value) -> String| {
+        let cells: Vec<String> = cols.iter().map(|(_, v)| f(v)).collect();
+        format!("| {label} | {} |\n", cells.join(" | "))
+    };
+    out += &row("directory", &|v| {
+        v["model"]["dir"].as_str().unwrap_or("").to_string()
+    });
+    out += &row(
+        "epsilon (delta)",
+        &|v| match v["model"]["privacy"].get("epsilon") {
+            Some(e) => format!("{} ({})", num(e), v["model"]["privacy"]["delta"]),
+            None => "not private".into(),
+        },
+    );
+    out += &row("members / non-members", &|v| {
+        format!("{} / {}", v["members"], v["non_members"])
+    });
+    out += &row("loss-threshold AUC", &|v| num(&v["loss_threshold"]["auc"]));
+    out += &row("membership advantage", &|v| {
+        num(&v["loss_threshold"]["advantage"])
+    });
+    for (i, fpr) in ["0.1%", "1%", "10%"].iter().enumerate() {
+        out += &row(&format!("TPR at {fpr} FPR"), &|v| {
+            num(&v["loss_threshold"]["tpr_at_fpr"][i][1])
+        });
+    }
+    out += &row("shadow-model attack accuracy", &|v| {
+        num(&v["shadow_models"]["attack_accuracy_on_target"])
+    });
+    out += "\nAn AUC of 0.5 and an accuracy of 0.5 are chance: the attack cannot tell members from non-members.\n";
+    out
+}
+
+/// Attacks one model (loss threshold, and shadow models when asked): the report's fields for it,
+/// and the loaded model.
+fn mia_one(a: &MiaArgs, dir: &Path) -> Result<(Value, LoadedModel)> {
+    let m = load_model_dir(dir)?;
     let card = &m.card;
     let recipe: Recipe = serde_json::from_value(card["recipe"].clone())
         .context("the model card has no readable recipe")?;
@@ -1146,40 +1266,11 @@ pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
         });
     }
     let report = json!({
-        "schema": "warden.membership-report/v1",
-        "model": {"dir": a.model.display().to_string(), "weights_sha256": m.weights_sha256, "recipe": recipe, "privacy": card.get("privacy")},
+        "model": {"dir": dir.display().to_string(), "weights_sha256": m.weights_sha256, "recipe": recipe, "privacy": card.get("privacy")},
         "members": k, "non_members": k,
         "membership": "members: the model's training examples (from its model card's split); non-members: the held-out validation split",
         "loss_threshold": loss,
         "shadow_models": shadow,
-        "command": command_line(),
     });
-    let bytes = serde_json::to_vec_pretty(&report)?;
-    match &a.out {
-        Some(p) => write_atomic(p, &bytes)?,
-        None => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&bytes)?;
-            writeln!(o)?;
-        }
-    }
-    if a.record {
-        let record = json!({
-            "kind": Kind::Evidence.as_str(), "actor": "warden:privacy-mia",
-            "subjects": [{"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}, {"name": "model", "digest": format!("sha256:{}", m.weights_sha256)}],
-            "payload": {"check": "membership-inference", "auc": report["loss_threshold"]["auc"], "advantage": report["loss_threshold"]["advantage"],
-                        "shadow_attack_accuracy": report["shadow_models"]["attack_accuracy_on_target"], "epsilon": card["privacy"]["epsilon"]},
-        });
-        ledger_dir::record_now(a.ledger.as_deref(), record)?;
-    }
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!(
-            "membership inference: loss-threshold AUC {:.4}, advantage {:.4}; shadow-model attack accuracy {}",
-            report["loss_threshold"]["auc"],
-            report["loss_threshold"]["advantage"],
-            report["shadow_models"]["attack_accuracy_on_target"]
-        );
-    }
-    Ok(Outcome::Ok)
+    Ok((report, m))
 }

@@ -351,6 +351,37 @@ fn dp_training_and_membership_inference() {
     eprintln!("membership AUC: non-private {a_np}, DP {a_dp}");
     assert!(a_np > a_dp, "non-private {a_np} vs DP {a_dp}");
     assert!((a_dp - 0.5).abs() < 0.06, "DP {a_dp}");
+    // One report with both models side by side, and its readable summary.
+    let (both, md) = (tmp.path().join("both.json"), tmp.path().join("both.md"));
+    ok(&warden(
+        &[
+            "privacy",
+            "mia",
+            dp.to_str().unwrap(),
+            "--baseline",
+            np.to_str().unwrap(),
+            "--shadows",
+            "0",
+            "-o",
+            both.to_str().unwrap(),
+            "--md",
+            md.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&both).unwrap()).unwrap();
+    assert_eq!(r["loss_threshold"]["auc"].as_f64().unwrap(), a_dp);
+    assert_eq!(
+        r["baseline"]["loss_threshold"]["auc"].as_f64().unwrap(),
+        a_np
+    );
+    assert!(r["model"]["privacy"]["epsilon"].is_number());
+    assert!(r["baseline"]["model"]["privacy"].is_null());
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("| loss-threshold AUC |") && md.contains("not private"),
+        "{md}"
+    );
     // Hostile: a model card whose recipe would divide by zero or train forever.
     let card_path = np.join("model-card.json");
     let mut card: serde_json::Value =
