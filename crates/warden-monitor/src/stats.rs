@@ -889,34 +889,100 @@ impl Rng {
 
 /// The KS test on sorted, finite, non-empty samples.
 pub(crate) fn ks_sorted_unchecked(a: &[f64], b: &[f64], method: KsMethod) -> KsResult {
-    let (n1, n2) = (a.len() as u64, b.len() as u64);
-    let g = gcd(n1, n2);
-    let (n1g, n2g) = (n1 / g, n2 / g);
-    let h = ks_scaled_statistic(a, b, n1g, n2g);
-    let lcm = n1g as f64 * n2 as f64;
-    let statistic = h as f64 / lcm;
-    let exact = match method {
-        KsMethod::Auto => n1.max(n2) as usize <= KS_EXACT_MAX_N,
-        KsMethod::Exact => (n1g as f64) < f64::from(i32::MAX) / n2g as f64,
-        KsMethod::Asymptotic => false,
-    };
-    let p_value = if h == 0 {
-        1.0
-    } else if exact {
-        if n1 == n2 {
-            ks_prob_outside_square(n1, h as u64)
-        } else {
-            ks_prob_outside_band(n1, n2, g, h)
-        }
-    } else {
-        let (nf1, nf2) = (n1 as f64, n2 as f64);
-        let en = (nf1 * nf2 / (nf1 + nf2)).round_ties_even().max(1.0);
-        kolmogorov_smirnov_sf(en as u64, statistic)
-    };
+    let plan = KsPlan::new(a.len(), b.len(), method);
+    let h = plan.scaled_statistic(a, b);
     KsResult {
-        statistic,
-        p_value: clamp_probability(p_value),
-        exact,
+        statistic: plan.statistic(h),
+        p_value: plan.p_value(h),
+        exact: plan.exact,
+    }
+}
+
+/// The two-sample KS test for fixed sample sizes `n1` and `n2`: the statistic is held as the
+/// integer `h = D · lcm(n1, n2)`, and the p-value is a nonincreasing function of `h` alone, which
+/// lets a detector that tests the same sizes again and again compare `h` with a critical value
+/// found once ([`KsPlan::critical`]) instead of computing a p-value at every test.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KsPlan {
+    n1: u64,
+    n2: u64,
+    g: u64,
+    n1g: u64,
+    n2g: u64,
+    exact: bool,
+}
+
+impl KsPlan {
+    /// For samples of `n1 >= 1` and `n2 >= 1` values.
+    pub(crate) fn new(n1: usize, n2: usize, method: KsMethod) -> KsPlan {
+        let (n1, n2) = (n1 as u64, n2 as u64);
+        let g = gcd(n1, n2);
+        let (n1g, n2g) = (n1 / g, n2 / g);
+        let exact = match method {
+            KsMethod::Auto => n1.max(n2) as usize <= KS_EXACT_MAX_N,
+            KsMethod::Exact => (n1g as f64) < f64::from(i32::MAX) / n2g as f64,
+            KsMethod::Asymptotic => false,
+        };
+        KsPlan {
+            n1,
+            n2,
+            g,
+            n1g,
+            n2g,
+            exact,
+        }
+    }
+
+    /// `h` of two sorted samples of the planned sizes (`a` of `n1`, `b` of `n2`).
+    pub(crate) fn scaled_statistic(&self, a: &[f64], b: &[f64]) -> u128 {
+        ks_scaled_statistic(a, b, self.n1g, self.n2g)
+    }
+
+    /// The largest possible `h`: `lcm(n1, n2)`, where `D = 1`.
+    fn max_scaled(&self) -> u128 {
+        u128::from(self.n1g) * u128::from(self.n2)
+    }
+
+    /// `D = h / lcm(n1, n2)`.
+    pub(crate) fn statistic(&self, h: u128) -> f64 {
+        h as f64 / (self.n1g as f64 * self.n2 as f64)
+    }
+
+    /// The p-value of `h` (two-sided), by the planned method.
+    pub(crate) fn p_value(&self, h: u128) -> f64 {
+        let p = if h == 0 {
+            1.0
+        } else if self.exact {
+            if self.n1 == self.n2 {
+                ks_prob_outside_square(self.n1, h as u64)
+            } else {
+                ks_prob_outside_band(self.n1, self.n2, self.g, h)
+            }
+        } else {
+            let (nf1, nf2) = (self.n1 as f64, self.n2 as f64);
+            let en = (nf1 * nf2 / (nf1 + nf2)).round_ties_even().max(1.0);
+            kolmogorov_smirnov_sf(en as u64, self.statistic(h))
+        };
+        clamp_probability(p)
+    }
+
+    /// The smallest `h` whose p-value is below `level` (`None` when even `D = 1` is not), by
+    /// bisection over the integers: about `log2(lcm)` p-values, once.
+    pub(crate) fn critical(&self, level: f64) -> Option<u128> {
+        let mut hi = self.max_scaled();
+        if self.p_value(hi) >= level {
+            return None;
+        }
+        let mut lo = 0u128; // p(0) = 1 >= level
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.p_value(mid) < level {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Some(hi)
     }
 }
 

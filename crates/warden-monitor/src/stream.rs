@@ -591,8 +591,10 @@ impl WindowKsConfig {
 /// raised when the smallest p-value is below the (corrected) level. The alarm's statistic is that
 /// smallest p-value. Scalar streams use `dim = 1`.
 ///
-/// Each test costs `O(dim (W log W + KS))`, where the exact KS p-value visits a band of the
-/// `n_ref × W` lattice; `stride` spreads that out.
+/// The sizes never change, so the p-value is a nonincreasing function of the integer statistic
+/// `D · lcm(n_ref, W)` alone: the critical statistic for the level is found once at fit time, and
+/// a test costs `O(dim (W log W + n_ref))` (sort the window, merge it with the reference). The
+/// p-value itself is computed only for an alarm and by [`WindowKs::p_values`].
 #[derive(Debug, Clone)]
 pub struct WindowKs {
     config: WindowKsConfig,
@@ -602,7 +604,11 @@ pub struct WindowKs {
     n_ref: usize,
     ring: Ring,
     column: Vec<f64>,
-    p_values: Vec<f64>,
+    plan: stats::KsPlan,
+    /// The smallest scaled statistic whose p-value is below the level (`None`: no window can be).
+    critical: Option<u128>,
+    /// Each feature's scaled statistic at the last test (0 before the first).
+    scaled: Vec<u128>,
     level: f64,
     seen: u64,
 }
@@ -629,6 +635,7 @@ impl WindowKs {
             Correction::Bonferroni => config.alpha / dim as f64,
             Correction::None => config.alpha,
         };
+        let plan = stats::KsPlan::new(n_ref, config.window, config.method);
         Ok(WindowKs {
             config,
             dim,
@@ -636,7 +643,9 @@ impl WindowKs {
             n_ref,
             ring: Ring::new(config.window, dim, config.stride),
             column: vec![0.0; config.window],
-            p_values: vec![1.0; dim],
+            plan,
+            critical: plan.critical(level),
+            scaled: vec![0; dim],
             level,
             seen: 0,
         })
@@ -661,17 +670,22 @@ impl WindowKs {
             }
             self.column.sort_unstable_by(f64::total_cmp);
             let reference = &self.reference[j * self.n_ref..(j + 1) * self.n_ref];
-            self.p_values[j] =
-                stats::ks_sorted_unchecked(reference, &self.column[..w], self.config.method)
-                    .p_value;
+            self.scaled[j] = self.plan.scaled_statistic(reference, &self.column[..w]);
         }
-        let p_min = self.p_values.iter().copied().fold(1.0, f64::min);
-        Ok((p_min < self.level).then_some(below(index, p_min, self.level)))
+        // The smallest p-value belongs to the largest statistic (same sizes for every feature).
+        let h_max = self.scaled.iter().copied().max().unwrap_or(0);
+        match self.critical {
+            Some(c) if h_max >= c => {
+                let p_min = self.plan.p_value(h_max);
+                Ok(Some(below(index, p_min, self.level)))
+            }
+            _ => Ok(None),
+        }
     }
 
-    /// The p-value of each feature at the last test (1 before the first).
-    pub fn p_values(&self) -> &[f64] {
-        &self.p_values
+    /// The p-value of each feature at the last test (1 before the first), computed on request.
+    pub fn p_values(&self) -> Vec<f64> {
+        self.scaled.iter().map(|&h| self.plan.p_value(h)).collect()
     }
 
     /// The level a p-value must fall below: `alpha`, divided by `dim` under Bonferroni.
@@ -682,7 +696,7 @@ impl WindowKs {
     /// Empties the window (keeps the reference).
     pub fn reset(&mut self) {
         self.ring.clear();
-        self.p_values.fill(1.0);
+        self.scaled.fill(0);
         self.seen = 0;
     }
 }

@@ -299,6 +299,56 @@ fn window_ks_run_length_and_delay() {
     assert_eq!(none.level(), 0.01);
 }
 
+/// The window KS decides by a critical statistic found at fit time; its alarms and p-values are
+/// exactly those of `ks_2samp` on each window, for the exact and the asymptotic p-value, with ties
+/// (values rounded to a coarse grid) and without.
+#[test]
+fn window_ks_decisions_equal_ks_2samp_on_every_window() {
+    use warden_monitor::stats::{KsMethod, ks_2samp};
+    for (method, round) in [
+        (KsMethod::Auto, false),
+        (KsMethod::Asymptotic, false),
+        (KsMethod::Auto, true),
+    ] {
+        let mut rng = Rng::new(11);
+        let q = |v: f64| if round { (v * 4.0).round() / 4.0 } else { v };
+        let reference: Vec<f64> = normals(&mut rng, 300, 0.0).into_iter().map(q).collect();
+        let config = WindowKsConfig {
+            alpha: 0.01,
+            method,
+            ..WindowKsConfig::new(40)
+        };
+        let mut ks = WindowKs::fit(&reference, 1, config).expect("valid reference");
+        let mut window = std::collections::VecDeque::new();
+        let (mut alarms, mut tests) = (0, 0);
+        for i in 0..600 {
+            let x = q(rng.standard_normal() + if i >= 300 { 0.6 } else { 0.0 });
+            window.push_back(x);
+            if window.len() > 40 {
+                window.pop_front();
+            }
+            let alarm = ks.update(&[x]).expect("finite");
+            if window.len() < 40 {
+                assert!(alarm.is_none());
+                continue;
+            }
+            tests += 1;
+            let w: Vec<f64> = window.iter().copied().collect();
+            let want = ks_2samp(&reference, &w, method).expect("valid samples");
+            assert_eq!(ks.p_values(), vec![want.p_value], "{method:?} at {i}");
+            assert_eq!(alarm.is_some(), want.p_value < 0.01, "{method:?} at {i}");
+            if let Some(a) = alarm {
+                assert_eq!(a.statistic, want.p_value);
+                alarms += 1;
+            }
+        }
+        assert!(
+            tests > 500 && alarms > 50,
+            "{method:?}: {alarms} alarms in {tests} tests"
+        );
+    }
+}
+
 #[test]
 fn window_mmd_with_a_null_quantile_and_with_permutations() {
     let dim = 2;
