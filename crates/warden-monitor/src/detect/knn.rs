@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use warden_gemm::Shape;
+
 use super::linalg::dot_f32;
 use super::{
     DetectError, Detector, Scratch, bad_config, bad_state, check_finite_f32, check_rows,
@@ -176,9 +178,25 @@ impl Detector for Knn {
             *u64_ = f64::from(v) / norm;
             *u32_ = *u64_ as f32;
         }
-        // Two tight passes: the dot products (vectorised), then the top k over them.
-        for (dot, r) in dots.iter_mut().zip(self.reference.chunks_exact(self.dim)) {
-            *dot = dot_f32(unit32, r);
+        // Two tight passes: the dot products, as one matrix-vector product through warden-gemm's
+        // kernels (chosen at run time for the CPU: AVX2 or AVX-512 where there is one), then the
+        // top k over them.
+        if warden_gemm::sgemm(
+            unit32,
+            Shape::row_major(1, self.dim),
+            &self.reference,
+            Shape::transposed(n, self.dim),
+            dots,
+            Shape::row_major(1, n),
+            false,
+        )
+        .is_err()
+        {
+            // The shapes come from the validated state; should the kernels refuse them anyway,
+            // the portable loop gives the same dot products.
+            for (dot, r) in dots.iter_mut().zip(self.reference.chunks_exact(self.dim)) {
+                *dot = dot_f32(unit32, r);
+            }
         }
         let mut top = TopK { heap, len: 0 };
         for (&dot, index) in dots.iter().zip(0u32..) {
