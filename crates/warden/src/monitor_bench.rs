@@ -27,7 +27,6 @@ use warden_harden::data::{self, Split};
 use warden_harden::nn::{Arch, Model, Workspace, argmax};
 use warden_harden::optim::OptimSpec;
 use warden_harden::train::{self, Method, Trainer};
-use warden_harden::weights;
 use warden_monitor::detect::{
     Activation, Autoencoder, AutoencoderConfig, Combination, Confidence, ConfidenceKind,
     ConformalCalibration, Detector, Ensemble, ImageShape, Knn, KnnConfig, Mahalanobis,
@@ -41,6 +40,8 @@ use warden_monitor::stream::{
 
 use crate::Outcome;
 use crate::bench::percentile;
+use crate::harden_model::load_model_dir;
+use crate::monitor_bundle::softmax;
 
 #[derive(Debug, Args)]
 pub(crate) struct MonitorBench {
@@ -272,7 +273,7 @@ pub(crate) fn run(b: MonitorBench) -> Result<Outcome> {
 
     // The monitored model.
     let (model, model_source) = match &b.model {
-        Some(dir) => (load_model(dir)?, dir.display().to_string()),
+        Some(dir) => (load_model_dir(dir)?.model, dir.display().to_string()),
         None => {
             // Trained on every training image but the calibration split, so that the conformal
             // calibration is on images the model has not seen, like the requests.
@@ -660,15 +661,6 @@ fn squeeze_extra(
     Ok(())
 }
 
-/// `out = softmax(logits)`, computed in f64.
-fn softmax(logits: &[f32], out: &mut [f32]) {
-    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&z| f64::from(z - m).exp()).sum();
-    for (o, &z) in out.iter_mut().zip(logits) {
-        *o = (f64::from(z - m).exp() / sum) as f32;
-    }
-}
-
 /// Runs the model over `idx` in batches on `threads` threads and collects every vector; with
 /// `squeeze`, also the probabilities of the squeezed copies.
 fn vectors(
@@ -681,7 +673,7 @@ fn vectors(
     threads: usize,
 ) -> Result<Vectors> {
     let n = idx.len();
-    let (d, f, c, s) = (dims.input, dims.features, dims.classes, SQUEEZERS.len());
+    let (d, c, s) = (dims.input, dims.classes, SQUEEZERS.len());
     let mut pixels = Vec::with_capacity(n * d);
     for &i in idx {
         pixels.extend_from_slice(&x[i * d..(i + 1) * d]);
@@ -698,76 +690,47 @@ fn vectors(
             }
         }
     }
-    // Per image: logits, features, then the squeezed copies' probabilities.
-    let per = c + f + if squeeze { s * c } else { 0 };
-    let mut packed = vec![0.0f32; n * per];
     let mut pool = warden_harden::nn::Pool::new(threads);
-    let chunk = model.chunk(256);
-    pool.run(n, &mut packed, |ws, range, out| {
-        for start in (range.start..range.end).step_by(chunk) {
-            let end = (start + chunk).min(range.end);
-            let o = &mut out[(start - range.start) * per..(end - range.start) * per];
-            let logits = model.forward(ws, &pixels[start * d..end * d], end - start)?;
-            for (row, l) in o.chunks_exact_mut(per).zip(logits.chunks_exact(c)) {
-                row[..c].copy_from_slice(l);
-            }
-            for (row, feat) in o
-                .chunks_exact_mut(per)
-                .zip(model.features(ws).chunks_exact(f))
-            {
-                row[c..c + f].copy_from_slice(feat);
-            }
-            if squeeze {
+    let (logits, features) = crate::monitor_cmd::model_outputs(model, &mut pool, &pixels, n)?;
+    // Per image, with `squeeze`: the squeezed copies' probabilities.
+    let mut squeezed = vec![0.0f32; if squeeze { n * s * c } else { 0 }];
+    if squeeze {
+        let chunk = model.chunk(256);
+        pool.run(n, &mut squeezed, |ws, range, out| {
+            let mut imgs = Vec::new();
+            for start in (range.start..range.end).step_by(chunk) {
+                let end = (start + chunk).min(range.end);
+                let o = &mut out[(start - range.start) * s * c..(end - range.start) * s * c];
                 for k in 0..s {
-                    let imgs: Vec<f32> = (start..end)
-                        .flat_map(|i| {
-                            squeezed_pixels[(i * s + k) * d..(i * s + k + 1) * d]
-                                .iter()
-                                .copied()
-                        })
-                        .collect();
+                    imgs.clear();
+                    for i in start..end {
+                        imgs.extend_from_slice(
+                            &squeezed_pixels[(i * s + k) * d..(i * s + k + 1) * d],
+                        );
+                    }
                     let logits = model.forward(ws, &imgs, end - start)?;
-                    for (row, l) in o.chunks_exact_mut(per).zip(logits.chunks_exact(c)) {
-                        softmax(l, &mut row[c + f + k * c..c + f + (k + 1) * c]);
+                    for (row, l) in o.chunks_exact_mut(s * c).zip(logits.chunks_exact(c)) {
+                        softmax(l, &mut row[k * c..(k + 1) * c]);
                     }
                 }
             }
-        }
-        Ok::<(), warden_harden::nn::ModelError>(())
-    })?;
+            Ok::<(), warden_harden::nn::ModelError>(())
+        })?;
+    }
     let mut v = Vectors {
         n,
         pixels,
-        logits: Vec::with_capacity(n * c),
-        features: Vec::with_capacity(n * f),
         probs: vec![0.0; n * c],
-        squeezed: Vec::with_capacity(if squeeze { n * s * c } else { 0 }),
+        predicted: logits.chunks_exact(c).map(|l| argmax(l) as u32).collect(),
+        logits,
+        features,
+        squeezed,
         labels: idx.iter().map(|&i| labels[i]).collect(),
-        predicted: Vec::with_capacity(n),
     };
-    for (row, p) in packed.chunks_exact(per).zip(v.probs.chunks_exact_mut(c)) {
-        v.logits.extend_from_slice(&row[..c]);
-        v.features.extend_from_slice(&row[c..c + f]);
-        v.squeezed.extend_from_slice(&row[c + f..]);
-        softmax(&row[..c], p);
-        v.predicted.push(argmax(&row[..c]) as u32);
+    for (l, p) in v.logits.chunks_exact(c).zip(v.probs.chunks_exact_mut(c)) {
+        softmax(l, p);
     }
     Ok(v)
-}
-
-/// Loads `DIR/model.safetensors` (architecture from its metadata, else `DIR/arch.json`, else the
-/// small CNN).
-fn load_model(dir: &Path) -> Result<Model> {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
-    let arch = match weights::arch_of(&bytes)? {
-        Some(a) => a,
-        None => match std::fs::read(dir.join("arch.json")) {
-            Ok(j) => serde_json::from_slice(&j).context("arch.json: not an architecture")?,
-            Err(_) => Arch::small_cnn(),
-        },
-    };
-    weights::from_safetensors(&arch, &bytes).with_context(|| format!("{}", path.display()))
 }
 
 /// The stream settings, shared with the Python benchmark through `meta.json`.

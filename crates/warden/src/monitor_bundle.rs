@@ -426,15 +426,25 @@ pub(crate) fn score_images(
     })
 }
 
+/// The softmax of each `classes`-wide row of `logits`.
 fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(logits.len());
-    for row in logits.chunks_exact(classes) {
-        let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let e: Vec<f64> = row.iter().map(|&v| f64::from(v - mx).exp()).collect();
-        let s: f64 = e.iter().sum();
-        out.extend(e.iter().map(|&v| (v / s) as f32));
+    let mut out = vec![0.0f32; logits.len()];
+    for (row, o) in logits
+        .chunks_exact(classes)
+        .zip(out.chunks_exact_mut(classes))
+    {
+        softmax(row, o);
     }
     out
+}
+
+/// `out = softmax(logits)` for one row, summed in f64, without allocating.
+pub(crate) fn softmax(logits: &[f32], out: &mut [f32]) {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&z| f64::from(z - m).exp()).sum();
+    for (o, &z) in out.iter_mut().zip(logits) {
+        *o = (f64::from(z - m).exp() / sum) as f32;
+    }
 }
 
 /// Scores one chunk of `c` images into `scores` (`c × members`) and `preds`, timing the model and

@@ -154,7 +154,7 @@ pub(crate) struct CalibrateArgs {
 }
 
 /// Logits and penultimate features of `n` images.
-fn model_outputs(
+pub(crate) fn model_outputs(
     model: &Model,
     pool: &mut Pool,
     x: &[f32],
