@@ -41,8 +41,9 @@ fn row_blocks(kind: ParamKind) -> Option<(usize, usize)> {
     }
 }
 
-/// Every consecutive `a × b` block of `src`, transposed to `b × a`.
-fn transpose_blocks(src: &[f32], a: usize, b: usize) -> Vec<f32> {
+/// Every consecutive `a × b` block of `src`, transposed to `b × a`: PyTorch's `C × H·W` layout
+/// to Warden's channels-last `H·W × C` with `(a, b) = (C, H·W)`, and back with `(H·W, C)`.
+pub fn transpose_blocks(src: &[f32], a: usize, b: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; src.len()];
     for (from, to) in src.chunks_exact(a * b).zip(out.chunks_exact_mut(a * b)) {
         for i in 0..a {

@@ -22,6 +22,7 @@ use serde_json::json;
 use warden_harden::data::{self, Split};
 use warden_harden::nn::{Pool, Workspace, argmax};
 use warden_harden::square::{self, Oracle, Square};
+use warden_harden::weights::transpose_blocks;
 use warden_ledger::Kind;
 
 use crate::harden_model::{Progress, command_line, load_model_dir, sha256_hex, write_atomic};
@@ -79,7 +80,7 @@ pub(crate) fn oracle_cmd(a: OracleArgs) -> Result<Outcome> {
     let mut pool = Pool::new(a.threads);
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
-    let (mut raw, mut nhwc) = (Vec::new(), Vec::new());
+    let mut raw = Vec::new();
     loop {
         let mut head = [0u8; 4];
         match input.read_exact(&mut head) {
@@ -103,7 +104,8 @@ pub(crate) fn oracle_cmd(a: OracleArgs) -> Result<Outcome> {
         if nchw.iter().any(|v| !v.is_finite()) {
             bail!("request holds non-finite inputs");
         }
-        nchw_to_nhwc(&nchw, n, c, h * w, &mut nhwc);
+        // NCHW (the protocol's, PyTorch's) to the engine's channels-last layout.
+        let nhwc = transpose_blocks(&nchw, c, h * w);
         let mut out = vec![0.0f32; n * classes];
         pool.run(n, &mut out, |ws: &mut Workspace, r, out: &mut [f32]| {
             let l = model.forward(ws, &nhwc[r.start * len..r.end * len], r.len())?;
@@ -117,30 +119,6 @@ pub(crate) fn oracle_cmd(a: OracleArgs) -> Result<Outcome> {
         output.flush()?;
     }
     Ok(Outcome::Ok)
-}
-
-fn nchw_to_nhwc(x: &[f32], n: usize, c: usize, hw: usize, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(x.len(), 0.0);
-    for e in 0..n {
-        for ch in 0..c {
-            for p in 0..hw {
-                out[(e * hw + p) * c + ch] = x[(e * c + ch) * hw + p];
-            }
-        }
-    }
-}
-
-fn nhwc_to_nchw(x: &[f32], n: usize, c: usize, hw: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.reserve(x.len() * 4);
-    for e in 0..n {
-        for ch in 0..c {
-            for p in 0..hw {
-                out.extend_from_slice(&x[(e * hw + p) * c + ch].to_le_bytes());
-            }
-        }
-    }
 }
 
 /// An oracle behind a child process's pipes.
@@ -186,7 +164,10 @@ impl Subprocess {
             .as_mut()
             .ok_or_else(|| std::io::Error::other("oracle closed"))?;
         stdin.write_all(&(n as u32).to_le_bytes())?;
-        nhwc_to_nchw(x, n, c, h * w, &mut self.buf);
+        self.buf.clear();
+        for v in transpose_blocks(x, h * w, c) {
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
         stdin.write_all(&self.buf)?;
         stdin.flush()?;
         let mut head = [0u8; 4];
