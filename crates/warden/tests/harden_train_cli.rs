@@ -277,7 +277,8 @@ fn eval_of_an_onnx_export() {
 }
 
 /// DP training states its privacy in the model card, and membership inference reads the split
-/// from it: an overfit non-private model leaks membership more than a DP one on the same split.
+/// from it: an overfit non-private model leaks membership more than a DP one on the same split
+/// (1,000 training examples each).
 #[test]
 fn dp_training_and_membership_inference() {
     let tmp = tempfile::tempdir().unwrap();
@@ -286,13 +287,13 @@ fn dp_training_and_membership_inference() {
         "harden",
         "train",
         "--epochs",
-        "25",
+        "40",
         "--batch",
         "32",
         "--limit",
-        "300",
+        "1000",
         "--val-per-class",
-        "30",
+        "100",
         "--seed",
         "2",
         "--threads",
@@ -317,9 +318,9 @@ fn dp_training_and_membership_inference() {
         serde_json::from_slice(&std::fs::read(dp.join("model-card.json")).unwrap()).unwrap();
     let eps = card["privacy"]["epsilon"].as_f64().unwrap();
     assert!(eps <= 2.0 && eps > 1.9, "{eps}");
-    assert_eq!(card["privacy"]["sampling_rate"], 32.0 / 300.0);
+    assert_eq!(card["privacy"]["sampling_rate"], 32.0 / 1000.0);
     assert_eq!(
-        card["selected_epoch"], 25,
+        card["selected_epoch"], 40,
         "private training releases the last epoch"
     );
     let auc = |dir: &std::path::Path| {
@@ -343,13 +344,17 @@ fn dp_training_and_membership_inference() {
         ));
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         assert_eq!(r["schema"], "warden.membership-report/v1");
-        assert_eq!(r["members"], 300);
+        assert_eq!(r["members"], 1000);
         assert!(r["shadow_models"]["attack_accuracy_on_target"].is_number());
         r["loss_threshold"]["auc"].as_f64().unwrap()
     };
     let (a_np, a_dp) = (auc(&np), auc(&dp));
     eprintln!("membership AUC: non-private {a_np}, DP {a_dp}");
+    // 1,000 members and 1,000 non-members: the DP runs' AUCs (whose noise is not seeded) moved by
+    // 0.002 between runs, the non-private model's is fixed; with 300 of each, DP at ε = 2 leaked
+    // about as much as this lightly overfit model and the order flipped in one CI run of five.
     assert!(a_np > a_dp, "non-private {a_np} vs DP {a_dp}");
+    assert!(a_np > 0.55, "the overfit model leaks clearly: {a_np}");
     assert!((a_dp - 0.5).abs() < 0.06, "DP {a_dp}");
     // One report with both models side by side, and its readable summary.
     let (both, md) = (tmp.path().join("both.json"), tmp.path().join("both.md"));
