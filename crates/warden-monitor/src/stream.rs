@@ -1599,10 +1599,12 @@ impl MmdWindow {
 
     /// `Σ_i k(r_i, x)`.
     fn cross_of(&mut self, x: &[f64]) -> f64 {
-        if let Some(fast) = &mut self.fast {
-            if let Some(sum) = fast.cross_sum(x, &self.kernel) {
-                return sum;
-            }
+        if let Some(sum) = self
+            .fast
+            .as_mut()
+            .and_then(|fast| fast.cross_sum(x, &self.kernel))
+        {
+            return sum;
         }
         self.reference
             .chunks_exact(self.dim)
