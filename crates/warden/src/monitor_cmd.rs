@@ -642,6 +642,11 @@ pub(crate) struct EvalArgs {
     /// without looking at test data. Clean figures are then in-sample for the ensemble thresholds.
     #[arg(long)]
     validation: bool,
+    /// Also write every member's raw score on every evaluated set (`warden.monitor-scores/v1`
+    /// JSON: member names, then per set its rows × members scores, row-major), for analysis
+    /// outside Warden.
+    #[arg(long, value_name = "FILE")]
+    scores: Option<PathBuf>,
     /// Evaluate on the first N test images (and N MNIST digits) only.
     #[arg(long)]
     limit: Option<usize>,
@@ -867,11 +872,26 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     }
     let mut pool = Pool::new(a.threads);
     let all = |d: &Dataset| images_of(d, &(0..d.len()).collect::<Vec<_>>());
+    // Raw member scores per set, kept only for --scores.
+    let mut dump: Vec<Value> = Vec::new();
+    let mut keep = |name: &str, s: &Scored| {
+        if a.scores.is_some() {
+            dump.push(json!({"name": name, "rows": s.len(), "scores": s.scores}));
+        }
+    };
     let x_test = all(&test);
     let t0 = Instant::now();
     let clean = score_images(model, &bundle.members, &mut pool, &x_test, test.len())?;
     let score_rate = test.len() as f64 / t0.elapsed().as_secs_f64();
     let clean_ens = clean.ensemble(&bundle)?;
+    keep(
+        if a.validation {
+            "clean-validation"
+        } else {
+            "clean-test"
+        },
+        &clean,
+    );
     let accuracy = clean
         .preds
         .iter()
@@ -910,6 +930,9 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         digits.len(),
     )?;
     let digits_ens = digits_scored.ensemble(&bundle)?;
+    if !a.validation {
+        keep("mnist-digits", &digits_scored);
+    }
     let ood = if a.validation {
         json!({"name": "none (validation mode)", "ensemble": {"auroc": null}, "members": []})
     } else {
@@ -932,6 +955,7 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     let adv = attack::generate(model, &mut pool, &pgd, &x_test, &test.labels, a.seed)?;
     let adv_scored = score_images(model, &bundle.members, &mut pool, &adv, test.len())?;
     let adv_ens = adv_scored.ensemble(&bundle)?;
+    keep("pgd", &adv_scored);
     let success: Vec<bool> = adv_scored
         .preds
         .iter()
@@ -980,6 +1004,7 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         let cd = corrupt::corrupt_dataset(&test, c, a.severity, a.seed);
         let s = score_images(model, &bundle.members, &mut pool, &all(&cd), cd.len())?;
         let e = s.ensemble(&bundle)?;
+        keep(c.name(), &s);
         corr_reports.push(set_eval(&bundle, c.name(), &clean, &clean_ens, &s, &e)?);
         let mut d = drift_delays(
             &cusum,
@@ -1060,6 +1085,12 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     });
     let bytes = serde_json::to_vec_pretty(&report)?;
     write_atomic(&a.out, &bytes)?;
+    if let Some(p) = &a.scores {
+        let names: Vec<&str> = bundle.members.iter().map(|m| m.name.as_str()).collect();
+        let doc = json!({"schema": "warden.monitor-scores/v1", "bundle_contents_sha256": bundle.contents_sha256,
+                         "members": names, "sets": dump});
+        write_atomic(p, &serde_json::to_vec(&doc)?)?;
+    }
     if let Some(p) = &a.md {
         write_atomic(p, eval_md(&report).as_bytes())?;
     }

@@ -290,10 +290,34 @@ fn eval_and_replay_end_to_end_with_the_ledger() {
             "2",
             "-o",
             val.to_str().unwrap(),
+            "--scores",
+            f.dir.join("scores.json").to_str().unwrap(),
         ],
         None,
     ));
     let v = read_json(&val);
+    // The raw member scores of every evaluated set, for analysis outside Warden.
+    let s = read_json(&f.dir.join("scores.json"));
+    assert_eq!(s["schema"], "warden.monitor-scores/v1");
+    let members = s["members"].as_array().unwrap().len();
+    assert!(members >= 4, "{}", s["members"]);
+    let sets: Vec<&str> = s["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(sets, ["clean-validation", "pgd", "contrast"]);
+    for set in s["sets"].as_array().unwrap() {
+        assert_eq!(set["rows"], 200);
+        let scores = set["scores"].as_array().unwrap();
+        assert_eq!(scores.len(), 200 * members);
+        assert!(
+            scores
+                .iter()
+                .all(|x| x.as_f64().is_some_and(f64::is_finite))
+        );
+    }
     assert!(
         v["headline"]["ood_mnist_auroc"].is_null(),
         "{}",
