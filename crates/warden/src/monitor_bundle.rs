@@ -55,6 +55,9 @@ pub(crate) struct Bundle {
     pub ensemble: Ensemble,
     /// Thresholds on the ensemble score `−ln p`, calibrated on split B (disjoint from split A).
     pub ensemble_policy: VerdictPolicy,
+    /// The out-of-distribution channel, when the calibration chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodChannel>,
     pub stream: StreamSetting,
     /// SHA-256 of the bundle's JSON with this field empty.
     pub contents_sha256: String,
@@ -105,6 +108,19 @@ pub(crate) enum MemberScorer {
         squeezers: Vec<Squeezer>,
         shape: ImageShape,
     },
+}
+
+/// The out-of-distribution channel: the Bonferroni combination of some members' conformal
+/// p-values (the ensemble's calibrations), chosen by leaving classes out
+/// (`monitor_novelty`), with its own thresholds on `−ln p` calibrated on split B.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OodChannel {
+    /// Indices into the bundle's members.
+    pub members: Vec<usize>,
+    pub policy: VerdictPolicy,
+    /// How the members were chosen (the novelty validation's report).
+    pub selection: Value,
 }
 
 /// The stream detector: a one-sided CUSUM on the ensemble score.
@@ -241,6 +257,17 @@ impl Bundle {
             );
         }
         check_policy(&self.ensemble_policy).context("ensemble")?;
+        if let Some(o) = &self.ood {
+            let m = self.members.len();
+            ensure!(
+                !o.members.is_empty()
+                    && o.members.iter().all(|&j| j < m)
+                    && (1..o.members.len()).all(|k| !o.members[..k].contains(&o.members[k])),
+                "the out-of-distribution channel's members {:?} must be distinct indices below {m}",
+                o.members
+            );
+            check_policy(&o.policy).context("out-of-distribution channel")?;
+        }
         self.stream.cusum().context("stream detector")?;
         ensure!(
             self.stream.target_run_length.is_finite()
@@ -273,6 +300,25 @@ impl Bundle {
         Ok(-p.max(f64::MIN_POSITIVE).ln())
     }
 
+    /// The out-of-distribution channel's score `−ln p` of one request's member scores, when the
+    /// bundle has the channel.
+    pub(crate) fn ood_score(&self, scores: &[f64]) -> Result<Option<f64>> {
+        let Some(o) = &self.ood else { return Ok(None) };
+        ensure!(
+            scores.len() == self.members.len(),
+            "{} scores for {} members",
+            scores.len(),
+            self.members.len()
+        );
+        let cals = self.ensemble.members();
+        let mut min = 1.0f64;
+        for &j in &o.members {
+            min = min.min(cals[j].p_value(scores[j])?);
+        }
+        let p = (o.members.len() as f64 * min).min(1.0);
+        Ok(Some(-p.max(f64::MIN_POSITIVE).ln()))
+    }
+
     /// The verdict on one request and the members over their own flag threshold.
     pub(crate) fn decide(&self, scores: &[f64]) -> Result<Decision> {
         let ens = self.ensemble_score(scores)?;
@@ -288,10 +334,18 @@ impl Bundle {
                 }));
             }
         }
+        let ood = match (&self.ood, self.ood_score(scores)?) {
+            (Some(o), Some(score)) => json!({
+                "score": score, "level": o.policy.verdict(score)?,
+                "flag_threshold": o.policy.flag_threshold(), "block_threshold": o.policy.block_threshold(),
+            }),
+            _ => Value::Null,
+        };
         Ok(Decision {
             verdict,
             ensemble_score: ens,
             reasons,
+            ood,
         })
     }
 }
@@ -306,6 +360,8 @@ pub(crate) struct Decision {
     pub verdict: Verdict,
     pub ensemble_score: f64,
     pub reasons: Vec<Value>,
+    /// The out-of-distribution channel's score and level (null without a channel).
+    pub ood: Value,
 }
 
 /// The monitored model, its weights' digest and its card (which says what it was trained on).
@@ -360,6 +416,25 @@ impl Scored {
         (0..self.len())
             .map(|i| b.ensemble_score(self.row(i)))
             .collect()
+    }
+
+    /// The out-of-distribution score `−ln p` of each row: the Bonferroni combination of the
+    /// `chosen` members' conformal p-values under `ensemble`'s calibrations.
+    pub(crate) fn ood(&self, ensemble: &Ensemble, chosen: &[usize]) -> Result<Vec<f64>> {
+        let cals = ensemble.members();
+        let p: Vec<Vec<f64>> = (0..self.members)
+            .map(|j| {
+                if chosen.contains(&j) {
+                    self.column(j)
+                        .iter()
+                        .map(|&s| Ok(cals[j].p_value(s)?))
+                        .collect::<Result<Vec<f64>>>()
+                } else {
+                    Ok(Vec::new())
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(crate::monitor_novelty::bonferroni_scores(&p, chosen))
     }
 }
 

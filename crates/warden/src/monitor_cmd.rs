@@ -35,9 +35,11 @@ use crate::Outcome;
 use crate::harden_model::{command_line, default_threads};
 use crate::ledger_dir;
 use crate::monitor_bundle::{
-    BUNDLE_SCHEMA, Bundle, LoadedModel, Member, MemberScorer, ModelRef, Scored, StreamSetting,
-    Targets, Timing, load_model, score_chunk, score_images, sha256_hex, write_atomic,
+    BUNDLE_SCHEMA, Bundle, LoadedModel, Member, MemberScorer, ModelRef, OodChannel, Scored,
+    StreamSetting, Targets, Timing, load_model, score_chunk, score_images, sha256_hex,
+    write_atomic,
 };
+use crate::monitor_novelty::{self, Fold};
 use crate::monitor_report::{
     esc, histogram_svg, html_page, html_table, md_table, roc_points, roc_svg,
 };
@@ -136,6 +138,11 @@ pub(crate) struct CalibrateArgs {
     /// split B either way, so both keep the false-positive guarantee.
     #[arg(long, value_enum, default_value_t = CombinationArg::BonferroniMin)]
     combination: CombinationArg,
+    /// Novelty validation: leave each of the first N classes out in turn (refit the data-fitted
+    /// members without it, treat its held-out rows as novel) and choose the members of the
+    /// out-of-distribution channel on it; 0 for no channel. See docs/design/monitor.md.
+    #[arg(long, default_value_t = 10)]
+    novelty_classes: usize,
     /// CUSUM allowance k on the standardised ensemble score.
     #[arg(long, default_value_t = 0.5)]
     cusum_drift: f64,
@@ -282,117 +289,7 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<Outcome> {
         .collect();
     let classes = model.classes();
     let placeholder = VerdictPolicy::new(0.0, 0.0)?;
-    let member = |name: &str, scorer: MemberScorer| Member {
-        name: name.into(),
-        scorer,
-        policy: placeholder,
-    };
-    let mut members = vec![
-        member(
-            "max-softmax",
-            MemberScorer::Logits {
-                detector: AnyDetector::Confidence(Confidence::new(
-                    ConfidenceKind::MaxSoftmax,
-                    classes,
-                )?),
-            },
-        ),
-        member(
-            "energy",
-            MemberScorer::Logits {
-                detector: AnyDetector::Confidence(Confidence::new(
-                    ConfidenceKind::Energy { temperature: 1.0 },
-                    classes,
-                )?),
-            },
-        ),
-        member(
-            "mahalanobis",
-            MemberScorer::Features {
-                detector: AnyDetector::Mahalanobis(
-                    Mahalanobis::fit(&feats, flen, &labels, classes, MahalanobisConfig::default())
-                        .context("fitting the Mahalanobis detector")?,
-                ),
-            },
-        ),
-        member(
-            "knn",
-            MemberScorer::Features {
-                detector: AnyDetector::Knn(
-                    Knn::fit(
-                        &feats,
-                        flen,
-                        KnnConfig {
-                            k: a.knn_k,
-                            max_reference: Some(a.knn_reference),
-                            seed: a.seed,
-                        },
-                    )
-                    .context("fitting the kNN detector")?,
-                ),
-            },
-        ),
-    ];
-    if a.raw_mahalanobis_ridge > 0.0 {
-        members.push(member(
-            "mahalanobis-raw",
-            MemberScorer::Raw {
-                detector: AnyDetector::Mahalanobis(
-                    Mahalanobis::fit(
-                        &x_fit,
-                        model.input_len(),
-                        &labels,
-                        classes,
-                        MahalanobisConfig {
-                            ridge: a.raw_mahalanobis_ridge,
-                        },
-                    )
-                    .context("fitting the Mahalanobis detector on raw inputs")?,
-                ),
-            },
-        ));
-    }
-    if a.pca_components > 0 {
-        let t_pca = Instant::now();
-        let pca = Pca::fit(&x_fit, model.input_len(), a.pca_components)
-            .context("fitting the PCA detector")?;
-        eprint(&format!(
-            "[calibrate] PCA fitted in {:.1}s",
-            t_pca.elapsed().as_secs_f64()
-        ));
-        members.push(member(
-            "pca-raw",
-            MemberScorer::Raw {
-                detector: AnyDetector::Pca(pca),
-            },
-        ));
-    }
-    let [c, h, w] = model.arch().input;
-    if c == 1 && (a.squeeze_bits > 0 || a.squeeze_median > 0) {
-        let mut squeezers = Vec::new();
-        if a.squeeze_bits > 0 {
-            squeezers.push(Squeezer::BitDepth {
-                bits: a.squeeze_bits,
-            });
-        }
-        if a.squeeze_median > 0 {
-            squeezers.push(Squeezer::Median {
-                size: a.squeeze_median,
-            });
-        }
-        members.push(member(
-            "squeeze",
-            MemberScorer::Squeeze {
-                squeezers,
-                shape: ImageShape {
-                    channels: 1,
-                    height: h,
-                    width: w,
-                },
-            },
-        ));
-    }
-    drop(x_fit);
+    let mut members = fit_members(&a, model, &x_fit, &feats, &labels, classes, true)?;
 
     // Calibrate: members on split A, the ensemble and the stream detector on split B.
     let xa = images_of(&full, cal_a);
@@ -436,6 +333,7 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<Outcome> {
         members,
         ensemble,
         ensemble_policy: placeholder,
+        ood: None,
         stream: StreamSetting {
             drift: a.cusum_drift,
             threshold: 1.0,
@@ -448,6 +346,75 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<Outcome> {
     let ens_b = sb.ensemble(&bundle)?;
     bundle.ensemble_policy = VerdictPolicy::calibrate(&ens_b, a.flag_fpr, a.block_fpr)
         .context("calibrating the ensemble")?;
+
+    // The out-of-distribution channel, chosen by leaving classes out.
+    let ood_b = if a.novelty_classes > 0 {
+        let t_nov = Instant::now();
+        let la: Vec<usize> = cal_a.iter().map(|&i| usize::from(full.labels[i])).collect();
+        let lb: Vec<usize> = cal_b.iter().map(|&i| usize::from(full.labels[i])).collect();
+        let mut folds = Vec::new();
+        for c in 0..a.novelty_classes.min(classes) {
+            let keep: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != c).collect();
+            let len = model.input_len();
+            let xk: Vec<f32> = keep
+                .iter()
+                .flat_map(|&i| x_fit[i * len..(i + 1) * len].iter().copied())
+                .collect();
+            let fk: Vec<f32> = keep
+                .iter()
+                .flat_map(|&i| feats[i * flen..(i + 1) * flen].iter().copied())
+                .collect();
+            let lk: Vec<usize> = keep
+                .iter()
+                .map(|&i| labels[i] - usize::from(labels[i] > c))
+                .collect();
+            let refit = fit_members(&a, model, &xk, &fk, &lk, classes - 1, false)
+                .with_context(|| format!("novelty validation: refitting without class {c}"))?;
+            let ra = score_images(model, &refit, &mut pool, &xa, cal_a.len())?;
+            let rb = score_images(model, &refit, &mut pool, &xb, cal_b.len())?;
+            let pick = |v: Vec<f64>, rows: &[usize], want: &dyn Fn(usize) -> bool| -> Vec<f64> {
+                v.into_iter()
+                    .zip(rows)
+                    .filter(|(_, l)| want(**l))
+                    .map(|(x, _)| x)
+                    .collect()
+            };
+            let (mut cal, mut clean, mut novel) = (Vec::new(), Vec::new(), Vec::new());
+            for (j, mem) in bundle.members.iter().enumerate() {
+                let (col_a, col_b) = match refit.iter().position(|r| r.name == mem.name) {
+                    Some(k) => (ra.column(k), rb.column(k)),
+                    None => (sa.column(j), sb.column(j)),
+                };
+                cal.push(pick(col_a, &la, &|l| l != c));
+                clean.push(pick(col_b.clone(), &lb, &|l| l != c));
+                novel.push(pick(col_b, &lb, &|l| l == c));
+            }
+            folds.push(Fold::new(c, &cal, &clean, &novel)?);
+            eprint(&format!(
+                "[calibrate] novelty validation: class {c} left out ({:.0}s)",
+                t_nov.elapsed().as_secs_f64()
+            ));
+        }
+        let names: Vec<String> = bundle.members.iter().map(|m| m.name.clone()).collect();
+        let (chosen, mut selection) = monitor_novelty::select(&folds, &names)?;
+        selection["seconds"] = json!(t_nov.elapsed().as_secs_f64());
+        let ood_b = sb.ood(&bundle.ensemble, &chosen)?;
+        let policy = VerdictPolicy::calibrate(&ood_b, a.flag_fpr, a.block_fpr)
+            .context("calibrating the out-of-distribution channel")?;
+        eprint(&format!(
+            "[calibrate] out-of-distribution channel: {} (mean held-out-class AUROC {:.4})",
+            selection["chosen"], selection["mean_auroc"]
+        ));
+        bundle.ood = Some(OodChannel {
+            members: chosen,
+            policy,
+            selection,
+        });
+        Some(ood_b)
+    } else {
+        None
+    };
+    drop(x_fit);
     let cap = ((a.target_run_length * 20.0) as u64).clamp(10_000, arl::MAX_STREAM_LEN);
     let sim = arl::cusum_threshold_for_arl(
         &ens_b,
@@ -497,6 +464,14 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<Outcome> {
         "members": rows,
         "ensemble": {"combination": combination, "score": "-ln p", "flag_threshold": bundle.ensemble_policy.flag_threshold(),
                      "block_threshold": bundle.ensemble_policy.block_threshold(), "histogram_split_b": histogram(&ens_b, 40, None)?},
+        "ood_channel": match (&bundle.ood, &ood_b) {
+            (Some(o), Some(b)) => json!({
+                "members": o.members.iter().map(|&j| bundle.members[j].name.as_str()).collect::<Vec<_>>(),
+                "flag_threshold": o.policy.flag_threshold(), "block_threshold": o.policy.block_threshold(),
+                "selection": o.selection, "histogram_split_b": histogram(b, 40, None)?,
+            }),
+            _ => Value::Null,
+        },
         "stream": {"detector": "one-sided CUSUM on the standardised ensemble score", "drift": a.cusum_drift, "threshold": sim.threshold,
                    "target_run_length": a.target_run_length, "simulated_run_length": sim.mean_run_length, "censored_streams": sim.censored,
                    "streams": a.run_length_streams, "stream_cap": cap},
@@ -534,6 +509,16 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<Outcome> {
                 ("block", bundle.ensemble_policy.block_threshold()),
             ],
         ));
+        if let (Some(o), Some(b)) = (&bundle.ood, &ood_b) {
+            figs.push_str(&histogram_svg(
+                "out-of-distribution channel -ln p, split B",
+                &[("split B", b)],
+                &[
+                    ("flag", o.policy.flag_threshold()),
+                    ("block", o.policy.block_threshold()),
+                ],
+            ));
+        }
         sections.push(("Score histograms (clean held-out data)".into(), figs));
         write_atomic(p, html_page("Detector calibration", &sections).as_bytes())?;
     }
@@ -547,6 +532,142 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<Outcome> {
         start.elapsed().as_secs_f64()
     ));
     Ok(Outcome::Ok)
+}
+
+/// The bundle's members fitted on reference rows `x_fit` (raw inputs), `feats` (their penultimate
+/// features) and `labels` (below `classes`). With `all` false, only the members fitted on data
+/// (Mahalanobis, kNN, PCA), as the novelty validation refits them without a class.
+#[allow(clippy::too_many_arguments)]
+fn fit_members(
+    a: &CalibrateArgs,
+    model: &Model,
+    x_fit: &[f32],
+    feats: &[f32],
+    labels: &[usize],
+    classes: usize,
+    all: bool,
+) -> Result<Vec<Member>> {
+    let flen = feats.len() / labels.len().max(1);
+    let placeholder = VerdictPolicy::new(0.0, 0.0)?;
+    let member = |name: &str, scorer: MemberScorer| Member {
+        name: name.into(),
+        scorer,
+        policy: placeholder,
+    };
+    let mut members = vec![
+        member(
+            "max-softmax",
+            MemberScorer::Logits {
+                detector: AnyDetector::Confidence(Confidence::new(
+                    ConfidenceKind::MaxSoftmax,
+                    classes,
+                )?),
+            },
+        ),
+        member(
+            "energy",
+            MemberScorer::Logits {
+                detector: AnyDetector::Confidence(Confidence::new(
+                    ConfidenceKind::Energy { temperature: 1.0 },
+                    classes,
+                )?),
+            },
+        ),
+        member(
+            "mahalanobis",
+            MemberScorer::Features {
+                detector: AnyDetector::Mahalanobis(
+                    Mahalanobis::fit(feats, flen, labels, classes, MahalanobisConfig::default())
+                        .context("fitting the Mahalanobis detector")?,
+                ),
+            },
+        ),
+        member(
+            "knn",
+            MemberScorer::Features {
+                detector: AnyDetector::Knn(
+                    Knn::fit(
+                        feats,
+                        flen,
+                        KnnConfig {
+                            k: a.knn_k,
+                            max_reference: Some(a.knn_reference),
+                            seed: a.seed,
+                        },
+                    )
+                    .context("fitting the kNN detector")?,
+                ),
+            },
+        ),
+    ];
+    if a.raw_mahalanobis_ridge > 0.0 {
+        members.push(member(
+            "mahalanobis-raw",
+            MemberScorer::Raw {
+                detector: AnyDetector::Mahalanobis(
+                    Mahalanobis::fit(
+                        x_fit,
+                        model.input_len(),
+                        labels,
+                        classes,
+                        MahalanobisConfig {
+                            ridge: a.raw_mahalanobis_ridge,
+                        },
+                    )
+                    .context("fitting the Mahalanobis detector on raw inputs")?,
+                ),
+            },
+        ));
+    }
+    if a.pca_components > 0 {
+        let t_pca = Instant::now();
+        let pca = Pca::fit(x_fit, model.input_len(), a.pca_components)
+            .context("fitting the PCA detector")?;
+        eprint(&format!(
+            "[calibrate] PCA fitted in {:.1}s",
+            t_pca.elapsed().as_secs_f64()
+        ));
+        members.push(member(
+            "pca-raw",
+            MemberScorer::Raw {
+                detector: AnyDetector::Pca(pca),
+            },
+        ));
+    }
+    let [c, h, w] = model.arch().input;
+    if c == 1 && (a.squeeze_bits > 0 || a.squeeze_median > 0) {
+        let mut squeezers = Vec::new();
+        if a.squeeze_bits > 0 {
+            squeezers.push(Squeezer::BitDepth {
+                bits: a.squeeze_bits,
+            });
+        }
+        if a.squeeze_median > 0 {
+            squeezers.push(Squeezer::Median {
+                size: a.squeeze_median,
+            });
+        }
+        members.push(member(
+            "squeeze",
+            MemberScorer::Squeeze {
+                squeezers,
+                shape: ImageShape {
+                    channels: 1,
+                    height: h,
+                    width: w,
+                },
+            },
+        ));
+    }
+    if !all {
+        members.retain(|m| {
+            matches!(
+                m.scorer,
+                MemberScorer::Features { .. } | MemberScorer::Raw { .. }
+            )
+        });
+    }
+    Ok(members)
 }
 
 fn scorer_input(s: &MemberScorer) -> &'static str {
@@ -619,6 +740,50 @@ fn calibration_md(r: &Value) -> String {
         f(&st["simulated_run_length"]),
         f(&st["target_run_length"])
     );
+    let o = &r["ood_channel"];
+    if o.is_null() {
+        s.push_str("\nNo out-of-distribution channel (`--novelty-classes 0`).\n");
+        return s;
+    }
+    let sel = &o["selection"];
+    let _ = writeln!(
+        s,
+        "\nOut-of-distribution channel: {} (Bonferroni, score −ln p), flag above {}, block above {}. Chosen by leaving each of classes {} out in turn: the data-fitted members refitted without the class, its held-out rows novel. Mean AUROC over the held-out classes {} (per class: {}).\n",
+        o["members"]
+            .as_array()
+            .map(|v| v
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" + "))
+            .unwrap_or_default(),
+        f(&o["flag_threshold"]),
+        f(&o["block_threshold"]),
+        sel["held_out_classes"],
+        f(&sel["mean_auroc"]),
+        sel["per_class_auroc"]
+            .as_array()
+            .map(|v| v.iter().map(f).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+    );
+    let rows: Vec<Vec<String>> = sel["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    vec![
+                        m["name"].as_str().unwrap_or("").to_string(),
+                        f(&m["mean_auroc"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    s.push_str(&md_table(
+        &["detector", "mean AUROC, held-out class as novel"],
+        &rows,
+    ));
+    s.push_str("\nMembers that read only the model (confidence, squeezing) cannot forget a class it was trained on; their figures here are near chance by construction.\n");
     s
 }
 
@@ -716,11 +881,23 @@ fn set_eval(
         let (c, x) = (clean.column(j), anom.column(j));
         members.push(json!({"name": mem.name, "auroc": roc_auc(&c, &x)?, "tpr_at_flag": tpr_at(&x, mem.policy.flag_threshold())?}));
     }
+    let ood_channel = match &b.ood {
+        Some(o) => {
+            let (c, x) = (
+                clean.ood(&b.ensemble, &o.members)?,
+                anom.ood(&b.ensemble, &o.members)?,
+            );
+            json!({"members": o.members.iter().map(|&j| b.members[j].name.as_str()).collect::<Vec<_>>(),
+                   "auroc": roc_auc(&c, &x)?, "tpr_at_flag": tpr_at(&x, o.policy.flag_threshold())?})
+        }
+        None => Value::Null,
+    };
     Ok(json!({
         "name": name, "n": anom.len(),
         "ensemble": {"auroc": roc_auc(clean_ens, anom_ens)?,
                      "tpr_at_flag": tpr_at(anom_ens, b.ensemble_policy.flag_threshold())?,
                      "tpr_at_block": tpr_at(anom_ens, b.ensemble_policy.block_threshold())?},
+        "ood_channel": ood_channel,
         "members": members,
     }))
 }
@@ -914,10 +1091,18 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         })
         .collect::<Result<_>>()?;
     let t = bundle.targets;
+    let ood_channel_fpr = match &bundle.ood {
+        Some(o) => {
+            let c = clean.ood(&bundle.ensemble, &o.members)?;
+            json!({"flag_fpr": fpr_at(&c, o.policy.flag_threshold())?, "block_fpr": fpr_at(&c, o.policy.block_threshold())?})
+        }
+        None => Value::Null,
+    };
     let clean_report = json!({
         "n": test.len(), "accuracy": accuracy,
         "ensemble": {"flag_fpr": fpr(bundle.ensemble_policy.flag_threshold())?, "flag_target": t.flag_fpr,
                      "block_fpr": fpr(bundle.ensemble_policy.block_threshold())?, "block_target": t.block_fpr},
+        "ood_channel": ood_channel_fpr,
         "members": member_fpr,
     });
 
@@ -1057,6 +1242,9 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         "clean_flag_fpr": clean_report["ensemble"]["flag_fpr"], "flag_target": t.flag_fpr,
         "clean_fpr_within_1_point": clean_report["ensemble"]["flag_fpr"].as_f64().is_some_and(|v| (v - t.flag_fpr).abs() <= 0.01),
         "ood_mnist_auroc": ood["ensemble"]["auroc"],
+        "ood_channel_members": ood["ood_channel"]["members"],
+        "ood_channel_mnist_auroc": ood["ood_channel"]["auroc"],
+        "ood_channel_clean_flag_fpr": clean_report["ood_channel"]["flag_fpr"],
         "pgd_tpr_at_flag": adv_report["ensemble"]["tpr_at_flag"],
         "pgd_successful_tpr_at_flag": adv_report["successful_only"]["tpr_at_flag"],
         "drift_mixed_delay_median": mixed["delay_median"], "drift_mixed_delay_mean": mixed["delay_mean"],
@@ -1206,9 +1394,34 @@ fn eval_md(r: &Value) -> String {
             format!("target {}", pct(&r["clean"]["ensemble"]["block_target"])),
         ],
         vec![
-            "MNIST digits (OOD): AUROC".into(),
-            f(&h["ood_mnist_auroc"]),
+            format!(
+                "MNIST digits (OOD): AUROC of the out-of-distribution channel ({})",
+                h["ood_channel_members"]
+                    .as_array()
+                    .map(|v| v
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" + "))
+                    .unwrap_or_else(|| "none in this bundle".into())
+            ),
+            f(&h["ood_channel_mnist_auroc"]),
             ">= 0.99".into(),
+        ],
+        vec![
+            "MNIST digits: TPR at the channel's flag threshold".into(),
+            pct(&r["ood"]["ood_channel"]["tpr_at_flag"]),
+            String::new(),
+        ],
+        vec![
+            "clean test FPR at the channel's flag threshold".into(),
+            pct(&h["ood_channel_clean_flag_fpr"]),
+            format!("target {}", pct(&h["flag_target"])),
+        ],
+        vec![
+            "MNIST digits (OOD): AUROC of the whole ensemble".into(),
+            f(&h["ood_mnist_auroc"]),
+            String::new(),
         ],
         vec![
             "MNIST digits: TPR at the flag threshold".into(),
@@ -1571,7 +1784,7 @@ fn replay_cmd(a: ReplayArgs) -> Result<Outcome> {
             "request": i, "truth": KINDS[kind], "input_sha256": input_digest, "prediction": pred[0],
             "verdict": d.verdict, "ensemble": {"score": d.ensemble_score, "flag_threshold": bundle.ensemble_policy.flag_threshold(),
             "block_threshold": bundle.ensemble_policy.block_threshold()},
-            "reasons": d.reasons, "stream_alarm": alarm,
+            "reasons": d.reasons, "out_of_distribution": d.ood, "stream_alarm": alarm,
             "detector_us": (t.detect_s + dec_s) * 1e6,
         });
         let text = serde_json::to_string(&line)?;

@@ -189,6 +189,41 @@ fn calibrate_writes_a_sealed_bundle_and_a_report() {
         assert!(m["histogram_split_a"]["counts"].is_array());
     }
     assert!(r["stream"]["simulated_run_length"].as_f64().unwrap() >= 300.0);
+    // The out-of-distribution channel: chosen by leaving each class out, among the members the
+    // validation can refit (the others cannot forget a class the model was trained on).
+    let o = &r["ood_channel"];
+    let sel = &o["selection"];
+    assert_eq!(
+        sel["held_out_classes"],
+        serde_json::json!([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    );
+    let chosen: Vec<&str> = o["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(!chosen.is_empty(), "{o}");
+    assert!(
+        chosen
+            .iter()
+            .all(|m| ["mahalanobis", "knn", "mahalanobis-raw"].contains(m)),
+        "{chosen:?}"
+    );
+    assert!(sel["mean_auroc"].as_f64().unwrap() > 0.6, "{sel}");
+    let idx: Vec<usize> = b["ood"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(
+        idx.iter().map(|&j| names[j]).collect::<Vec<_>>(),
+        chosen,
+        "the bundle's indices name the report's members"
+    );
+    let md = std::fs::read_to_string(f.dir.join("calibration.md")).unwrap();
+    assert!(md.contains("Out-of-distribution channel"), "{md}");
     let html = std::fs::read_to_string(f.dir.join("calibration.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("mahalanobis-raw"));
 }
@@ -249,11 +284,26 @@ fn eval_and_replay_end_to_end_with_the_ledger() {
         let v = r["headline"][k].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{k}: {v}");
     }
-    // MNIST digits are far from Fashion-MNIST even for a small MLP.
+    // MNIST digits are far from Fashion-MNIST even for a small MLP, for the whole ensemble and
+    // for the out-of-distribution channel; the channel keeps its calibrated clean FPR.
     assert!(
         r["headline"]["ood_mnist_auroc"].as_f64().unwrap() > 0.8,
         "{}",
         r["headline"]
+    );
+    assert!(
+        r["headline"]["ood_channel_mnist_auroc"].as_f64().unwrap() > 0.8,
+        "{}",
+        r["headline"]
+    );
+    let ch_fpr = r["headline"]["ood_channel_clean_flag_fpr"]
+        .as_f64()
+        .unwrap();
+    assert!(ch_fpr <= 0.10, "channel clean FPR {ch_fpr}");
+    assert!(
+        std::fs::read_to_string(f.dir.join("eval.md"))
+            .unwrap()
+            .contains("AUROC of the out-of-distribution channel")
     );
     assert_eq!(r["corruptions"]["sets"].as_array().unwrap().len(), 2);
     assert_eq!(r["drift"]["per_corruption"].as_array().unwrap().len(), 2);
@@ -375,6 +425,10 @@ fn eval_and_replay_end_to_end_with_the_ledger() {
         for reason in l["reasons"].as_array().unwrap() {
             assert!(reason["score"].as_f64().unwrap() > reason["flag_threshold"].as_f64().unwrap());
         }
+        let ood = &l["out_of_distribution"];
+        let level = ood["level"].as_str().unwrap();
+        let above = ood["score"].as_f64().unwrap() > ood["flag_threshold"].as_f64().unwrap();
+        assert_eq!(level != "allow", above, "{ood}");
     }
     let s = read_json(&summary);
     assert_eq!(
@@ -490,6 +544,19 @@ fn hostile_bundles_are_refused() {
     );
     write(&edit(&mut orig.clone(), &|v| v["extra"] = 1.into()));
     refused(&replay_with(&path, &f.model), "unknown field");
+    for bad in [
+        serde_json::json!([99]),
+        serde_json::json!([]),
+        serde_json::json!([2, 2]),
+    ] {
+        write(&edit(&mut orig.clone(), &|v| {
+            v["ood"]["members"] = bad.clone();
+        }));
+        refused(
+            &replay_with(&path, &f.model),
+            "out-of-distribution channel's members",
+        );
+    }
     write(&edit(&mut orig.clone(), &|v| {
         v["stream"]["reference"] = Value::Array(Vec::new())
     }));
