@@ -149,6 +149,10 @@ pub struct Recipe {
     /// Stop when the selection metric has not improved for this many epochs (0: never).
     #[serde(default)]
     pub patience: usize,
+    /// Keep an exponential moving average of the weights with this decay, validate it and release
+    /// it instead of the last iterate (None: the iterate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f32>,
     pub seed: u64,
 }
 
@@ -159,6 +163,11 @@ impl Recipe {
         // cnn4 step under about 3 GiB.
         if self.epochs == 0 || self.epochs > 10_000 || self.batch == 0 || self.batch > MAX_BATCH {
             return Err(format!("epochs 1..=10000 and batch 1..={MAX_BATCH}"));
+        }
+        if let Some(d) = self.ema
+            && !(d.is_finite() && d > 0.0 && d < 1.0)
+        {
+            return Err("the weight average's decay must be in (0, 1)".into());
         }
         if let Method::Trades { beta, .. } = self.method
             && !(beta.is_finite() && (0.0..=1000.0).contains(&beta))
@@ -201,6 +210,31 @@ pub struct Trainer {
     base_lr: f32,
     pool: Pool,
     scratch: Vec<Scratch>,
+    ema: Option<Ema>,
+}
+
+/// An exponential moving average of the weights (Polyak averaging as used for adversarial
+/// training by Gowal et al. 2020): after step `t` (from 0), `w̄ ← d_t w̄ + (1 − d_t) w` with
+/// `d_t = min(decay, (1 + t) / (10 + t))`, so that the first steps, far from the end, are
+/// forgotten fast.
+#[derive(Debug, Clone)]
+struct Ema {
+    decay: f32,
+    steps: u64,
+    params: Vec<Vec<f32>>,
+}
+
+impl Ema {
+    fn update(&mut self, params: &[Vec<f32>]) {
+        let t = self.steps as f32;
+        let d = self.decay.min((1.0 + t) / (10.0 + t));
+        for (avg, w) in self.params.iter_mut().zip(params) {
+            for (a, &v) in avg.iter_mut().zip(w) {
+                *a = d * *a + (1.0 - d) * v;
+            }
+        }
+        self.steps += 1;
+    }
 }
 
 /// What one step or one epoch saw: mean loss and accuracy on the examples it trained on.
@@ -228,6 +262,34 @@ impl Trainer {
             base_lr: optim.lr(),
             pool,
             scratch,
+            ema: None,
+        }
+    }
+
+    /// Starts averaging the weights with `decay` (in (0, 1)) from the current ones.
+    pub fn enable_ema(&mut self, decay: f32) {
+        self.ema = Some(Ema {
+            decay,
+            steps: 0,
+            params: self.model.params().to_vec(),
+        });
+    }
+
+    /// The averaged weights, when averaging is on.
+    pub fn ema_params(&self) -> Option<&[Vec<f32>]> {
+        self.ema.as_ref().map(|e| e.params.as_slice())
+    }
+
+    /// The weights to validate and release: the average when averaging is on, else the iterate.
+    pub fn release_params(&self) -> &[Vec<f32>] {
+        self.ema_params().unwrap_or(self.model.params())
+    }
+
+    fn optimizer_step(&mut self) {
+        self.opt
+            .step(self.model.params_mut(), &self.scratch[0].grads);
+        if let Some(e) = &mut self.ema {
+            e.update(self.model.params());
         }
     }
 
@@ -349,8 +411,7 @@ impl Trainer {
         )?;
         let used = self.pool.shards(n).len();
         let (loss, correct) = self.reduce(used)?;
-        self.opt
-            .step(self.model.params_mut(), &self.scratch[0].grads);
+        self.optimizer_step();
         Ok(Stats {
             examples: n,
             loss: loss / n as f64,
@@ -612,8 +673,7 @@ impl Trainer {
             .iter()
             .map(|s| s.ok.iter().filter(|c| **c).count())
             .sum();
-        self.opt
-            .step(self.model.params_mut(), &self.scratch[0].grads);
+        self.optimizer_step();
         let k = n.max(1) as f64;
         Ok((
             Stats {
@@ -771,6 +831,57 @@ mod tests {
         let (xt, yt) = blobs(200, 2);
         let acc = accuracy(&a, &mut Pool::new(2), &xt, &yt, None, 0).unwrap();
         assert!(acc > 0.95, "accuracy {acc}");
+    }
+
+    #[test]
+    fn the_weight_average_follows_its_recurrence() {
+        let arch = Arch::mlp(&[16]);
+        let (x, y) = blobs(64, 3);
+        let mut t = Trainer::new(Model::init(&arch, 1).unwrap(), OptimSpec::adam(1e-2), 1);
+        assert!(t.ema_params().is_none());
+        assert_eq!(t.release_params(), t.model.params());
+        let decay = 0.5f32;
+        t.enable_ema(decay);
+        // The average by hand, from the iterates.
+        let mut expected: Vec<Vec<f32>> = t.model.params().to_vec();
+        for (step, chunk) in (0..64).collect::<Vec<usize>>().chunks(16).enumerate() {
+            let bx: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&i| x[i * 784..(i + 1) * 784].iter().copied())
+                .collect();
+            let by: Vec<u8> = chunk.iter().map(|&i| y[i]).collect();
+            t.step(&bx, &by, &Objective::Clean, 7).unwrap();
+            let st = step as f32;
+            let d = decay.min((1.0 + st) / (10.0 + st));
+            for (e, w) in expected.iter_mut().zip(t.model.params()) {
+                for (a, &v) in e.iter_mut().zip(w) {
+                    *a = d * *a + (1.0 - d) * v;
+                }
+            }
+        }
+        assert_eq!(t.ema_params().unwrap(), expected.as_slice());
+        assert_eq!(t.release_params(), expected.as_slice());
+        assert_ne!(t.release_params(), t.model.params(), "the average lags the iterate");
+    }
+
+    #[test]
+    fn a_weight_average_outside_0_1_is_refused() {
+        let recipe = |ema| Recipe {
+            method: Method::Clean,
+            optim: OptimSpec::adam(1e-3),
+            schedule: Schedule::Constant,
+            epochs: 1,
+            batch: 32,
+            eps_warmup_epochs: 0,
+            patience: 0,
+            ema,
+            seed: 0,
+        };
+        assert!(recipe(None).validate().is_ok());
+        assert!(recipe(Some(0.999)).validate().is_ok());
+        for bad in [0.0, 1.0, -0.5, f32::NAN] {
+            assert!(recipe(Some(bad)).validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

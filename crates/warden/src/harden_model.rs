@@ -91,6 +91,10 @@ pub(crate) struct TrainArgs {
     /// Stop after this many epochs without a better validation score (0: never).
     #[arg(long, default_value_t = 0)]
     patience: usize,
+    /// Average the weights exponentially with this decay (e.g. 0.999), validate the average and
+    /// release it instead of the last iterate.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f32>,
     /// Validation examples per class, held out of the training set (stratified).
     #[arg(long, default_value_t = 100)]
     val_per_class: usize,
@@ -399,6 +403,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         batch: a.batch,
         eps_warmup_epochs: a.eps_warmup,
         patience: a.patience,
+        ema: a.ema,
         seed: a.seed,
     };
     recipe.validate().map_err(anyhow::Error::msg)?;
@@ -497,6 +502,9 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     };
     let model = Model::init(&arch, a.seed)?;
     let mut trainer = Trainer::new(model, optim, a.threads);
+    if let Some(d) = a.ema {
+        trainer.enable_ema(d);
+    }
     // A DP epoch runs round(N / B) Poisson-sampled steps (the accountant's count).
     let batches = if dp.is_some() {
         ((train_idx.len() as f64 / a.batch as f64).round() as usize).max(1)
@@ -568,7 +576,13 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
                 },
             )?
         };
-        let model = &trainer.model;
+        // With averaging, the average is what is validated and released.
+        let averaged = trainer.ema_params().map(|p| {
+            let mut m = trainer.model.clone();
+            m.params_mut().clone_from_slice(p);
+            m
+        });
+        let model = averaged.as_ref().unwrap_or(&trainer.model);
         let mut pool = Pool::new(a.threads);
         let val_clean = train::accuracy(model, &mut pool, &val_x, &val_y, None, 0)?;
         let val_robust = match &val_attack {
