@@ -861,7 +861,11 @@ mod tests {
         }
         assert_eq!(t.ema_params().unwrap(), expected.as_slice());
         assert_eq!(t.release_params(), expected.as_slice());
-        assert_ne!(t.release_params(), t.model.params(), "the average lags the iterate");
+        assert_ne!(
+            t.release_params(),
+            t.model.params(),
+            "the average lags the iterate"
+        );
     }
 
     #[test]

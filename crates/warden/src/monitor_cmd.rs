@@ -679,6 +679,16 @@ fn scorer_input(s: &MemberScorer) -> &'static str {
     }
 }
 
+/// A JSON array of names as `a + b + c`; None when it is not an array.
+fn joined_names(v: &Value) -> Option<String> {
+    v.as_array().map(|v| {
+        v.iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    })
+}
+
 fn f(v: &Value) -> String {
     v.as_f64().map_or_else(|| "–".into(), |x| format!("{x:.4}"))
 }
@@ -749,14 +759,7 @@ fn calibration_md(r: &Value) -> String {
     let _ = writeln!(
         s,
         "\nOut-of-distribution channel: {} (Bonferroni, score −ln p), flag above {}, block above {}. Chosen by leaving each of classes {} out in turn: the data-fitted members refitted without the class, its held-out rows novel. Mean AUROC over the held-out classes {} (per class: {}).\n",
-        o["members"]
-            .as_array()
-            .map(|v| v
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" + "))
-            .unwrap_or_default(),
+        joined_names(&o["members"]).unwrap_or_default(),
         f(&o["flag_threshold"]),
         f(&o["block_threshold"]),
         sel["held_out_classes"],
@@ -1396,13 +1399,7 @@ fn eval_md(r: &Value) -> String {
         vec![
             format!(
                 "MNIST digits (OOD): AUROC of the out-of-distribution channel ({})",
-                h["ood_channel_members"]
-                    .as_array()
-                    .map(|v| v
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" + "))
+                joined_names(&h["ood_channel_members"])
                     .unwrap_or_else(|| "none in this bundle".into())
             ),
             f(&h["ood_channel_mnist_auroc"]),
