@@ -1799,7 +1799,7 @@ fn replay_cmd(a: ReplayArgs) -> Result<Outcome> {
                     {"name": "model", "digest": format!("sha256:{}", m.weights_sha256)},
                     {"name": "bundle", "digest": format!("sha256:{}", bundle.contents_sha256)},
                 ],
-                "payload": {"request": i, "verdict": d.verdict, "ensemble_score": d.ensemble_score, "reasons": line["reasons"], "stream_alarm": alarm},
+                "payload": {"request": i, "verdict": d.verdict, "ensemble_score": d.ensemble_score, "reasons": line["reasons"], "out_of_distribution": line["out_of_distribution"], "stream_alarm": alarm},
             });
             l.append(&warden_ledger::Record::from_value(record, now_ms())?)?;
             recorded += 1;

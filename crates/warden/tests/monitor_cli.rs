@@ -453,6 +453,16 @@ fn eval_and_replay_end_to_end_with_the_ledger() {
     let rec: Value = serde_json::from_slice(&last.stdout).unwrap();
     assert_eq!(rec["record"]["kind"], "evidence");
     assert_eq!(rec["record"]["actor"], "warden:monitor-replay");
+    // A decision record carries the verdict's reasons and the out-of-distribution level.
+    if flagged > 0 {
+        let first = warden(&["ledger", "get", "--index", "1"], Some(&ledger));
+        ok(&first);
+        let rec: Value = serde_json::from_slice(&first.stdout).unwrap();
+        assert_eq!(rec["record"]["kind"], "decision");
+        let p = &rec["record"]["payload"];
+        assert!(p["out_of_distribution"]["score"].is_f64(), "{p}");
+        assert!(p["reasons"].is_array(), "{p}");
+    }
     ok(&warden(&["ledger", "verify"], Some(&ledger)));
 }
 
