@@ -808,11 +808,9 @@ impl WindowMmd {
 
     /// Takes one vector of dimension `dim`.
     pub fn update(&mut self, x: &[f64]) -> Result<Option<Alarm>, StreamError> {
-        check_vector(x, self.state.dim)?;
+        self.state.take(x)?;
         let index = self.seen;
         self.seen += 1;
-        let cross = self.state.cross_of(x);
-        self.state.push(x, cross);
         self.until_test -= 1;
         if self.until_test > 0 {
             return Ok(None);
@@ -1073,11 +1071,9 @@ impl OnlineMmd {
 
     /// Takes one vector of dimension `dim`.
     pub fn update(&mut self, x: &[f64]) -> Result<Option<Alarm>, StreamError> {
-        check_vector(x, self.state.dim)?;
+        self.state.take(x)?;
         let index = self.seen;
         self.seen += 1;
-        let cross = self.state.cross_of(x);
-        self.state.push(x, cross);
         if self.state.filled < self.state.capacity {
             return Ok(None);
         }
@@ -1610,6 +1606,14 @@ impl MmdWindow {
             .chunks_exact(self.dim)
             .map(|r| self.kernel.eval(r, x))
             .sum()
+    }
+
+    /// Checks one observation and adds it to the window (evicting the oldest when full).
+    fn take(&mut self, x: &[f64]) -> Result<(), StreamError> {
+        check_vector(x, self.dim)?;
+        let cross = self.cross_of(x);
+        self.push(x, cross);
+        Ok(())
     }
 
     fn push(&mut self, x: &[f64], cross: f64) {
