@@ -1079,24 +1079,18 @@ fn dump(
     let (d, f, c, s) = (dims.input, dims.features, dims.classes, SQUEEZERS.len());
     for (prefix, v) in [("fit", fit), ("cal", cal), ("test", req)] {
         let n = v.n;
-        write_npy(
-            &dir.join(format!("{prefix}_pixels.npy")),
-            "<f4",
-            &[n, d],
-            &f32_bytes(&v.pixels),
-        )?;
-        write_npy(
-            &dir.join(format!("{prefix}_features.npy")),
-            "<f4",
-            &[n, f],
-            &f32_bytes(&v.features),
-        )?;
-        write_npy(
-            &dir.join(format!("{prefix}_logits.npy")),
-            "<f4",
-            &[n, c],
-            &f32_bytes(&v.logits),
-        )?;
+        for (name, values, width) in [
+            ("pixels", &v.pixels, d),
+            ("features", &v.features, f),
+            ("logits", &v.logits, c),
+        ] {
+            write_npy(
+                &dir.join(format!("{prefix}_{name}.npy")),
+                "<f4",
+                &[n, width],
+                &f32_bytes(values),
+            )?;
+        }
         write_npy(
             &dir.join(format!("{prefix}_labels.npy")),
             "<i8",
