@@ -70,13 +70,47 @@ fn from_torch(kind: ParamKind, theirs: &[f32]) -> Vec<f32> {
 }
 
 /// Every parameter in PyTorch's layout, in [`Model::param_infos`] order.
-pub(crate) fn torch_layout(model: &Model) -> Vec<Vec<f32>> {
+pub fn torch_layout(model: &Model) -> Vec<Vec<f32>> {
     model
         .param_infos()
         .iter()
         .zip(model.params())
         .map(|(info, p)| to_torch(info.kind, p))
         .collect()
+}
+
+/// Replaces every parameter of `model` with `params`, given in PyTorch's layout and in
+/// [`Model::param_infos`] order (what [`torch_layout`] gives). Counts, sizes and finiteness are
+/// checked first; on error the model is unchanged.
+pub fn set_torch_layout(model: &mut Model, params: &[Vec<f32>]) -> Result<(), WeightsError> {
+    let infos = model.param_infos();
+    if params.len() != infos.len() {
+        return Err(WeightsError::Arch(format!(
+            "{} tensors for {} parameters",
+            params.len(),
+            infos.len()
+        )));
+    }
+    for (info, p) in infos.iter().zip(params) {
+        let numel: usize = info.torch_shape.iter().product();
+        let bad = |reason: String| WeightsError::Tensor {
+            name: info.name.clone(),
+            reason,
+        };
+        if p.len() != numel {
+            return Err(bad(format!("{} values, the shape needs {numel}", p.len())));
+        }
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(bad("holds NaN or infinite values".into()));
+        }
+    }
+    let converted: Vec<Vec<f32>> = infos
+        .iter()
+        .zip(params)
+        .map(|(info, p)| from_torch(info.kind, p))
+        .collect();
+    model.params_mut().clone_from_slice(&converted);
+    Ok(())
 }
 
 /// The model's weights as a safetensors file. The architecture is stored in the metadata
@@ -252,6 +286,26 @@ pub fn from_safetensors(arch: &Arch, bytes: &[u8]) -> Result<Model, WeightsError
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn torch_layout_sets_back_and_refuses_bad_tensors() {
+        let m = Model::init(&Arch::cnn4(), 3).unwrap();
+        let torch = torch_layout(&m);
+        // The convolution weight is permuted, the bias is not.
+        assert_ne!(torch[2], m.params()[2]);
+        assert_eq!(torch[1], m.params()[1]);
+        let mut back = Model::zeros(&Arch::cnn4()).unwrap();
+        set_torch_layout(&mut back, &torch).unwrap();
+        assert_eq!(back.params(), m.params());
+        let mut short = torch.clone();
+        short[0].pop();
+        assert!(set_torch_layout(&mut back, &short).is_err());
+        let mut nan = torch.clone();
+        nan[3][0] = f32::NAN;
+        assert!(set_torch_layout(&mut back, &nan).is_err());
+        assert!(set_torch_layout(&mut back, &torch[1..]).is_err());
+        assert_eq!(back.params(), m.params(), "a refused call changes nothing");
+    }
 
     #[test]
     fn round_trips_and_uses_pytorch_layout() {
