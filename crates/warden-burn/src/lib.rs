@@ -1,0 +1,804 @@
+//! `warden-burn`: Warden's adversarial training on burn's backends, so that a recipe can run on a
+//! GPU (`--device cuda`, cargo feature `cuda`) as well as on Warden's own CPU engine.
+//!
+//! What stays the same as on the CPU engine (`warden_harden::train`):
+//! - the model: the same [`Arch`], its parameters moved in PyTorch's layout (`[Cout, Cin, kh, kw]`
+//!   convolutions, `[out, in]` linear weights, channel-first flattening), which is burn's own;
+//! - the objectives: clean, PGD / FGSM-RS with a uniform random start in the L∞ ball, and TRADES
+//!   (KL attack from a Gaussian start of σ 0.001, loss CE + β·KL), attacks taking gradients with
+//!   respect to the input only;
+//! - the optimiser rules (PyTorch's Adam with L2 weight decay, SGD with momentum), the learning-rate
+//!   factor per batch, the shuffling of each epoch and the weight average with its warm-up.
+//!
+//! What differs: random starts come from the backend's generator (seeded per epoch), so a run is
+//! reproducible on one device but not bit-identical to the CPU engine's; GPU reductions may also
+//! differ in the last bits from run to run. Differentially private training stays on the CPU engine.
+//!
+//! The code is generic over the backend. The tests run it on burn's CPU backend (`Flex`) and check
+//! it against the CPU engine: logits, input gradients, optimiser steps and attacks; the CUDA build
+//! runs the same functions with another type parameter.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData, activation, module};
+use warden_harden::attack::{Goal, Norm, Pgd};
+use warden_harden::nn::{Arch, LayerSpec, Model};
+use warden_harden::optim::OptimSpec;
+use warden_harden::rng::Rng;
+use warden_harden::train::{Objective, Stats};
+use warden_harden::weights;
+
+/// Why a burn run was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BurnError {
+    #[error("architecture: {0}")]
+    Arch(String),
+    #[error("input: {0}")]
+    Input(String),
+    #[error("unsupported on burn's backends: {0}")]
+    Unsupported(String),
+    #[error("device: {0}")]
+    Device(String),
+}
+
+/// Where a [`Session`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// burn's pure-Rust CPU backend: for checking the GPU code path on a machine without a GPU
+    /// (Warden's own CPU engine is faster).
+    Flex,
+    /// An NVIDIA GPU by index, through burn's CUDA backend.
+    #[cfg(feature = "cuda")]
+    Cuda(usize),
+}
+
+impl Device {
+    /// Parses `flex`, `cuda` or `cuda:N`.
+    pub fn parse(s: &str) -> Result<Device, BurnError> {
+        match s {
+            "flex" => Ok(Device::Flex),
+            #[cfg(feature = "cuda")]
+            "cuda" => Ok(Device::Cuda(0)),
+            #[cfg(feature = "cuda")]
+            _ if s.starts_with("cuda:") => s[5..]
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i < 64)
+                .map(Device::Cuda)
+                .ok_or_else(|| BurnError::Device(format!("{s:?}: cuda:N with N below 64"))),
+            _ if s.starts_with("cuda") => Err(BurnError::Device(
+                "this build has no CUDA backend: build with `--features cuda`".into(),
+            )),
+            _ => Err(BurnError::Device(format!(
+                "{s:?}: expected flex, cuda or cuda:N"
+            ))),
+        }
+    }
+
+    /// The device as written on the command line.
+    pub fn name(&self) -> String {
+        match self {
+            Device::Flex => "flex".into(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => format!("cuda:{i}"),
+        }
+    }
+}
+
+/// The burn version this crate is built against (recorded in model cards).
+pub const BURN_VERSION: &str = "0.21.0";
+
+/// One layer as the forward pass runs it; built from an [`Arch`] that [`Model`] has accepted.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Conv {
+        param: usize,
+        stride: usize,
+        pad: usize,
+    },
+    Relu,
+    Tanh,
+    Pool {
+        k: usize,
+        stride: usize,
+    },
+    Flatten,
+    Linear {
+        param: usize,
+    },
+}
+
+fn plan(arch: &Arch) -> Vec<Step> {
+    let mut param = 0;
+    arch.layers
+        .iter()
+        .map(|l| match *l {
+            LayerSpec::Conv2d {
+                padding, stride, ..
+            } => {
+                param += 2;
+                Step::Conv {
+                    param: param - 2,
+                    stride,
+                    pad: padding,
+                }
+            }
+            LayerSpec::Relu => Step::Relu,
+            LayerSpec::Tanh => Step::Tanh,
+            LayerSpec::MaxPool2d { kernel, stride } => Step::Pool {
+                k: kernel,
+                stride: stride.unwrap_or(kernel),
+            },
+            LayerSpec::Flatten => Step::Flatten,
+            LayerSpec::Linear { .. } => {
+                param += 2;
+                Step::Linear { param: param - 2 }
+            }
+        })
+        .collect()
+}
+
+/// An activation: an image batch (`N × C × H × W`) or a batch of vectors.
+enum Act<F: Backend> {
+    Img(Tensor<F, 4>),
+    Flat(Tensor<F, 2>),
+}
+
+/// The network of `steps` with parameters `params` (PyTorch layout, flat, shapes in `shapes`) on
+/// inputs `x` (`N × H·W·C`, Warden's channels-last input layout); the logits.
+fn forward<F: Backend>(
+    input: [usize; 3],
+    steps: &[Step],
+    shapes: &[Vec<usize>],
+    params: &[Tensor<F, 1>],
+    x: Tensor<F, 2>,
+) -> Result<Tensor<F, 2>, BurnError> {
+    let n = x.dims()[0];
+    let [c, h, w] = input;
+    // Warden's inputs are channels-last (`N × H × W × C`), like its activations.
+    let mut a = Act::Img(x.reshape([n, h, w, c]).permute([0, 3, 1, 2]));
+    let shape4 = |i: usize| -> Result<[usize; 4], BurnError> {
+        <[usize; 4]>::try_from(shapes[i].as_slice())
+            .map_err(|_| BurnError::Arch(format!("parameter {i}: not a 4-D weight")))
+    };
+    let shape2 = |i: usize| -> Result<[usize; 2], BurnError> {
+        <[usize; 2]>::try_from(shapes[i].as_slice())
+            .map_err(|_| BurnError::Arch(format!("parameter {i}: not a 2-D weight")))
+    };
+    for s in steps {
+        a = match (*s, a) {
+            (Step::Conv { param, stride, pad }, Act::Img(t)) => {
+                let wt = params[param].clone().reshape(shape4(param)?);
+                let b = params[param + 1].clone();
+                Act::Img(module::conv2d(
+                    t,
+                    wt,
+                    Some(b),
+                    ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1),
+                ))
+            }
+            (Step::Pool { k, stride }, Act::Img(t)) => Act::Img(module::max_pool2d(
+                t,
+                [k, k],
+                [stride, stride],
+                [0, 0],
+                [1, 1],
+                false,
+            )),
+            (Step::Conv { .. } | Step::Pool { .. }, Act::Flat(_)) => {
+                return Err(BurnError::Arch(
+                    "a convolution or pooling after flattening".into(),
+                ));
+            }
+            (Step::Relu, Act::Img(t)) => Act::Img(activation::relu(t)),
+            (Step::Relu, Act::Flat(t)) => Act::Flat(activation::relu(t)),
+            (Step::Tanh, Act::Img(t)) => Act::Img(activation::tanh(t)),
+            (Step::Tanh, Act::Flat(t)) => Act::Flat(activation::tanh(t)),
+            (Step::Flatten, Act::Img(t)) => Act::Flat(t.flatten(1, 3)),
+            (Step::Flatten, f @ Act::Flat(_)) => f,
+            (Step::Linear { param }, a) => {
+                let t = match a {
+                    Act::Img(t) => t.flatten(1, 3),
+                    Act::Flat(t) => t,
+                };
+                let wt: Tensor<F, 2> = params[param].clone().reshape(shape2(param)?);
+                let b = params[param + 1].clone().unsqueeze_dim::<2>(0);
+                Act::Flat(t.matmul(wt.transpose()) + b)
+            }
+        };
+    }
+    match a {
+        Act::Flat(t) => Ok(t),
+        Act::Img(t) => Ok(t.flatten(1, 3)),
+    }
+}
+
+/// Cross-entropy of `logits` against `y`, summed over the batch.
+fn xent_sum<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> Tensor<F, 1> {
+    let lp = activation::log_softmax(logits, 1);
+    lp.gather(1, y.unsqueeze_dim(1)).sum().neg()
+}
+
+/// Examples whose largest logit is their label's (ties go to the first class, as the CPU engine's
+/// argmax does).
+fn correct<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> usize {
+    let pred: Tensor<F, 1, Int> = logits.argmax(1).squeeze_dim(1);
+    let v: i64 = pred.equal(y).int().sum().into_scalar().elem();
+    usize::try_from(v).unwrap_or(0)
+}
+
+/// A training set on the device: images as `N × H·W·C` floats (Warden's input layout), labels as
+/// integers.
+#[derive(Debug, Clone)]
+pub struct DeviceData<B: Backend> {
+    x: Tensor<B, 2>,
+    y: Tensor<B, 1, Int>,
+    len: usize,
+}
+
+impl<B: Backend> DeviceData<B> {
+    /// Uploads `n = y.len()` examples of `len` values each.
+    pub fn new(x: &[f32], y: &[u8], len: usize, device: &B::Device) -> Result<Self, BurnError> {
+        if len == 0 || x.len() != y.len() * len || y.is_empty() {
+            return Err(BurnError::Input(format!(
+                "{} values for {} examples of {len}",
+                x.len(),
+                y.len()
+            )));
+        }
+        let n = y.len();
+        let xt = Tensor::from_data(TensorData::new(x.to_vec(), [n, len]), device);
+        let labels: Vec<i64> = y.iter().map(|&v| i64::from(v)).collect();
+        let yt = Tensor::from_data(TensorData::new(labels, [n]), device);
+        Ok(DeviceData {
+            x: xt,
+            y: yt,
+            len: n,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The examples at `idx`, in that order.
+    fn batch(&self, idx: &[usize], device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 1, Int>) {
+        let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        let ids: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(ids, [idx.len()]), device);
+        (
+            self.x.clone().select(0, ids.clone()),
+            self.y.clone().select(0, ids),
+        )
+    }
+}
+
+/// A model and its optimiser state on a burn backend `B` (an autodiff backend); the parameters
+/// and the state live on `B`'s inner backend, outside any graph.
+#[derive(Debug)]
+pub struct Engine<B: AutodiffBackend> {
+    input: [usize; 3],
+    steps: Vec<Step>,
+    shapes: Vec<Vec<usize>>,
+    template: Model,
+    params: Vec<Tensor<B::InnerBackend, 1>>,
+    m: Vec<Tensor<B::InnerBackend, 1>>,
+    v: Vec<Tensor<B::InnerBackend, 1>>,
+    ema: Option<(f32, Vec<Tensor<B::InnerBackend, 1>>)>,
+    spec: OptimSpec,
+    base_lr: f32,
+    t: u64,
+    device: B::Device,
+}
+
+type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+
+impl<B: AutodiffBackend> Engine<B> {
+    /// Moves `model`'s parameters to `device` with a fresh optimiser state.
+    pub fn new(model: &Model, optim: OptimSpec, device: B::Device) -> Result<Self, BurnError> {
+        optim.validate().map_err(BurnError::Input)?;
+        let arch = model.arch();
+        let shapes: Vec<Vec<usize>> = model
+            .param_infos()
+            .iter()
+            .map(|i| i.torch_shape.clone())
+            .collect();
+        let params: Vec<Tensor<Inner<B>, 1>> = weights::torch_layout(model)
+            .into_iter()
+            .map(|p| {
+                let n = p.len();
+                Tensor::from_data(TensorData::new(p, [n]), &device)
+            })
+            .collect();
+        let zeros = || -> Vec<Tensor<Inner<B>, 1>> {
+            params
+                .iter()
+                .map(|p| Tensor::zeros(p.dims(), &device))
+                .collect()
+        };
+        let v = if matches!(optim, OptimSpec::Adam { .. }) {
+            zeros()
+        } else {
+            Vec::new()
+        };
+        Ok(Engine {
+            input: arch.input,
+            steps: plan(arch),
+            shapes,
+            template: model.clone(),
+            m: zeros(),
+            v,
+            params,
+            ema: None,
+            spec: optim,
+            base_lr: optim.lr(),
+            t: 0,
+            device,
+        })
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Keeps an exponential moving average of the weights with decay `min(decay, (1+t)/(10+t))`
+    /// after step t, as the CPU engine's `Trainer::enable_ema`.
+    pub fn enable_ema(&mut self, decay: f32) {
+        self.ema = Some((decay, self.params.clone()));
+    }
+
+    /// Sets the learning rate to `factor` times the base rate.
+    pub fn set_lr_factor(&mut self, factor: f32) {
+        let lr = self.base_lr * factor;
+        match &mut self.spec {
+            OptimSpec::Adam { lr: l, .. } | OptimSpec::Sgd { lr: l, .. } => *l = lr,
+        }
+    }
+
+    fn logits<F: Backend>(
+        &self,
+        params: &[Tensor<F, 1>],
+        x: Tensor<F, 2>,
+    ) -> Result<Tensor<F, 2>, BurnError> {
+        forward(self.input, &self.steps, &self.shapes, params, x)
+    }
+
+    /// The parameters as leaves of a new graph: tracked (for weight gradients) or not.
+    fn graph_params(&self, tracked: bool) -> Vec<Tensor<B, 1>> {
+        self.params
+            .iter()
+            .map(|p| {
+                let t = Tensor::<B, 1>::from_inner(p.clone());
+                if tracked { t.require_grad() } else { t }
+            })
+            .collect()
+    }
+
+    /// Logits of `x` on the inner backend (no graph).
+    pub fn predict_logits(&self, x: Tensor<Inner<B>, 2>) -> Result<Tensor<Inner<B>, 2>, BurnError> {
+        self.logits(&self.params, x)
+    }
+
+    /// The gradient of the summed cross-entropy with respect to the input only.
+    pub fn input_grad(
+        &self,
+        x: Tensor<Inner<B>, 2>,
+        y: Tensor<Inner<B>, 1, Int>,
+    ) -> Result<Tensor<Inner<B>, 2>, BurnError> {
+        let ps = self.graph_params(false);
+        let xa = Tensor::<B, 2>::from_inner(x).require_grad();
+        let loss = xent_sum(self.logits(&ps, xa.clone())?, Tensor::from_inner(y));
+        let g = loss.backward();
+        xa.grad(&g)
+            .ok_or_else(|| BurnError::Input("no gradient reached the input".into()))
+    }
+
+    /// L∞ PGD against the current weights, as the CPU engine's training attack: a uniform start
+    /// in the ball when `a.random_start`, `a.steps` signed steps of `a.step`, each projected on the
+    /// ball and the input bounds; the last iterate.
+    pub fn pgd(
+        &self,
+        x: Tensor<Inner<B>, 2>,
+        y: Tensor<Inner<B>, 1, Int>,
+        a: &Pgd,
+    ) -> Result<Tensor<Inner<B>, 2>, BurnError> {
+        if a.norm != Norm::Linf || a.goal != Goal::Untargeted {
+            return Err(BurnError::Unsupported(
+                "training attacks are untargeted L∞".into(),
+            ));
+        }
+        let lo = x.clone().sub_scalar(a.eps).clamp_min(a.lo);
+        let hi = x.clone().add_scalar(a.eps).clamp_max(a.hi);
+        let mut adv = if a.random_start {
+            let noise = Tensor::random(
+                x.dims(),
+                Distribution::Uniform(-f64::from(a.eps), f64::from(a.eps)),
+                &self.device,
+            );
+            (x + noise).clamp(a.lo, a.hi)
+        } else {
+            x
+        };
+        for _ in 0..a.steps {
+            let g = self.input_grad(adv.clone(), y.clone())?;
+            adv = (adv + g.sign().mul_scalar(a.step))
+                .max_pair(lo.clone())
+                .min_pair(hi.clone());
+        }
+        Ok(adv)
+    }
+
+    /// The TRADES attack: maximise KL(p‖q) between the clean prediction p (fixed) and the
+    /// adversarial one q, from `x` plus Gaussian noise of σ 0.001.
+    fn trades_attack(
+        &self,
+        x: Tensor<Inner<B>, 2>,
+        p: Tensor<Inner<B>, 2>,
+        a: &Pgd,
+    ) -> Result<Tensor<Inner<B>, 2>, BurnError> {
+        let lo = x.clone().sub_scalar(a.eps).clamp_min(a.lo);
+        let hi = x.clone().add_scalar(a.eps).clamp_max(a.hi);
+        let noise = Tensor::random(x.dims(), Distribution::Normal(0.0, 0.001), &self.device);
+        let mut adv = (x + noise).clamp(a.lo, a.hi);
+        let ps = self.graph_params(false);
+        let p = Tensor::<B, 2>::from_inner(p);
+        for _ in 0..a.steps {
+            let xa = Tensor::<B, 2>::from_inner(adv.clone()).require_grad();
+            let logq = activation::log_softmax(self.logits(&ps, xa.clone())?, 1);
+            // Σ p (log p − log q): only −Σ p log q depends on the input.
+            let loss = (p.clone() * logq).sum().neg();
+            let g = loss.backward();
+            let gx = xa
+                .grad(&g)
+                .ok_or_else(|| BurnError::Input("no gradient reached the input".into()))?;
+            adv = (adv + gx.sign().mul_scalar(a.step))
+                .max_pair(lo.clone())
+                .min_pair(hi.clone());
+        }
+        Ok(adv)
+    }
+
+    /// One optimisation step on a batch towards `objective`.
+    pub fn step(
+        &mut self,
+        x: Tensor<Inner<B>, 2>,
+        y: Tensor<Inner<B>, 1, Int>,
+        objective: &Objective,
+    ) -> Result<Stats, BurnError> {
+        let n = y.dims()[0];
+        if n == 0 || x.dims()[0] != n {
+            return Err(BurnError::Input("an empty or ragged batch".into()));
+        }
+        let scale = 1.0 / n as f32;
+        let ps = self.graph_params(true);
+        let yb = Tensor::<B, 1, Int>::from_inner(y.clone());
+        let (loss, hits) = match objective {
+            Objective::Clean | Objective::Adversarial(_) => {
+                let input = match objective {
+                    Objective::Adversarial(a) => self.pgd(x, y.clone(), a)?,
+                    _ => x,
+                };
+                let logits = self.logits(&ps, Tensor::from_inner(input))?;
+                let hits = correct(logits.clone().inner(), y);
+                (xent_sum(logits, yb).mul_scalar(scale), hits)
+            }
+            Objective::Trades { attack, beta } => {
+                let clean_inner = self.logits(&self.params, x.clone())?;
+                let p = activation::softmax(clean_inner, 1);
+                let adv = self.trades_attack(x.clone(), p, attack)?;
+                let lc = self.logits(&ps, Tensor::from_inner(x))?;
+                let la = self.logits(&ps, Tensor::from_inner(adv))?;
+                let hits = correct(lc.clone().inner(), y);
+                let logp = activation::log_softmax(lc.clone(), 1);
+                let logq = activation::log_softmax(la, 1);
+                let kl = (activation::softmax(lc.clone(), 1) * (logp - logq)).sum();
+                let ce = xent_sum(lc, yb);
+                ((ce + kl.mul_scalar(*beta)).mul_scalar(scale), hits)
+            }
+        };
+        let loss_value: f32 = loss.clone().into_scalar().elem();
+        if !loss_value.is_finite() {
+            return Err(BurnError::Input(
+                "the loss is not finite (learning rate too high?)".into(),
+            ));
+        }
+        let g = loss.backward();
+        let grads = ps
+            .iter()
+            .map(|p| {
+                p.grad(&g)
+                    .ok_or_else(|| BurnError::Input("a parameter received no gradient".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply(grads);
+        Ok(Stats {
+            examples: n,
+            loss: f64::from(loss_value),
+            accuracy: hits as f64 / n as f64,
+        })
+    }
+
+    /// One update with PyTorch's rules (as `warden_harden::optim::Optimizer::step`).
+    fn apply(&mut self, grads: Vec<Tensor<Inner<B>, 1>>) {
+        self.t += 1;
+        match self.spec {
+            OptimSpec::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let t = self.t as i32;
+                let bc1 = 1.0 - beta1.powi(t);
+                let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+                let step_size = lr / bc1;
+                for (i, g) in grads.into_iter().enumerate() {
+                    let p = self.params[i].clone();
+                    let g = if weight_decay > 0.0 {
+                        g + p.clone().mul_scalar(weight_decay)
+                    } else {
+                        g
+                    };
+                    let m = self.m[i].clone().mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1);
+                    let v = self.v[i].clone().mul_scalar(beta2)
+                        + (g.clone() * g).mul_scalar(1.0 - beta2);
+                    let denom = v.clone().sqrt().div_scalar(bc2_sqrt).add_scalar(eps);
+                    self.params[i] = p - (m.clone() / denom).mul_scalar(step_size);
+                    self.m[i] = m;
+                    self.v[i] = v;
+                }
+            }
+            OptimSpec::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => {
+                let first = self.t == 1;
+                for (i, g) in grads.into_iter().enumerate() {
+                    let p = self.params[i].clone();
+                    let mut d = if weight_decay > 0.0 {
+                        g + p.clone().mul_scalar(weight_decay)
+                    } else {
+                        g
+                    };
+                    if momentum > 0.0 {
+                        let m = if first {
+                            d
+                        } else {
+                            self.m[i].clone().mul_scalar(momentum) + d
+                        };
+                        self.m[i] = m.clone();
+                        d = m;
+                    }
+                    self.params[i] = p - d.mul_scalar(lr);
+                }
+            }
+        }
+        if let Some((decay, avg)) = &mut self.ema {
+            let t = self.t as f32;
+            let d = decay.min((1.0 + t) / (10.0 + t));
+            for (a, p) in avg.iter_mut().zip(&self.params) {
+                *a = a.clone().mul_scalar(d) + p.clone().mul_scalar(1.0 - d);
+            }
+        }
+    }
+
+    /// One pass over `idx` (indices into `data`) in batches, shuffled with `seed` exactly as the
+    /// CPU engine shuffles; `lr(b)` gives the learning-rate factor of batch b and
+    /// `on_batch(done, total, stats)` is called after each (returning false interrupts).
+    #[allow(clippy::too_many_arguments)]
+    pub fn epoch(
+        &mut self,
+        data: &DeviceData<Inner<B>>,
+        idx: &[usize],
+        batch: usize,
+        objective: &Objective,
+        lr: &mut dyn FnMut(usize) -> f32,
+        seed: u64,
+        on_batch: &mut dyn FnMut(usize, usize, Stats) -> bool,
+    ) -> Result<Stats, BurnError> {
+        if batch == 0 {
+            return Err(BurnError::Input("batch 0".into()));
+        }
+        if let Some(&bad) = idx.iter().find(|&&i| i >= data.len()) {
+            return Err(BurnError::Input(format!(
+                "index {bad} outside {} examples",
+                data.len()
+            )));
+        }
+        let mut order = idx.to_vec();
+        let mut rng = Rng::new(seed);
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        <Inner<B> as Backend>::seed(&self.device, seed);
+        let batches = order.len().div_ceil(batch);
+        let mut total = Stats::default();
+        for (b, chunk) in order.chunks(batch).enumerate() {
+            let (bx, by) = data.batch(chunk, &self.device);
+            self.set_lr_factor(lr(b));
+            let s = self.step(bx, by, objective)?;
+            total.loss += s.loss * s.examples as f64;
+            total.accuracy += s.accuracy * s.examples as f64;
+            total.examples += s.examples;
+            if !on_batch(b + 1, batches, s) {
+                return Err(BurnError::Input("interrupted".into()));
+            }
+        }
+        let k = total.examples.max(1) as f64;
+        Ok(Stats {
+            examples: total.examples,
+            loss: total.loss / k,
+            accuracy: total.accuracy / k,
+        })
+    }
+
+    fn to_model(&self, params: &[Tensor<Inner<B>, 1>]) -> Result<Model, BurnError> {
+        let host = params
+            .iter()
+            .map(|p| {
+                p.clone()
+                    .into_data()
+                    .into_vec::<f32>()
+                    .map_err(|e| BurnError::Device(format!("reading parameters back: {e:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut m = self.template.clone();
+        weights::set_torch_layout(&mut m, &host).map_err(|e| BurnError::Input(e.to_string()))?;
+        Ok(m)
+    }
+
+    /// The current iterate as a CPU-engine model.
+    pub fn model(&self) -> Result<Model, BurnError> {
+        self.to_model(&self.params)
+    }
+
+    /// What a run releases: the weight average when enabled, otherwise the iterate.
+    pub fn release(&self) -> Result<Model, BurnError> {
+        match &self.ema {
+            Some((_, avg)) => self.to_model(avg),
+            None => self.model(),
+        }
+    }
+
+    /// Accuracy on `x`/`y` (clean, or under `attack` with its random start from the backend's
+    /// generator, the last iterate counting), in chunks of `chunk` examples.
+    pub fn accuracy(
+        &self,
+        data: &DeviceData<Inner<B>>,
+        attack: Option<&Pgd>,
+        chunk: usize,
+    ) -> Result<f64, BurnError> {
+        let idx: Vec<usize> = (0..data.len()).collect();
+        let mut hits = 0;
+        for c in idx.chunks(chunk.max(1)) {
+            let (x, y) = data.batch(c, &self.device);
+            let x = match attack {
+                Some(a) => self.pgd(x, y.clone(), a)?,
+                None => x,
+            };
+            hits += correct(self.predict_logits(x)?, y);
+        }
+        Ok(hits as f64 / data.len().max(1) as f64)
+    }
+}
+
+/// The training session behind `warden harden train --device …`: an [`Engine`] and the training
+/// set on one device, whichever backend it is.
+#[derive(Debug)]
+pub struct Session {
+    inner: SessionInner,
+}
+
+type FlexAd = Autodiff<Flex>;
+#[cfg(feature = "cuda")]
+type CudaAd = Autodiff<burn::backend::Cuda>;
+
+#[derive(Debug)]
+enum SessionInner {
+    Flex(Box<(Engine<FlexAd>, DeviceData<Flex>)>),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<(Engine<CudaAd>, DeviceData<burn::backend::Cuda>)>),
+}
+
+macro_rules! dispatch {
+    (ref $s:expr, $e:ident, $d:ident => $body:expr) => {
+        match $s {
+            SessionInner::Flex(b) => {
+                let (ref $e, ref $d) = **b;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            SessionInner::Cuda(b) => {
+                let (ref $e, ref $d) = **b;
+                $body
+            }
+        }
+    };
+    ($s:expr, $e:ident, $d:ident => $body:expr) => {
+        match $s {
+            SessionInner::Flex(b) => {
+                let (ref mut $e, ref mut $d) = **b;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            SessionInner::Cuda(b) => {
+                let (ref mut $e, ref mut $d) = **b;
+                $body
+            }
+        }
+    };
+}
+
+impl Session {
+    /// Puts `model` (with a fresh `optim` state) and the training set (`y.len()` examples of the
+    /// model's input size) on `device`.
+    pub fn new(
+        device: Device,
+        model: &Model,
+        optim: OptimSpec,
+        x: &[f32],
+        y: &[u8],
+    ) -> Result<Session, BurnError> {
+        let len = model.input_len();
+        let inner = match device {
+            Device::Flex => {
+                let dev = Default::default();
+                let data = DeviceData::new(x, y, len, &dev)?;
+                SessionInner::Flex(Box::new((Engine::new(model, optim, dev)?, data)))
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                let dev = burn::backend::cuda::CudaDevice::new(i);
+                let data = DeviceData::new(x, y, len, &dev)?;
+                SessionInner::Cuda(Box::new((Engine::new(model, optim, dev)?, data)))
+            }
+        };
+        Ok(Session { inner })
+    }
+
+    /// A name for the backend, for model cards.
+    pub fn backend(&self) -> String {
+        match &self.inner {
+            SessionInner::Flex(..) => format!("burn {BURN_VERSION}, Flex (CPU)"),
+            #[cfg(feature = "cuda")]
+            SessionInner::Cuda(b) => format!("burn {BURN_VERSION}, CUDA {:?}", b.0.device()),
+        }
+    }
+
+    pub fn enable_ema(&mut self, decay: f32) {
+        dispatch!(&mut self.inner, e, _d => e.enable_ema(decay))
+    }
+
+    /// One epoch over `idx` (see [`Engine::epoch`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn epoch(
+        &mut self,
+        idx: &[usize],
+        batch: usize,
+        objective: &Objective,
+        lr: &mut dyn FnMut(usize) -> f32,
+        seed: u64,
+        on_batch: &mut dyn FnMut(usize, usize, Stats) -> bool,
+    ) -> Result<Stats, BurnError> {
+        dispatch!(&mut self.inner, e, d => e.epoch(d, idx, batch, objective, lr, seed, on_batch))
+    }
+
+    /// The current iterate.
+    pub fn model(&self) -> Result<Model, BurnError> {
+        dispatch!(ref &self.inner, e, _d => e.model())
+    }
+
+    /// The weight average when enabled, otherwise the iterate.
+    pub fn release(&self) -> Result<Model, BurnError> {
+        dispatch!(ref &self.inner, e, _d => e.release())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,368 @@
+//! The burn path against Warden's CPU engine, on burn's CPU backend: the same functions run on the
+//! CUDA backend with another type parameter.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use warden_harden::nn::{Pool, Workspace, softmax_xent};
+use warden_harden::train::{Method, Trainer};
+
+type Ad = Autodiff<Flex>;
+
+fn dev() -> burn::backend::flex::FlexDevice {
+    Default::default()
+}
+
+/// `n` inputs in [0, 1] and labels, drawn from `seed`.
+fn inputs(model: &Model, n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
+    let mut rng = Rng::new(seed);
+    let x = (0..n * model.input_len())
+        .map(|_| rng.uniform() as f32)
+        .collect();
+    let y = (0..n)
+        .map(|_| rng.below(model.classes() as u64) as u8)
+        .collect();
+    (x, y)
+}
+
+fn upload(x: &[f32], y: &[u8], len: usize) -> DeviceData<Flex> {
+    DeviceData::new(x, y, len, &dev()).unwrap()
+}
+
+fn host(t: Tensor<Flex, 2>) -> Vec<f32> {
+    t.into_data().into_vec::<f32>().unwrap()
+}
+
+/// Largest absolute difference, relative to the largest magnitude of `want` (at least 1e-3).
+fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+fn archs() -> Vec<Arch> {
+    ["small-cnn", "cnn4", "dp-cnn", "small-cnn-tanh", "mlp"]
+        .iter()
+        .map(|n| Arch::named(n).unwrap())
+        .collect()
+}
+
+#[test]
+fn logits_equal_the_cpu_engine_on_every_named_architecture() {
+    for arch in archs() {
+        let model = Model::init(&arch, 7).unwrap();
+        let (x, y) = inputs(&model, 6, 1);
+        let mut ws = Workspace::default();
+        let want = model.forward(&mut ws, &x, 6).unwrap().to_vec();
+        let e = Engine::<Ad>::new(&model, OptimSpec::adam(1e-3), dev()).unwrap();
+        let data = upload(&x, &y, model.input_len());
+        let got = host(e.predict_logits(data.x.clone()).unwrap());
+        let d = rel_diff(&got, &want);
+        assert!(d < 1e-5, "{}: logits differ by {d}", arch.name);
+    }
+}
+
+#[test]
+fn input_gradients_equal_the_cpu_engine() {
+    for arch in archs() {
+        let model = Model::init(&arch, 3).unwrap();
+        let (x, y) = inputs(&model, 4, 2);
+        let mut ws = Workspace::default();
+        let logits = model.forward(&mut ws, &x, 4).unwrap().to_vec();
+        let mut dl = Vec::new();
+        softmax_xent(&logits, &y, model.classes(), 1.0, &mut dl, None);
+        model.backward(&mut ws, &x, &dl, None, true);
+        let want = ws.input_grad().to_vec();
+        let e = Engine::<Ad>::new(&model, OptimSpec::adam(1e-3), dev()).unwrap();
+        let data = upload(&x, &y, model.input_len());
+        let got = host(e.input_grad(data.x.clone(), data.y.clone()).unwrap());
+        let d = rel_diff(&got, &want);
+        assert!(d < 1e-4, "{}: input gradients differ by {d}", arch.name);
+    }
+}
+
+/// Three clean steps with each optimiser (weight decay and momentum on) leave the same weights as
+/// the CPU engine's `Trainer`.
+#[test]
+fn optimiser_steps_equal_the_cpu_engine() {
+    let specs = [
+        OptimSpec::Adam {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-3,
+        },
+        OptimSpec::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 1e-3,
+        },
+    ];
+    for spec in specs {
+        let model = Model::init(&Arch::small_cnn(), 5).unwrap();
+        let (x, y) = inputs(&model, 16, 4);
+        let mut cpu = Trainer::new(model.clone(), spec, 1);
+        let mut e = Engine::<Ad>::new(&model, spec, dev()).unwrap();
+        let data = upload(&x, &y, model.input_len());
+        for step in 0..3 {
+            let factor = [1.0, 0.5, 0.25][step];
+            cpu.set_lr_factor(factor);
+            e.set_lr_factor(factor);
+            let a = cpu.step(&x, &y, &Objective::Clean, 0).unwrap();
+            let b = e
+                .step(data.x.clone(), data.y.clone(), &Objective::Clean)
+                .unwrap();
+            assert!(
+                (a.loss - b.loss).abs() < 1e-4,
+                "{spec:?}: loss {a:?} vs {b:?}"
+            );
+            assert_eq!(a.accuracy, b.accuracy);
+        }
+        // Adam divides by √v: where a gradient is near zero, a difference in its last bits moves
+        // the weight by a visible fraction of the learning rate.
+        let tol = match spec {
+            OptimSpec::Adam { .. } => 1e-3,
+            OptimSpec::Sgd { .. } => 1e-5,
+        };
+        let got = e.model().unwrap();
+        for (g, w) in got.params().iter().zip(cpu.model.params()) {
+            let d = rel_diff(g, w);
+            assert!(d < tol, "{spec:?}: weights differ by {d}");
+        }
+    }
+}
+
+/// Without a random start PGD is deterministic: the burn path's points equal the CPU engine's,
+/// up to pixels where a gradient's sign flips in the last bits.
+#[test]
+fn pgd_points_equal_the_cpu_engine_without_random_start() {
+    let model = Model::init(&Arch::small_cnn(), 11).unwrap();
+    let (x, y) = inputs(&model, 8, 6);
+    let a = Pgd {
+        random_start: false,
+        keep_first_success: false,
+        ..Pgd::linf(0.1, 0.025, 5, 1)
+    };
+    let want = warden_harden::attack::generate(&model, &mut Pool::new(1), &a, &x, &y, 0).unwrap();
+    let e = Engine::<Ad>::new(&model, OptimSpec::adam(1e-3), dev()).unwrap();
+    let data = upload(&x, &y, model.input_len());
+    let got = host(e.pgd(data.x.clone(), data.y.clone(), &a).unwrap());
+    let off = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, w)| (*g - *w).abs() > 1e-5)
+        .count();
+    assert!(
+        off * 200 < got.len(),
+        "{off} of {} values differ",
+        got.len()
+    );
+}
+
+/// Every point of the training attacks lies in the ε-ball and the input bounds.
+#[test]
+fn attack_points_stay_in_the_ball_and_the_bounds() {
+    let model = Model::init(&Arch::mlp(&[32]), 2).unwrap();
+    let (x, y) = inputs(&model, 20, 8);
+    let e = Engine::<Ad>::new(&model, OptimSpec::adam(1e-3), dev()).unwrap();
+    let data = upload(&x, &y, model.input_len());
+    let eps = 0.1;
+    let a = Pgd {
+        keep_first_success: false,
+        ..Pgd::linf(eps, 0.04, 3, 1)
+    };
+    let p = activation::softmax(e.predict_logits(data.x.clone()).unwrap(), 1);
+    for adv in [
+        e.pgd(data.x.clone(), data.y.clone(), &a).unwrap(),
+        e.trades_attack(data.x.clone(), p, &a).unwrap(),
+    ] {
+        let adv = host(adv);
+        let mut moved = 0;
+        for (v, x0) in adv.iter().zip(&x) {
+            assert!((0.0..=1.0).contains(v), "{v} outside [0, 1]");
+            assert!(
+                (v - x0).abs() <= eps + 1e-6,
+                "{v} is more than eps from {x0}"
+            );
+            moved += usize::from((v - x0).abs() > 1e-3);
+        }
+        assert!(moved * 2 > adv.len(), "the attack hardly moved: {moved}");
+    }
+}
+
+/// TRADES with β = 0 is clean training whatever its attack finds.
+#[test]
+fn trades_with_beta_zero_is_a_clean_step() {
+    let model = Model::init(&Arch::mlp(&[16]), 4).unwrap();
+    let (x, y) = inputs(&model, 12, 3);
+    let data = upload(&x, &y, model.input_len());
+    let mut clean = Engine::<Ad>::new(&model, OptimSpec::adam(1e-2), dev()).unwrap();
+    let mut trades = Engine::<Ad>::new(&model, OptimSpec::adam(1e-2), dev()).unwrap();
+    let objective = Method::Trades {
+        eps: 0.1,
+        step: 0.04,
+        steps: 2,
+        beta: 0.0,
+    }
+    .objective(0.1);
+    let a = clean
+        .step(data.x.clone(), data.y.clone(), &Objective::Clean)
+        .unwrap();
+    let b = trades
+        .step(data.x.clone(), data.y.clone(), &objective)
+        .unwrap();
+    assert!((a.loss - b.loss).abs() < 1e-6);
+    for (p, q) in clean
+        .model()
+        .unwrap()
+        .params()
+        .iter()
+        .zip(trades.model().unwrap().params())
+    {
+        assert!(rel_diff(p, q) < 1e-6);
+    }
+    // With β > 0 the KL term adds to the loss.
+    let mut t2 = Engine::<Ad>::new(&model, OptimSpec::adam(1e-2), dev()).unwrap();
+    let objective = Method::Trades {
+        eps: 0.3,
+        step: 0.1,
+        steps: 3,
+        beta: 6.0,
+    }
+    .objective(0.3);
+    let c = t2.step(data.x.clone(), data.y.clone(), &objective).unwrap();
+    assert!(c.loss > a.loss, "{c:?} vs {a:?}");
+}
+
+/// A small separable task: adversarial training on the burn path makes the model robust where
+/// clean training does not, the epoch loop reports progress, and the weight average is released.
+#[test]
+fn adversarial_epochs_make_a_model_robust() {
+    // Ten classes, each marked by a block of 16 pixels raised by 0.5 over a noisy background. A
+    // clean model also leans on the background, which an ε of 0.1 on every pixel turns against it.
+    let arch = Arch::mlp(&[32]);
+    let model = Model::init(&arch, 1).unwrap();
+    let len = model.input_len();
+    let mut rng = Rng::new(9);
+    let n = 400;
+    let mut x = Vec::with_capacity(n * len);
+    let mut y = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 10;
+        y.push(c as u8);
+        x.extend((0..len).map(|j| {
+            let block = if j / 16 == c { 0.5 } else { 0.0 };
+            block + 0.2 * rng.uniform() as f32
+        }));
+    }
+    let data = upload(&x, &y, len);
+    let idx: Vec<usize> = (0..n).collect();
+    let eps = 0.1;
+    let eval = Pgd {
+        keep_first_success: false,
+        ..Pgd::linf(eps, eps / 4.0, 10, 1)
+    };
+    let robust_after = |method: Method, ema: bool| {
+        let mut e = Engine::<Ad>::new(&model, OptimSpec::adam(1e-2), dev()).unwrap();
+        if ema {
+            e.enable_ema(0.9);
+        }
+        let mut calls = 0;
+        for epoch in 0..8 {
+            let s = e
+                .epoch(
+                    &data,
+                    &idx,
+                    50,
+                    // The budget grows over the first four epochs, as `--eps-warmup 4` does.
+                    &method.objective(eps * ((epoch + 1) as f32 / 4.0).min(1.0)),
+                    &mut |_| 1.0,
+                    epoch,
+                    &mut |done, total, _| {
+                        calls += 1;
+                        assert!(done <= total);
+                        true
+                    },
+                )
+                .unwrap();
+            assert_eq!(s.examples, n);
+        }
+        assert_eq!(calls, 8 * 8);
+        let released = e.release().unwrap();
+        let mut pool = Pool::new(1);
+        // Scored by the CPU engine: the released model is an ordinary Warden model.
+        let clean = warden_harden::train::accuracy(&released, &mut pool, &x, &y, None, 0).unwrap();
+        let robust =
+            warden_harden::train::accuracy(&released, &mut pool, &x, &y, Some(&eval), 0).unwrap();
+        let on_device = e.accuracy(&data, None, 64).unwrap();
+        (clean, robust, on_device, e.model().unwrap(), released)
+    };
+    let (clean_c, robust_c, dev_c, it, rel) = robust_after(Method::Clean, false);
+    assert_eq!(
+        it.params(),
+        rel.params(),
+        "without averaging the iterate is released"
+    );
+    assert!(clean_c > 0.95, "clean training fits the task: {clean_c}");
+    assert!((dev_c - clean_c).abs() < 1e-9, "{dev_c} vs {clean_c}");
+    let pgd = Method::Pgd {
+        eps,
+        step: eps / 2.0,
+        steps: 3,
+    };
+    let (_, robust_a, _, it, rel) = robust_after(pgd, true);
+    assert_ne!(it.params(), rel.params(), "the average is released");
+    assert!(
+        robust_a > robust_c + 0.2,
+        "robust accuracy {robust_a} after PGD training vs {robust_c} after clean training"
+    );
+}
+
+#[test]
+fn sessions_and_devices_refuse_bad_input() {
+    assert_eq!(Device::parse("flex").unwrap(), Device::Flex);
+    for bad in ["", "gpu", "cuda:x", "cuda:99999999999999999999"] {
+        assert!(Device::parse(bad).is_err(), "{bad}");
+    }
+    #[cfg(not(feature = "cuda"))]
+    assert!(
+        Device::parse("cuda")
+            .unwrap_err()
+            .to_string()
+            .contains("--features cuda")
+    );
+    let model = Model::init(&Arch::mlp(&[8]), 0).unwrap();
+    let (x, y) = inputs(&model, 4, 0);
+    assert!(Session::new(Device::Flex, &model, OptimSpec::adam(1e-3), &x[1..], &y).is_err());
+    assert!(Session::new(Device::Flex, &model, OptimSpec::adam(f32::NAN), &x, &y).is_err());
+    let mut s = Session::new(Device::Flex, &model, OptimSpec::adam(1e-3), &x, &y).unwrap();
+    let mut no = |_: usize, _: usize, _: Stats| true;
+    assert!(
+        s.epoch(&[0, 4], 2, &Objective::Clean, &mut |_| 1.0, 0, &mut no)
+            .is_err(),
+        "an index outside the data"
+    );
+    assert!(
+        s.epoch(&[0, 1], 0, &Objective::Clean, &mut |_| 1.0, 0, &mut no)
+            .is_err()
+    );
+    // Interrupting stops the epoch with an error, leaving a valid model.
+    let mut stop = |_: usize, _: usize, _: Stats| false;
+    assert!(
+        s.epoch(
+            &[0, 1, 2, 3],
+            2,
+            &Objective::Clean,
+            &mut |_| 1.0,
+            0,
+            &mut stop
+        )
+        .is_err()
+    );
+    assert_eq!(s.model().unwrap().param_count(), model.param_count());
+    assert!(s.backend().contains("Flex"));
+}
