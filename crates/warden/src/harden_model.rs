@@ -22,6 +22,91 @@ use warden_ledger::Kind;
 use crate::Outcome;
 use crate::ledger_dir;
 
+/// The engine a training run steps: Warden's CPU engine, or burn's backends (`--device`).
+enum Runner {
+    Cpu(Box<Trainer>),
+    #[cfg(feature = "burn")]
+    Burn(Box<warden_burn::Session>),
+}
+
+impl Runner {
+    /// The engine for `--device`; burn's backends get the whole training set up front.
+    fn new(
+        device: &str,
+        model: Model,
+        optim: OptimSpec,
+        threads: usize,
+        x: &[f32],
+        y: &[u8],
+    ) -> Result<Runner> {
+        if device == "cpu" {
+            return Ok(Runner::Cpu(Box::new(Trainer::new(model, optim, threads))));
+        }
+        #[cfg(feature = "burn")]
+        {
+            let d = warden_burn::Device::parse(device)?;
+            Ok(Runner::Burn(Box::new(warden_burn::Session::new(
+                d, &model, optim, x, y,
+            )?)))
+        }
+        #[cfg(not(feature = "burn"))]
+        {
+            let _ = (model, x, y);
+            check_device(device)?;
+            bail!("--device {device:?}: not available")
+        }
+    }
+
+    fn enable_ema(&mut self, decay: f32) {
+        match self {
+            Runner::Cpu(t) => t.enable_ema(decay),
+            #[cfg(feature = "burn")]
+            Runner::Burn(s) => s.enable_ema(decay),
+        }
+    }
+
+    /// What the run would release now: the weight average when enabled, otherwise the iterate.
+    fn release(&self) -> Result<Model> {
+        match self {
+            Runner::Cpu(t) => {
+                let mut m = t.model.clone();
+                if let Some(p) = t.ema_params() {
+                    m.params_mut().clone_from_slice(p);
+                }
+                Ok(m)
+            }
+            #[cfg(feature = "burn")]
+            Runner::Burn(s) => Ok(s.release()?),
+        }
+    }
+
+    /// The model card's record of where the run trained.
+    fn describe(&self, device: &str) -> Value {
+        match self {
+            Runner::Cpu(_) => json!({"device": device, "engine": "warden (CPU)"}),
+            #[cfg(feature = "burn")]
+            Runner::Burn(s) => json!({"device": device, "engine": s.backend()}),
+        }
+    }
+}
+
+/// Refuses a `--device` this build cannot train on, before any data is read.
+fn check_device(device: &str) -> Result<()> {
+    if device == "cpu" {
+        return Ok(());
+    }
+    #[cfg(feature = "burn")]
+    {
+        warden_burn::Device::parse(device)?;
+        Ok(())
+    }
+    #[cfg(not(feature = "burn"))]
+    bail!(
+        "--device {device:?}: this build trains on the CPU only; build with \
+         `cargo build --release -p warden --features cuda` for cuda, or `--features burn` for flex"
+    )
+}
+
 /// Largest architecture or model-card file read.
 const MAX_JSON: u64 = 1 << 20;
 /// Largest weight file read.
@@ -105,6 +190,11 @@ pub(crate) struct TrainArgs {
     seed: u64,
     #[arg(long, default_value_t = default_threads())]
     threads: usize,
+    /// Where training runs: cpu (Warden's engine), cuda or cuda:N (burn's CUDA backend, in a build
+    /// with `--features cuda`), or flex (burn's CPU backend: the GPU code path on a CPU, in a build
+    /// with `--features burn`). Validation runs on Warden's CPU engine either way.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Differentially private training (DP-SGD, or DP-Adam with --optimizer adam): per-example
     /// clipping, Gaussian noise, Poisson sampling with --batch as the expected batch size; only
     /// with --method clean. The last epoch is written (no selection on validation data).
@@ -408,6 +498,11 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     };
     recipe.validate().map_err(anyhow::Error::msg)?;
     anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
+    check_device(&a.device)?;
+    anyhow::ensure!(
+        !a.dp || a.device == "cpu",
+        "--dp trains on --device cpu only"
+    );
 
     let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
     let (mut train_idx, val_idx) = data::stratified_split(&full, a.val_per_class, a.seed);
@@ -501,9 +596,9 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         0
     };
     let model = Model::init(&arch, a.seed)?;
-    let mut trainer = Trainer::new(model, optim, a.threads);
+    let mut runner = Runner::new(&a.device, model, optim, a.threads, &x, y)?;
     if let Some(d) = a.ema {
-        trainer.enable_ema(d);
+        runner.enable_ema(d);
     }
     // A DP epoch runs round(N / B) Poisson-sampled steps (the accountant's count).
     let batches = if dp.is_some() {
@@ -533,7 +628,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             .seed
             .wrapping_add(epoch as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let stats = if let Some((cfg, _)) = &dp {
+        let stats = if let (Some((cfg, _)), Runner::Cpu(trainer)) = (&dp, &mut runner) {
             let d = trainer.dp_epoch(
                 &x,
                 y,
@@ -560,34 +655,40 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
                 accuracy: d.accuracy,
             }
         } else {
-            trainer.epoch(
-                &x,
-                y,
-                &train_idx,
-                a.batch,
-                &objective,
-                &mut |b| schedule.factor(step0 + b, total_steps),
-                a.seed
-                    .wrapping_add(epoch as u64)
-                    .wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                &mut |d, t, s| {
-                    progress.update(d, t, &format!("loss {:.4}", s.loss));
-                    true
-                },
-            )?
+            let mut lr = |b| schedule.factor(step0 + b, total_steps);
+            let mut on_batch = |d, t, s: train::Stats| {
+                progress.update(d, t, &format!("loss {:.4}", s.loss));
+                true
+            };
+            match &mut runner {
+                Runner::Cpu(trainer) => trainer.epoch(
+                    &x,
+                    y,
+                    &train_idx,
+                    a.batch,
+                    &objective,
+                    &mut lr,
+                    epoch_seed,
+                    &mut on_batch,
+                )?,
+                #[cfg(feature = "burn")]
+                Runner::Burn(s) => s.epoch(
+                    &train_idx,
+                    a.batch,
+                    &objective,
+                    &mut lr,
+                    epoch_seed,
+                    &mut on_batch,
+                )?,
+            }
         };
         // With averaging, the average is what is validated and released.
-        let averaged = trainer.ema_params().map(|p| {
-            let mut m = trainer.model.clone();
-            m.params_mut().clone_from_slice(p);
-            m
-        });
-        let model = averaged.as_ref().unwrap_or(&trainer.model);
+        let model = runner.release()?;
         let mut pool = Pool::new(a.threads);
-        let val_clean = train::accuracy(model, &mut pool, &val_x, &val_y, None, 0)?;
+        let val_clean = train::accuracy(&model, &mut pool, &val_x, &val_y, None, 0)?;
         let val_robust = match &val_attack {
             Some(va) => Some(train::accuracy(
-                model,
+                &model,
                 &mut pool,
                 &val_x,
                 &val_y,
@@ -631,7 +732,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     }
     let seconds = start.elapsed().as_secs_f64();
     let (score, best_epoch, params) = best.context("no epoch was trained at the full budget")?;
-    let mut model = trainer.model;
+    let mut model = runner.release()?;
     model.params_mut().clone_from_slice(&params);
 
     let mut meta = BTreeMap::new();
@@ -655,6 +756,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             "split": {"validation_per_class": a.val_per_class, "seed": a.seed, "train_examples": train_idx.len(), "validation_examples": val_idx.len()},
         },
         "threads": a.threads,
+        "training_engine": runner.describe(&a.device),
         "seconds": seconds,
         "command": command_line(),
         "warden_version": env!("CARGO_PKG_VERSION"),

@@ -64,6 +64,7 @@ fn train_eval_record() {
     assert_eq!(card["schema"], "warden.model-card/v1");
     assert_eq!(card["parameters"], 225_034);
     assert_eq!(card["recipe"]["method"]["type"], "pgd");
+    assert_eq!(card["training_engine"]["device"], "cpu");
     assert_eq!(card["history"].as_array().unwrap().len(), 2);
     assert!(card["history"][0]["val_robust_accuracy"].is_number());
     let st = std::fs::read(hard.join("model.safetensors")).unwrap();
@@ -226,6 +227,45 @@ fn train_eval_record() {
 }
 
 /// A PyTorch model exported to ONNX evaluates like a Warden model directory.
+/// A build without burn trains on the CPU only, and says how to get the other devices; a device
+/// nobody knows is refused by every build. Nothing is written either way.
+#[test]
+fn devices_other_than_the_cpu_are_refused_with_the_build_to_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    #[cfg(not(feature = "burn"))]
+    let devices = ["cuda", "cuda:1", "flex", "gpu"];
+    #[cfg(feature = "burn")]
+    let devices = ["gpu", "cuda:x"];
+    for device in devices {
+        let o = warden(
+            &[
+                "harden",
+                "train",
+                "--device",
+                device,
+                "--limit",
+                "100",
+                "--epochs",
+                "1",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{device}: {err}");
+        assert!(
+            err.contains("--device") || err.contains(device),
+            "{device}: {err}"
+        );
+        if cfg!(not(feature = "burn")) {
+            assert!(err.contains("--features cuda"), "{device}: {err}");
+        }
+        assert!(!out.join("model.safetensors").exists());
+    }
+}
+
 #[test]
 fn eval_of_an_onnx_export() {
     let tmp = tempfile::tempdir().unwrap();
