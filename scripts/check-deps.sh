@@ -28,7 +28,13 @@ forbid warden-ledger-sqlite tokio hyper axum reqwest warden
 forbid warden-risk "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden
 # The kernels crate is the one place with unsafe code: it depends on nothing of Warden.
 forbid warden-gemm "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden-harden warden
-forbid warden-harden "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden
+forbid warden-harden "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden burn
+# burn stays behind warden-burn: the CPU engine and the default CLI build do not pull it in.
+forbid warden-burn "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-risk warden-monitor warden
+if cargo tree -p warden -e normal --prefix none --format '{p}' | cut -d' ' -f1 | grep -qx burn; then
+  echo "error: the default warden build must not depend on burn (it is behind the burn and cuda features)"
+  fail=1
+fi
 # The monitor's detectors are sans-I/O state machines over vectors: no storage, no network, no
 # models (the CLI runs the model and hands the vectors over), no other pillar.
 forbid warden-monitor "${io_crates[@]}" warden-ledger warden-ledger-sqlite warden-harden warden-risk warden
