@@ -789,6 +789,21 @@ impl Session {
         dispatch!(&mut self.inner, e, d => e.epoch(d, idx, batch, objective, lr, seed, on_batch))
     }
 
+    /// Adversarial points of `attack` (untargeted L∞, the last iterate) against the current
+    /// weights for `y.len()` examples given on the host; uploads them and reads the points back
+    /// (so a timing of this call includes both transfers).
+    pub fn attack(&self, x: &[f32], y: &[u8], attack: &Pgd) -> Result<Vec<f32>, BurnError> {
+        attack.validate().map_err(BurnError::Input)?;
+        dispatch!(ref &self.inner, e, _d => {
+            let len = e.template.input_len();
+            let data = DeviceData::new(x, y, len, e.device())?;
+            let adv = e.pgd(data.x, data.y, attack)?;
+            adv.into_data()
+                .into_vec::<f32>()
+                .map_err(|err| BurnError::Device(format!("reading points back: {err:?}")))
+        })
+    }
+
     /// The current iterate.
     pub fn model(&self) -> Result<Model, BurnError> {
         dispatch!(ref &self.inner, e, _d => e.model())

@@ -364,5 +364,14 @@ fn sessions_and_devices_refuse_bad_input() {
         .is_err()
     );
     assert_eq!(s.model().unwrap().param_count(), model.param_count());
+    let a = Pgd {
+        keep_first_success: false,
+        ..Pgd::linf(0.1, 0.05, 2, 1)
+    };
+    let adv = s.attack(&x, &y, &a).unwrap();
+    assert_eq!(adv.len(), x.len());
+    assert!(adv.iter().zip(&x).all(|(v, x0)| (v - x0).abs() <= 0.1 + 1e-6));
+    assert!(s.attack(&x[1..], &y, &a).is_err());
+    assert!(s.attack(&x, &y, &Pgd { eps: f32::NAN, ..a }).is_err());
     assert!(s.backend().contains("Flex"));
 }

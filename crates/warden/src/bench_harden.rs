@@ -36,6 +36,11 @@ pub(crate) struct HardenBench {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+    /// Where training and the timed attacks run: cpu (Warden's engine), or flex / cuda[:N]
+    /// (burn's backends, in builds with `--features burn` / `--features cuda`). Accuracies are
+    /// scored on the CPU engine either way; a device's attack timings include the transfers.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 const EPS: f32 = 0.1;
@@ -46,6 +51,12 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         matches!(b.what.as_str(), "all" | "clean" | "adv" | "dp"),
         "--what: all, clean or adv"
     );
+    crate::harden_model::check_device(&b.device)?;
+    anyhow::ensure!(
+        b.what != "dp" || b.device == "cpu",
+        "DP-SGD runs on --device cpu only"
+    );
+    let engine = if b.device == "cpu" { "warden" } else { b.device.as_str() };
     let mut err = io::stderr().lock();
     let tr = data::load_fashion_mnist(&b.fashion_mnist, Split::Train)?;
     let te = data::load_fashion_mnist(&b.fashion_mnist, Split::Test)?;
@@ -63,41 +74,48 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
                      err: &mut dyn Write,
                      results: &mut serde_json::Map<String, serde_json::Value>|
      -> Result<Model> {
-        let mut t = Trainer::new(Model::init(&arch, 1)?, OptimSpec::adam(1e-3), b.threads);
+        let model = Model::init(&arch, 1)?;
         let objective = method.objective(method.eps());
         let mut times = Vec::new();
         let mut last = Instant::now();
         let start = Instant::now();
-        t.epoch(
-            &xtr,
-            &ytr,
-            idx,
-            BATCH,
-            &objective,
-            &mut |_| 1.0,
-            2,
-            &mut |i, n, s| {
-                let now = Instant::now();
-                times.push(now.duration_since(last).as_secs_f64());
-                last = now;
-                if i % 100 == 0 || i == n {
-                    let _ = writeln!(
-                        err,
-                        "  [{name}] batch {i}/{n} loss {:.4} ({:.1}s)",
-                        s.loss,
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-                true
-            },
-        )?;
+        let mut on_batch = |i, n, s: train::Stats| {
+            let now = Instant::now();
+            times.push(now.duration_since(last).as_secs_f64());
+            last = now;
+            if i % 100 == 0 || i == n {
+                let _ = writeln!(
+                    err,
+                    "  [{name}] batch {i}/{n} loss {:.4} ({:.1}s)",
+                    s.loss,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            true
+        };
+        let trained = if b.device == "cpu" {
+            let mut t = Trainer::new(model, OptimSpec::adam(1e-3), b.threads);
+            t.epoch(
+                &xtr,
+                &ytr,
+                idx,
+                BATCH,
+                &objective,
+                &mut |_| 1.0,
+                2,
+                &mut on_batch,
+            )?;
+            t.model
+        } else {
+            device_train(&b.device, &model, &xtr, &ytr, idx, &objective, &mut on_batch)?
+        };
         let secs = start.elapsed().as_secs_f64();
         let rate = idx.len() as f64 / secs;
         times.sort_by(f64::total_cmp);
         let median = BATCH as f64 / times[times.len() / 2];
         writeln!(
             err,
-            "RESULT warden {name}_train: {} imgs in {secs:.2}s => {rate:.1} img/s (median-batch {median:.1} img/s)",
+            "RESULT {engine} {name}_train: {} imgs in {secs:.2}s => {rate:.1} img/s (median-batch {median:.1} img/s)",
             idx.len()
         )?;
         results.insert(format!("{name}_train_images_per_s"), json!(rate));
@@ -105,7 +123,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
             format!("{name}_train_median_batch_images_per_s"),
             json!(median),
         );
-        Ok(t.model)
+        Ok(trained)
     };
 
     let robust = |name: &str,
@@ -125,6 +143,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
             ..Pgd::linf(EPS, 0.01, 10, 1)
         };
         let (mut tf, mut tp, mut cc, mut cf, mut cp) = (0.0, 0.0, 0usize, 0usize, 0usize);
+        let on_device = device_session(&b.device, model, &xte[..1000 * 784], &yte[..1000])?;
         let mut per_batch = Vec::new();
         for s in (0..1000).step_by(125) {
             let (x, y) = (&xte[s * 784..(s + 125) * 784], &yte[s..s + 125]);
@@ -144,11 +163,17 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
                     .count())
             };
             let t = Instant::now();
-            let f = attack::generate(model, &mut pool, &fgsm, x, y, 0)?;
+            let f = match &on_device {
+                Some(d) => device_attack(d, x, y, &fgsm)?,
+                None => attack::generate(model, &mut pool, &fgsm, x, y, 0)?,
+            };
             tf += t.elapsed().as_secs_f64();
             cf += score(&mut pool, &f)?;
             let t = Instant::now();
-            let p = attack::generate(model, &mut pool, &pgd, x, y, s as u64)?;
+            let p = match &on_device {
+                Some(d) => device_attack(d, x, y, &pgd)?,
+                None => attack::generate(model, &mut pool, &pgd, x, y, s as u64)?,
+            };
             let dt = t.elapsed().as_secs_f64();
             tp += dt;
             per_batch.push(dt / 125.0);
@@ -158,7 +183,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         let (c, f, p) = (cc as f64 / 1000.0, cf as f64 / 1000.0, cp as f64 / 1000.0);
         writeln!(
             err,
-            "RESULT warden {name} first1000: clean={c:.4} fgsm={f:.4} pgd10={p:.4} | FGSM {:.1} img/s, PGD-10 {:.1} img/s (median-batch {:.1}; input gradient only)",
+            "RESULT {engine} {name} first1000: clean={c:.4} fgsm={f:.4} pgd10={p:.4} | FGSM {:.1} img/s, PGD-10 {:.1} img/s (median-batch {:.1}; input gradient only)",
             1000.0 / tf,
             1000.0 / tp,
             1.0 / per_batch[per_batch.len() / 2]
@@ -241,6 +266,79 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         )?;
     }
     Ok(Outcome::Ok)
+}
+
+#[cfg(feature = "burn")]
+type DeviceSession = warden_burn::Session;
+#[cfg(not(feature = "burn"))]
+type DeviceSession = std::convert::Infallible;
+
+/// A session on `device` holding `model` (None for the CPU engine).
+fn device_session(
+    device: &str,
+    model: &Model,
+    x: &[f32],
+    y: &[u8],
+) -> Result<Option<DeviceSession>> {
+    if device == "cpu" {
+        return Ok(None);
+    }
+    #[cfg(feature = "burn")]
+    {
+        let d = warden_burn::Device::parse(device)?;
+        Ok(Some(warden_burn::Session::new(
+            d,
+            model,
+            OptimSpec::adam(1e-3),
+            x,
+            y,
+        )?))
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (model, x, y);
+        crate::harden_model::check_device(device)?;
+        anyhow::bail!("--device {device:?}: not available")
+    }
+}
+
+/// One epoch over `idx` on a burn device, from `model`, with Adam 1e-3 as the CPU run.
+fn device_train(
+    device: &str,
+    model: &Model,
+    x: &[f32],
+    y: &[u8],
+    idx: &[usize],
+    objective: &train::Objective,
+    on_batch: &mut dyn FnMut(usize, usize, train::Stats) -> bool,
+) -> Result<Model> {
+    let Some(s) = device_session(device, model, x, y)? else {
+        anyhow::bail!("not a device");
+    };
+    #[cfg(feature = "burn")]
+    {
+        let mut s = s;
+        s.epoch(idx, BATCH, objective, &mut |_| 1.0, 2, on_batch)?;
+        Ok(s.model()?)
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (idx, objective, on_batch);
+        match s {}
+    }
+}
+
+/// Attack points crafted on the session's device.
+fn device_attack(s: &DeviceSession, x: &[f32], y: &[u8], a: &Pgd) -> Result<Vec<f32>> {
+    #[cfg(feature = "burn")]
+    {
+        Ok(s.attack(x, y, a)?)
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (x, y, a);
+        match *s {}
+    }
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is not there.

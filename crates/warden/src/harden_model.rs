@@ -91,7 +91,7 @@ impl Runner {
 }
 
 /// Refuses a `--device` this build cannot train on, before any data is read.
-fn check_device(device: &str) -> Result<()> {
+pub(crate) fn check_device(device: &str) -> Result<()> {
     if device == "cpu" {
         return Ok(());
     }
