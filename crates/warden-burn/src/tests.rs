@@ -370,7 +370,11 @@ fn sessions_and_devices_refuse_bad_input() {
     };
     let adv = s.attack(&x, &y, &a).unwrap();
     assert_eq!(adv.len(), x.len());
-    assert!(adv.iter().zip(&x).all(|(v, x0)| (v - x0).abs() <= 0.1 + 1e-6));
+    assert!(
+        adv.iter()
+            .zip(&x)
+            .all(|(v, x0)| (v - x0).abs() <= 0.1 + 1e-6)
+    );
     assert!(s.attack(&x[1..], &y, &a).is_err());
     assert!(s.attack(&x, &y, &Pgd { eps: f32::NAN, ..a }).is_err());
     assert!(s.backend().contains("Flex"));

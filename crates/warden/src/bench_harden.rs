@@ -56,7 +56,11 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         b.what != "dp" || b.device == "cpu",
         "DP-SGD runs on --device cpu only"
     );
-    let engine = if b.device == "cpu" { "warden" } else { b.device.as_str() };
+    let engine = if b.device == "cpu" {
+        "warden"
+    } else {
+        b.device.as_str()
+    };
     let mut err = io::stderr().lock();
     let tr = data::load_fashion_mnist(&b.fashion_mnist, Split::Train)?;
     let te = data::load_fashion_mnist(&b.fashion_mnist, Split::Test)?;
@@ -107,7 +111,15 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
             )?;
             t.model
         } else {
-            device_train(&b.device, &model, &xtr, &ytr, idx, &objective, &mut on_batch)?
+            device_train(
+                &b.device,
+                &model,
+                &xtr,
+                &ytr,
+                idx,
+                &objective,
+                &mut on_batch,
+            )?
         };
         let secs = start.elapsed().as_secs_f64();
         let rate = idx.len() as f64 / secs;
