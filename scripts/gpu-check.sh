@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU checks of `warden-burn`, as one short script for a machine with an NVIDIA GPU: the CUDA
+# build's throughput against Warden's CPU engine on the same machine (same binary, same data), and
+# a short adversarial training run on the GPU whose model is scored by the CPU engine.
+#
+# Usage: bash scripts/gpu-check.sh [WARDEN_BINARY] [OUT_DIR]
+#   WARDEN_BINARY  a `cargo build --release -p warden --features cuda` binary (built here when
+#                  omitted; building needs no GPU and no CUDA toolkit)
+#   OUT_DIR        where the JSON figures, logs and the model go (default: a new temporary folder)
+# Needs at run time: the NVIDIA driver (libcuda) and NVRTC (libnvrtc, from a CUDA toolkit or the
+# nvidia-cuda-nvrtc wheel); Fashion-MNIST in $WARDEN_FASHION_MNIST or Debian's dataset-fashion-mnist.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-}
+out=${2:-$(mktemp -d)}
+mkdir -p "$out"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet -p warden --features cuda
+  bin=$PWD/target/release/warden
+fi
+threads=$(nproc)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
+
+echo "== throughput: Warden's CPU engine ($threads threads), then CUDA, one epoch each"
+"$bin" bench harden --device cpu --threads "$threads" --what all --json > "$out/bench-cpu.json" 2> "$out/bench-cpu.log"
+"$bin" bench harden --device cuda --what all --json > "$out/bench-cuda.json" 2> "$out/bench-cuda.log"
+grep RESULT "$out/bench-cpu.log" "$out/bench-cuda.log"
+
+echo "== training on the GPU: cnn4, PGD-3, 2 epochs; validation and the files by the CPU engine"
+"$bin" harden train --device cuda --arch cnn4 --method pgd --pgd-steps 3 --pgd-step 0.04 \
+  --epochs 2 --eps-warmup 1 --lr 2e-3 --threads "$threads" -o "$out/cnn4-pgd3-cuda" 2>&1 |
+  grep -E '^(epoch [0-9]+:|wrote)' | tee "$out/train-cuda.log"
+echo "gpu-check: ok ($out)"
