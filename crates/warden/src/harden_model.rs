@@ -135,7 +135,7 @@ enum ScheduleArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct TrainArgs {
-    /// Architecture: a known name (small-cnn, small-cnn-tanh, cnn4, dp-cnn, mlp) or an architecture JSON file.
+    /// Architecture: a known name (small-cnn, small-cnn-tanh, cnn4, dp-cnn, wk-small, wk-wide, mlp) or an architecture JSON file.
     #[arg(long, default_value = "small-cnn")]
     arch: String,
     /// Training method.
@@ -429,7 +429,7 @@ fn load_arch(spec: &str) -> Result<Arch> {
     }
     let bytes = read_limited(Path::new(spec), MAX_JSON).with_context(|| {
         format!(
-            "{spec:?} is neither a known architecture (small-cnn, small-cnn-tanh, cnn4, dp-cnn, mlp) nor a readable file"
+            "{spec:?} is neither a known architecture (small-cnn, small-cnn-tanh, cnn4, dp-cnn, wk-small, wk-wide, mlp) nor a readable file"
         )
     })?;
     let arch: Arch =
