@@ -1786,7 +1786,11 @@ mod tests {
         }
         assert_eq!(Model::zeros(&Arch::cnn4()).unwrap().param_count(), 312_202);
         assert_eq!(Model::zeros(&Arch::dp_cnn()).unwrap().param_count(), 26_010);
-        let wk = |n| Model::zeros(&Arch::named(n).unwrap()).unwrap().param_count();
+        let wk = |n| {
+            Model::zeros(&Arch::named(n).unwrap())
+                .unwrap()
+                .param_count()
+        };
         assert_eq!(wk("wk-small"), 166_406);
         assert_eq!(wk("wk-wide"), 662_786);
         assert!(Arch::named("resnet").is_none());
