@@ -25,8 +25,7 @@ use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData, act
 use warden_harden::attack::{Goal, Norm, Pgd};
 use warden_harden::nn::{Arch, LayerSpec, Model};
 use warden_harden::optim::OptimSpec;
-use warden_harden::rng::Rng;
-use warden_harden::train::{Objective, Stats};
+use warden_harden::train::{EpochTotals, Objective, Stats, epoch_order};
 use warden_harden::weights;
 
 /// Why a burn run was refused or failed.
@@ -611,31 +610,20 @@ impl<B: AutodiffBackend> Engine<B> {
                 data.len()
             )));
         }
-        let mut order = idx.to_vec();
-        let mut rng = Rng::new(seed);
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        let order = epoch_order(idx, seed);
         <Inner<B> as Backend>::seed(&self.device, seed);
         let batches = order.len().div_ceil(batch);
-        let mut total = Stats::default();
+        let mut total = EpochTotals::default();
         for (b, chunk) in order.chunks(batch).enumerate() {
             let (bx, by) = data.batch(chunk, &self.device);
             self.set_lr_factor(lr(b));
             let s = self.step(bx, by, objective)?;
-            total.loss += s.loss * s.examples as f64;
-            total.accuracy += s.accuracy * s.examples as f64;
-            total.examples += s.examples;
+            total.add(&s);
             if !on_batch(b + 1, batches, s) {
                 return Err(BurnError::Input("interrupted".into()));
             }
         }
-        let k = total.examples.max(1) as f64;
-        Ok(Stats {
-            examples: total.examples,
-            loss: total.loss / k,
-            accuracy: total.accuracy / k,
-        })
+        Ok(total.mean())
     }
 
     fn to_model(&self, params: &[Tensor<Inner<B>, 1>]) -> Result<Model, BurnError> {

@@ -4,6 +4,7 @@
 
 use super::*;
 use warden_harden::nn::{Pool, Workspace, softmax_xent};
+use warden_harden::rng::Rng;
 use warden_harden::train::{Method, Trainer};
 
 type Ad = Autodiff<Flex>;

@@ -245,6 +245,39 @@ pub struct Stats {
     pub accuracy: f64,
 }
 
+/// An epoch's running totals: the batches' statistics weighted by their sizes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EpochTotals(Stats);
+
+impl EpochTotals {
+    pub fn add(&mut self, s: &Stats) {
+        self.0.loss += s.loss * s.examples as f64;
+        self.0.accuracy += s.accuracy * s.examples as f64;
+        self.0.examples += s.examples;
+    }
+
+    /// Mean loss and accuracy over every example added.
+    pub fn mean(&self) -> Stats {
+        let k = self.0.examples.max(1) as f64;
+        Stats {
+            examples: self.0.examples,
+            loss: self.0.loss / k,
+            accuracy: self.0.accuracy / k,
+        }
+    }
+}
+
+/// The order in which an epoch visits `idx`: a Fisher–Yates shuffle drawn from `seed`, the same
+/// on every engine.
+pub fn epoch_order(idx: &[usize], seed: u64) -> Vec<usize> {
+    let mut order = idx.to_vec();
+    let mut rng = Rng::new(seed);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    order
+}
+
 impl Trainer {
     pub fn new(model: Model, optim: OptimSpec, threads: usize) -> Trainer {
         let opt = Optimizer::new(optim, model.params());
@@ -434,13 +467,9 @@ impl Trainer {
         on_batch: &mut dyn FnMut(usize, usize, Stats) -> bool,
     ) -> Result<Stats, ModelError> {
         let len = self.model.input_len();
-        let mut order = idx.to_vec();
-        let mut rng = Rng::new(seed);
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        let order = epoch_order(idx, seed);
         let (mut bx, mut by) = (Vec::with_capacity(batch * len), Vec::with_capacity(batch));
-        let mut total = Stats::default();
+        let mut total = EpochTotals::default();
         let batches = order.len().div_ceil(batch);
         for (b, chunk) in order.chunks(batch).enumerate() {
             bx.clear();
@@ -456,19 +485,12 @@ impl Trainer {
                 objective,
                 seed ^ (b as u64).wrapping_mul(0x9e37_79b9),
             )?;
-            total.loss += s.loss * s.examples as f64;
-            total.accuracy += s.accuracy * s.examples as f64;
-            total.examples += s.examples;
+            total.add(&s);
             if !on_batch(b + 1, batches, s) {
                 return Err(ModelError::Input("interrupted".into()));
             }
         }
-        let k = total.examples.max(1) as f64;
-        Ok(Stats {
-            examples: total.examples,
-            loss: total.loss / k,
-            accuracy: total.accuracy / k,
-        })
+        Ok(total.mean())
     }
 }
 
