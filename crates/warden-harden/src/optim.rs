@@ -56,6 +56,13 @@ impl OptimSpec {
         }
     }
 
+    /// Changes the learning rate (for schedules).
+    pub fn set_lr(&mut self, new: f32) {
+        match self {
+            OptimSpec::Adam { lr, .. } | OptimSpec::Sgd { lr, .. } => *lr = new,
+        }
+    }
+
     /// Checks the hyper-parameters are finite and in range.
     pub fn validate(&self) -> Result<(), String> {
         let ok = match *self {
@@ -131,9 +138,7 @@ impl Optimizer {
 
     /// Changes the learning rate (for schedules).
     pub fn set_lr(&mut self, new: f32) {
-        match &mut self.spec {
-            OptimSpec::Adam { lr, .. } | OptimSpec::Sgd { lr, .. } => *lr = new,
-        }
+        self.spec.set_lr(new);
     }
 
     /// One update of `params` with `grads`.
