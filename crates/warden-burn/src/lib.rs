@@ -144,25 +144,26 @@ enum Act<F: Backend> {
     Flat(Tensor<F, 2>),
 }
 
-/// The network of `steps` with parameters `params` (PyTorch layout, flat, shapes in `shapes`) on
-/// inputs `x` (`N × H·W·C`, Warden's channels-last input layout); the logits.
+/// The network of `steps` of `model`'s architecture with parameters `params` (PyTorch layout,
+/// flat, shaped as `model.param_infos()` says) on inputs `x` (`N × H·W·C`, Warden's channels-last
+/// input layout); the logits.
 fn forward<F: Backend>(
-    input: [usize; 3],
+    model: &Model,
     steps: &[Step],
-    shapes: &[Vec<usize>],
     params: &[Tensor<F, 1>],
     x: Tensor<F, 2>,
 ) -> Result<Tensor<F, 2>, BurnError> {
     let n = x.dims()[0];
-    let [c, h, w] = input;
+    let [c, h, w] = model.arch().input;
+    let shapes = model.param_infos();
     // Warden's inputs are channels-last (`N × H × W × C`), like its activations.
     let mut a = Act::Img(x.reshape([n, h, w, c]).permute([0, 3, 1, 2]));
     let shape4 = |i: usize| -> Result<[usize; 4], BurnError> {
-        <[usize; 4]>::try_from(shapes[i].as_slice())
+        <[usize; 4]>::try_from(shapes[i].torch_shape.as_slice())
             .map_err(|_| BurnError::Arch(format!("parameter {i}: not a 4-D weight")))
     };
     let shape2 = |i: usize| -> Result<[usize; 2], BurnError> {
-        <[usize; 2]>::try_from(shapes[i].as_slice())
+        <[usize; 2]>::try_from(shapes[i].torch_shape.as_slice())
             .map_err(|_| BurnError::Arch(format!("parameter {i}: not a 2-D weight")))
     };
     for s in steps {
@@ -227,13 +228,36 @@ fn correct<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> usize {
     usize::try_from(v).unwrap_or(0)
 }
 
+/// The L∞ ball of an attack around `x`, cut to the input bounds: where its points may go.
+struct Ball<F: Backend> {
+    lo: Tensor<F, 2>,
+    hi: Tensor<F, 2>,
+    step: f32,
+}
+
+impl<F: Backend> Ball<F> {
+    fn around(x: &Tensor<F, 2>, a: &Pgd) -> Ball<F> {
+        Ball {
+            lo: x.clone().sub_scalar(a.eps).clamp_min(a.lo),
+            hi: x.clone().add_scalar(a.eps).clamp_max(a.hi),
+            step: a.step,
+        }
+    }
+
+    /// One signed step along `g`, projected back on the ball (the CPU engine's `step_project`).
+    fn step(&self, adv: Tensor<F, 2>, g: Tensor<F, 2>) -> Tensor<F, 2> {
+        (adv + g.sign().mul_scalar(self.step))
+            .max_pair(self.lo.clone())
+            .min_pair(self.hi.clone())
+    }
+}
+
 /// A training set on the device: images as `N × H·W·C` floats (Warden's input layout), labels as
 /// integers.
 #[derive(Debug, Clone)]
 pub struct DeviceData<B: Backend> {
     x: Tensor<B, 2>,
     y: Tensor<B, 1, Int>,
-    len: usize,
 }
 
 impl<B: Backend> DeviceData<B> {
@@ -250,19 +274,15 @@ impl<B: Backend> DeviceData<B> {
         let xt = Tensor::from_data(TensorData::new(x.to_vec(), [n, len]), device);
         let labels: Vec<i64> = y.iter().map(|&v| i64::from(v)).collect();
         let yt = Tensor::from_data(TensorData::new(labels, [n]), device);
-        Ok(DeviceData {
-            x: xt,
-            y: yt,
-            len: n,
-        })
+        Ok(DeviceData { x: xt, y: yt })
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.y.dims()[0]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The examples at `idx`, in that order.
@@ -280,9 +300,8 @@ impl<B: Backend> DeviceData<B> {
 /// and the state live on `B`'s inner backend, outside any graph.
 #[derive(Debug)]
 pub struct Engine<B: AutodiffBackend> {
-    input: [usize; 3],
     steps: Vec<Step>,
-    shapes: Vec<Vec<usize>>,
+    /// The architecture and parameter shapes; its weights are not used.
     template: Model,
     params: Vec<Tensor<B::InnerBackend, 1>>,
     m: Vec<Tensor<B::InnerBackend, 1>>,
@@ -300,12 +319,6 @@ impl<B: AutodiffBackend> Engine<B> {
     /// Moves `model`'s parameters to `device` with a fresh optimiser state.
     pub fn new(model: &Model, optim: OptimSpec, device: B::Device) -> Result<Self, BurnError> {
         optim.validate().map_err(BurnError::Input)?;
-        let arch = model.arch();
-        let shapes: Vec<Vec<usize>> = model
-            .param_infos()
-            .iter()
-            .map(|i| i.torch_shape.clone())
-            .collect();
         let params: Vec<Tensor<Inner<B>, 1>> = weights::torch_layout(model)
             .into_iter()
             .map(|p| {
@@ -325,9 +338,7 @@ impl<B: AutodiffBackend> Engine<B> {
             Vec::new()
         };
         Ok(Engine {
-            input: arch.input,
-            steps: plan(arch),
-            shapes,
+            steps: plan(model.arch()),
             template: model.clone(),
             m: zeros(),
             v,
@@ -352,10 +363,7 @@ impl<B: AutodiffBackend> Engine<B> {
 
     /// Sets the learning rate to `factor` times the base rate.
     pub fn set_lr_factor(&mut self, factor: f32) {
-        let lr = self.base_lr * factor;
-        match &mut self.spec {
-            OptimSpec::Adam { lr: l, .. } | OptimSpec::Sgd { lr: l, .. } => *l = lr,
-        }
+        self.spec.set_lr(self.base_lr * factor);
     }
 
     fn logits<F: Backend>(
@@ -363,7 +371,7 @@ impl<B: AutodiffBackend> Engine<B> {
         params: &[Tensor<F, 1>],
         x: Tensor<F, 2>,
     ) -> Result<Tensor<F, 2>, BurnError> {
-        forward(self.input, &self.steps, &self.shapes, params, x)
+        forward(&self.template, &self.steps, params, x)
     }
 
     /// The parameters as leaves of a new graph: tracked (for weight gradients) or not.
@@ -410,8 +418,7 @@ impl<B: AutodiffBackend> Engine<B> {
                 "training attacks are untargeted L∞".into(),
             ));
         }
-        let lo = x.clone().sub_scalar(a.eps).clamp_min(a.lo);
-        let hi = x.clone().add_scalar(a.eps).clamp_max(a.hi);
+        let ball = Ball::around(&x, a);
         let mut adv = if a.random_start {
             let noise = Tensor::random(
                 x.dims(),
@@ -424,9 +431,7 @@ impl<B: AutodiffBackend> Engine<B> {
         };
         for _ in 0..a.steps {
             let g = self.input_grad(adv.clone(), y.clone())?;
-            adv = (adv + g.sign().mul_scalar(a.step))
-                .max_pair(lo.clone())
-                .min_pair(hi.clone());
+            adv = ball.step(adv, g);
         }
         Ok(adv)
     }
@@ -439,8 +444,7 @@ impl<B: AutodiffBackend> Engine<B> {
         p: Tensor<Inner<B>, 2>,
         a: &Pgd,
     ) -> Result<Tensor<Inner<B>, 2>, BurnError> {
-        let lo = x.clone().sub_scalar(a.eps).clamp_min(a.lo);
-        let hi = x.clone().add_scalar(a.eps).clamp_max(a.hi);
+        let ball = Ball::around(&x, a);
         let noise = Tensor::random(x.dims(), Distribution::Normal(0.0, 0.001), &self.device);
         let mut adv = (x + noise).clamp(a.lo, a.hi);
         let ps = self.graph_params(false);
@@ -454,9 +458,7 @@ impl<B: AutodiffBackend> Engine<B> {
             let gx = xa
                 .grad(&g)
                 .ok_or_else(|| BurnError::Input("no gradient reached the input".into()))?;
-            adv = (adv + gx.sign().mul_scalar(a.step))
-                .max_pair(lo.clone())
-                .min_pair(hi.clone());
+            adv = ball.step(adv, gx);
         }
         Ok(adv)
     }
@@ -486,10 +488,10 @@ impl<B: AutodiffBackend> Engine<B> {
                 (xent_sum(logits, yb).mul_scalar(scale), hits)
             }
             Objective::Trades { attack, beta } => {
-                let clean_inner = self.logits(&self.params, x.clone())?;
-                let p = activation::softmax(clean_inner, 1);
-                let adv = self.trades_attack(x.clone(), p, attack)?;
-                let lc = self.logits(&ps, Tensor::from_inner(x))?;
+                // The clean pass once: tracked for the loss, its values fixed for the attack.
+                let lc = self.logits(&ps, Tensor::from_inner(x.clone()))?;
+                let p = activation::softmax(lc.clone().inner(), 1);
+                let adv = self.trades_attack(x, p, attack)?;
                 let la = self.logits(&ps, Tensor::from_inner(adv))?;
                 let hits = correct(lc.clone().inner(), y);
                 let logp = activation::log_softmax(lc.clone(), 1);
