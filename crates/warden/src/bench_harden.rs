@@ -17,6 +17,7 @@ use warden_harden::optim::OptimSpec;
 use warden_harden::train::{self, DpConfig, Method, Trainer};
 
 use crate::Outcome;
+use crate::harden_model::{DeviceSession, Runner, device_session};
 
 #[derive(Debug, Args)]
 pub(crate) struct HardenBench {
@@ -97,30 +98,25 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
             }
             true
         };
-        let trained = if b.device == "cpu" {
-            let mut t = Trainer::new(model, OptimSpec::adam(1e-3), b.threads);
-            t.epoch(
-                &xtr,
-                &ytr,
-                idx,
-                BATCH,
-                &objective,
-                &mut |_| 1.0,
-                2,
-                &mut on_batch,
-            )?;
-            t.model
-        } else {
-            device_train(
-                &b.device,
-                &model,
-                &xtr,
-                &ytr,
-                idx,
-                &objective,
-                &mut on_batch,
-            )?
-        };
+        let mut runner = Runner::new(
+            &b.device,
+            model,
+            OptimSpec::adam(1e-3),
+            b.threads,
+            &xtr,
+            &ytr,
+        )?;
+        runner.epoch(
+            &xtr,
+            &ytr,
+            idx,
+            BATCH,
+            &objective,
+            &mut |_| 1.0,
+            2,
+            &mut on_batch,
+        )?;
+        let trained = runner.release()?;
         let secs = start.elapsed().as_secs_f64();
         let rate = idx.len() as f64 / secs;
         times.sort_by(f64::total_cmp);
@@ -155,7 +151,13 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
             ..Pgd::linf(EPS, 0.01, 10, 1)
         };
         let (mut tf, mut tp, mut cc, mut cf, mut cp) = (0.0, 0.0, 0usize, 0usize, 0usize);
-        let on_device = device_session(&b.device, model, &xte[..1000 * 784], &yte[..1000])?;
+        let on_device = device_session(
+            &b.device,
+            model,
+            OptimSpec::adam(1e-3),
+            &xte[..1000 * 784],
+            &yte[..1000],
+        )?;
         let mut per_batch = Vec::new();
         for s in (0..1000).step_by(125) {
             let (x, y) = (&xte[s * 784..(s + 125) * 784], &yte[s..s + 125]);
@@ -278,66 +280,6 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
         )?;
     }
     Ok(Outcome::Ok)
-}
-
-#[cfg(feature = "burn")]
-type DeviceSession = warden_burn::Session;
-#[cfg(not(feature = "burn"))]
-type DeviceSession = std::convert::Infallible;
-
-/// A session on `device` holding `model` (None for the CPU engine).
-fn device_session(
-    device: &str,
-    model: &Model,
-    x: &[f32],
-    y: &[u8],
-) -> Result<Option<DeviceSession>> {
-    if device == "cpu" {
-        return Ok(None);
-    }
-    #[cfg(feature = "burn")]
-    {
-        let d = warden_burn::Device::parse(device)?;
-        Ok(Some(warden_burn::Session::new(
-            d,
-            model,
-            OptimSpec::adam(1e-3),
-            x,
-            y,
-        )?))
-    }
-    #[cfg(not(feature = "burn"))]
-    {
-        let _ = (model, x, y);
-        crate::harden_model::check_device(device)?;
-        anyhow::bail!("--device {device:?}: not available")
-    }
-}
-
-/// One epoch over `idx` on a burn device, from `model`, with Adam 1e-3 as the CPU run.
-fn device_train(
-    device: &str,
-    model: &Model,
-    x: &[f32],
-    y: &[u8],
-    idx: &[usize],
-    objective: &train::Objective,
-    on_batch: &mut dyn FnMut(usize, usize, train::Stats) -> bool,
-) -> Result<Model> {
-    let Some(s) = device_session(device, model, x, y)? else {
-        anyhow::bail!("not a device");
-    };
-    #[cfg(feature = "burn")]
-    {
-        let mut s = s;
-        s.epoch(idx, BATCH, objective, &mut |_| 1.0, 2, on_batch)?;
-        Ok(s.model()?)
-    }
-    #[cfg(not(feature = "burn"))]
-    {
-        let _ = (idx, objective, on_batch);
-        match s {}
-    }
 }
 
 /// Attack points crafted on the session's device.

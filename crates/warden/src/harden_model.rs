@@ -23,15 +23,15 @@ use crate::Outcome;
 use crate::ledger_dir;
 
 /// The engine a training run steps: Warden's CPU engine, or burn's backends (`--device`).
-enum Runner {
+pub(crate) enum Runner {
     Cpu(Box<Trainer>),
     #[cfg(feature = "burn")]
     Burn(Box<warden_burn::Session>),
 }
 
 impl Runner {
-    /// The engine for `--device`; burn's backends get the whole training set up front.
-    fn new(
+    /// The engine for `--device`; burn's backends get the whole training set (`x`, `y`) up front.
+    pub(crate) fn new(
         device: &str,
         model: Model,
         optim: OptimSpec,
@@ -39,21 +39,36 @@ impl Runner {
         x: &[f32],
         y: &[u8],
     ) -> Result<Runner> {
-        if device == "cpu" {
-            return Ok(Runner::Cpu(Box::new(Trainer::new(model, optim, threads))));
+        match device_session(device, &model, optim, x, y)? {
+            None => Ok(Runner::Cpu(Box::new(Trainer::new(model, optim, threads)))),
+            #[cfg(feature = "burn")]
+            Some(s) => Ok(Runner::Burn(Box::new(s))),
+            #[cfg(not(feature = "burn"))]
+            Some(never) => match never {},
         }
-        #[cfg(feature = "burn")]
-        {
-            let d = warden_burn::Device::parse(device)?;
-            Ok(Runner::Burn(Box::new(warden_burn::Session::new(
-                d, &model, optim, x, y,
-            )?)))
-        }
-        #[cfg(not(feature = "burn"))]
-        {
-            let _ = (model, x, y);
-            check_device(device)?;
-            bail!("--device {device:?}: not available")
+    }
+
+    /// One epoch over `idx` (indices into `x`/`y`, the data the runner was made with), as
+    /// `Trainer::epoch`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn epoch(
+        &mut self,
+        x: &[f32],
+        y: &[u8],
+        idx: &[usize],
+        batch: usize,
+        objective: &train::Objective,
+        lr: &mut dyn FnMut(usize) -> f32,
+        seed: u64,
+        on_batch: &mut dyn FnMut(usize, usize, train::Stats) -> bool,
+    ) -> Result<train::Stats> {
+        match self {
+            Runner::Cpu(t) => Ok(t.epoch(x, y, idx, batch, objective, lr, seed, on_batch)?),
+            #[cfg(feature = "burn")]
+            Runner::Burn(s) => {
+                let _ = (x, y);
+                Ok(s.epoch(idx, batch, objective, lr, seed, on_batch)?)
+            }
         }
     }
 
@@ -66,13 +81,11 @@ impl Runner {
     }
 
     /// What the run would release now: the weight average when enabled, otherwise the iterate.
-    fn release(&self) -> Result<Model> {
+    pub(crate) fn release(&self) -> Result<Model> {
         match self {
             Runner::Cpu(t) => {
                 let mut m = t.model.clone();
-                if let Some(p) = t.ema_params() {
-                    m.params_mut().clone_from_slice(p);
-                }
+                m.params_mut().clone_from_slice(t.release_params());
                 Ok(m)
             }
             #[cfg(feature = "burn")]
@@ -87,6 +100,37 @@ impl Runner {
             #[cfg(feature = "burn")]
             Runner::Burn(s) => json!({"device": device, "engine": s.backend()}),
         }
+    }
+}
+
+/// What `device_session` gives on a burn build; on a build without burn, a type with no values.
+#[cfg(feature = "burn")]
+pub(crate) type DeviceSession = warden_burn::Session;
+#[cfg(not(feature = "burn"))]
+pub(crate) type DeviceSession = std::convert::Infallible;
+
+/// A burn session on `device` holding `model` and the data `x`/`y`; None for `cpu`, an error for
+/// a device this build cannot run on.
+pub(crate) fn device_session(
+    device: &str,
+    model: &Model,
+    optim: OptimSpec,
+    x: &[f32],
+    y: &[u8],
+) -> Result<Option<DeviceSession>> {
+    check_device(device)?;
+    if device == "cpu" {
+        return Ok(None);
+    }
+    #[cfg(feature = "burn")]
+    {
+        let d = warden_burn::Device::parse(device)?;
+        Ok(Some(warden_burn::Session::new(d, model, optim, x, y)?))
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (model, optim, x, y);
+        bail!("--device {device:?}: not available")
     }
 }
 
@@ -655,32 +699,19 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
                 accuracy: d.accuracy,
             }
         } else {
-            let mut lr = |b| schedule.factor(step0 + b, total_steps);
-            let mut on_batch = |d, t, s: train::Stats| {
-                progress.update(d, t, &format!("loss {:.4}", s.loss));
-                true
-            };
-            match &mut runner {
-                Runner::Cpu(trainer) => trainer.epoch(
-                    &x,
-                    y,
-                    &train_idx,
-                    a.batch,
-                    &objective,
-                    &mut lr,
-                    epoch_seed,
-                    &mut on_batch,
-                )?,
-                #[cfg(feature = "burn")]
-                Runner::Burn(s) => s.epoch(
-                    &train_idx,
-                    a.batch,
-                    &objective,
-                    &mut lr,
-                    epoch_seed,
-                    &mut on_batch,
-                )?,
-            }
+            runner.epoch(
+                &x,
+                y,
+                &train_idx,
+                a.batch,
+                &objective,
+                &mut |b| schedule.factor(step0 + b, total_steps),
+                epoch_seed,
+                &mut |d, t, s| {
+                    progress.update(d, t, &format!("loss {:.4}", s.loss));
+                    true
+                },
+            )?
         };
         // With averaging, the average is what is validated and released.
         let model = runner.release()?;
