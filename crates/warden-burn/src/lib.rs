@@ -696,6 +696,39 @@ enum SessionInner {
     Cuda(Box<(Engine<CudaAd>, DeviceData<burn::backend::Cuda>)>),
 }
 
+/// Runs `f`, turning a panic (here or in a thread it waits on) into the first panic's message,
+/// without printing it. The panic hook is process-wide: meant for device start-up, while nothing
+/// else runs.
+#[cfg(feature = "cuda")]
+fn without_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::sync::{Arc, Mutex};
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let previous = std::panic::take_hook();
+    let seen = Arc::clone(&first);
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        if let Ok(mut m) = seen.lock() {
+            m.get_or_insert(msg);
+        }
+    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    r.map_err(|_| {
+        let msg = first.lock().ok().and_then(|m| m.clone());
+        let mut msg = msg.unwrap_or_else(|| "a panic".into());
+        if let Some((cut, _)) = msg.char_indices().nth(300) {
+            msg.truncate(cut);
+            msg.push('…');
+        }
+        msg
+    })
+}
+
 macro_rules! dispatch {
     (ref $s:expr, $e:ident, $d:ident => $body:expr) => {
         match $s {
@@ -744,9 +777,19 @@ impl Session {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
-                let dev = burn::backend::cuda::CudaDevice::new(i);
-                let data = DeviceData::new(x, y, len, &dev)?;
-                SessionInner::Cuda(Box::new((Engine::new(model, optim, dev)?, data)))
+                // The first upload starts the CUDA runtime, which panics (in a worker thread and
+                // then here) when there is no driver or no such GPU: turned into an error.
+                let started = without_panics(|| {
+                    let dev = burn::backend::cuda::CudaDevice::new(i);
+                    let data = DeviceData::new(x, y, len, &dev)?;
+                    Ok::<_, BurnError>((Engine::new(model, optim, dev)?, data))
+                })
+                .map_err(|why| {
+                    BurnError::Device(format!(
+                        "cuda:{i} could not be started (is there an NVIDIA driver and GPU {i}?): {why}"
+                    ))
+                })??;
+                SessionInner::Cuda(Box::new(started))
             }
         };
         Ok(Session { inner })
