@@ -98,6 +98,7 @@ enum Step {
     },
     Relu,
     Tanh,
+    Elu,
     Pool {
         k: usize,
         stride: usize,
@@ -125,6 +126,7 @@ fn plan(arch: &Arch) -> Vec<Step> {
             }
             LayerSpec::Relu => Step::Relu,
             LayerSpec::Tanh => Step::Tanh,
+            LayerSpec::Elu => Step::Elu,
             LayerSpec::MaxPool2d { kernel, stride } => Step::Pool {
                 k: kernel,
                 stride: stride.unwrap_or(kernel),
@@ -195,6 +197,8 @@ fn forward<F: Backend>(
             (Step::Relu, Act::Flat(t)) => Act::Flat(activation::relu(t)),
             (Step::Tanh, Act::Img(t)) => Act::Img(activation::tanh(t)),
             (Step::Tanh, Act::Flat(t)) => Act::Flat(activation::tanh(t)),
+            (Step::Elu, Act::Img(t)) => Act::Img(activation::elu(t, 1.0)),
+            (Step::Elu, Act::Flat(t)) => Act::Flat(activation::elu(t, 1.0)),
             (Step::Flatten, Act::Img(t)) => Act::Flat(t.flatten(1, 3)),
             (Step::Flatten, f @ Act::Flat(_)) => f,
             (Step::Linear { param }, a) => {

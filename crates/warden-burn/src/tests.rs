@@ -44,11 +44,22 @@ fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
         / scale
 }
 
+/// Every named architecture, and one with ELU activations.
 fn archs() -> Vec<Arch> {
-    ["small-cnn", "cnn4", "dp-cnn", "small-cnn-tanh", "mlp"]
-        .iter()
-        .map(|n| Arch::named(n).unwrap())
-        .collect()
+    let mut v: Vec<Arch> = [
+        "small-cnn",
+        "cnn4",
+        "dp-cnn",
+        "small-cnn-tanh",
+        "mlp",
+        "wk-small",
+        "wk-wide",
+    ]
+    .iter()
+    .map(|n| Arch::named(n).unwrap())
+    .collect();
+    v.push(Arch::strided(16, 32, 100, "wk-small").with_activation(LayerSpec::Elu, "wk-small-elu"));
+    v
 }
 
 #[test]

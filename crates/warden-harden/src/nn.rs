@@ -53,6 +53,10 @@ pub enum LayerSpec {
     Relu,
     /// Hyperbolic tangent (bounded activations suit DP-SGD: Papernot et al. 2021).
     Tanh,
+    /// Exponential linear unit with α = 1 (PyTorch's `nn.ELU()`): `x` for `x > 0`, `eˣ − 1`
+    /// otherwise. Its derivative is continuous, which suits adversarial training (Xie et al.
+    /// 2020, "Smooth adversarial training").
+    Elu,
     /// Square window, floor mode; the stride is the window's size unless given (PyTorch's
     /// `MaxPool2d(kernel, stride)`).
     MaxPool2d {
@@ -181,19 +185,23 @@ impl Arch {
             "dp-cnn" => Some(Arch::dp_cnn()),
             "wk-small" => Some(Arch::strided(16, 32, 100, "wk-small")),
             "wk-wide" => Some(Arch::strided(32, 64, 200, "wk-wide")),
+            // The same network with tanh activations (for DP-SGD).
             "small-cnn-tanh" => {
-                // The same network with tanh activations (for DP-SGD).
-                let mut a = Arch::small_cnn();
-                a.name = "small-cnn-tanh".into();
-                for l in &mut a.layers {
-                    if *l == LayerSpec::Relu {
-                        *l = LayerSpec::Tanh;
-                    }
-                }
-                Some(a)
+                Some(Arch::small_cnn().with_activation(LayerSpec::Tanh, "small-cnn-tanh"))
             }
             _ => None,
         }
+    }
+
+    /// The same network named `name`, with every ReLU replaced by `act` (an activation).
+    pub fn with_activation(mut self, act: LayerSpec, name: &str) -> Arch {
+        self.name = name.into();
+        for l in &mut self.layers {
+            if *l == LayerSpec::Relu {
+                *l = act.clone();
+            }
+        }
+        self
     }
 
     /// The end-to-end CNN of Papernot et al. 2021 ("Tempered sigmoid activations") and Tramèr and
@@ -387,6 +395,7 @@ enum Op {
     },
     Relu,
     Tanh,
+    Elu,
     Linear {
         layer: usize,
         inf: usize,
@@ -500,6 +509,11 @@ impl Model {
 
     pub fn params_mut(&mut self) -> &mut [Vec<f32>] {
         &mut self.params
+    }
+
+    /// The parameters' descriptions beside their values, for changes that depend on the shape.
+    pub fn infos_and_params_mut(&mut self) -> (&[ParamInfo], &mut [Vec<f32>]) {
+        (&self.infos, &mut self.params)
     }
 
     pub fn param_count(&self) -> usize {
@@ -630,6 +644,10 @@ impl Model {
                 Op::Tanh => {
                     out.clear();
                     out.extend(input.iter().map(|&v| v.tanh()));
+                }
+                Op::Elu => {
+                    out.resize(input.len(), 0.0);
+                    elu(input, out);
                 }
             }
         }
@@ -768,6 +786,7 @@ impl Model {
                 relu_mask(&mut ws.ga, out)
             }
             Op::Tanh => tanh_grad(&mut ws.ga, out),
+            Op::Elu => elu_grad(&mut ws.ga, out),
             _ => {}
         }
     }
@@ -901,7 +920,7 @@ impl Model {
                 );
             }
             // The derivative was applied in place by `mask_output_grad`.
-            Op::Relu | Op::Tanh => return,
+            Op::Relu | Op::Tanh | Op::Elu => return,
         }
         std::mem::swap(&mut ws.ga, &mut ws.gb);
     }
@@ -1102,6 +1121,10 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
             }
             LayerSpec::Tanh => {
                 ops.push(Op::Tanh);
+                dims.push(cur);
+            }
+            LayerSpec::Elu => {
+                ops.push(Op::Elu);
                 dims.push(cur);
             }
             LayerSpec::MaxPool2d { kernel, stride } => {
@@ -1429,6 +1452,42 @@ fn tanh_grad(g: &mut [f32], out: &[f32]) {
     }
 }
 
+/// ELU (α = 1) of every value, branch-free so that it vectorises.
+fn elu(input: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(input) {
+        let e = exp_nonpositive(v.min(0.0)) - 1.0;
+        *o = if v > 0.0 { v } else { e };
+    }
+}
+
+/// ELU's derivative from its output: 1 where the output is positive, `out + 1` (that is, `eˣ`)
+/// elsewhere.
+fn elu_grad(g: &mut [f32], out: &[f32]) {
+    for (g, &o) in g.iter_mut().zip(out) {
+        *g *= if o > 0.0 { 1.0 } else { o + 1.0 };
+    }
+}
+
+/// `eˣ` for `x ≤ 0` (inputs below −87 are taken as −87, where `eˣ` < 2e-38), written without
+/// calls or branches so that a loop over it vectorises: `x = n ln 2 + r` with |r| ≤ ln 2 / 2 (n
+/// rounded with the 1.5·2²³ trick; ln 2 split in two parts, as Cody and Waite), a degree-6 Taylor
+/// polynomial for `eʳ`, and `2ⁿ` built in the exponent bits.
+fn exp_nonpositive(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max(-87.0);
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // n is in [−126, 0]: 2ⁿ is a normal f32.
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
 fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
     out.fill(0.0);
     for row in g.chunks_exact(cols) {
@@ -1670,8 +1729,8 @@ mod tests {
         }
     }
 
-    /// Strided convolutions (with padding, and with an odd remainder) and an overlapping
-    /// stride-1 pool, as in Tramèr and Boneh's DP network.
+    /// Strided convolutions (with padding, and with an odd remainder), an overlapping stride-1
+    /// pool, as in Tramèr and Boneh's DP network, and an ELU.
     fn tiny_strided() -> Arch {
         use LayerSpec::*;
         Arch {
@@ -1691,6 +1750,7 @@ mod tests {
                     kernel: 2,
                     stride: Some(1),
                 },
+                Elu,
                 Conv2d {
                     in_channels: 3,
                     out_channels: 4,
@@ -1768,6 +1828,31 @@ mod tests {
             );
         }
         assert!(checked > 20, "{checked}");
+    }
+
+    /// The branch-free exponential agrees with the standard library's to a few ulp over its
+    /// whole range, and ELU with its definition.
+    #[test]
+    fn exp_and_elu_match_the_standard_library() {
+        let mut worst = 0f32;
+        let mut x = -90f32;
+        while x <= 0.0 {
+            let (a, b) = (exp_nonpositive(x), x.max(-87.0).exp());
+            worst = worst.max((a - b).abs() / b);
+            x += 0.000_37;
+        }
+        assert!(worst < 4.0 * f32::EPSILON, "relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        let input = [-100.0, -3.0, -1e-4, 0.0, 1e-4, 2.5];
+        let mut out = [0f32; 6];
+        elu(&input, &mut out);
+        for (&v, &o) in input.iter().zip(&out) {
+            let want = if v > 0.0 { v } else { v.exp_m1() };
+            assert!(
+                (o - want).abs() <= 1e-7 + 1e-6 * want.abs(),
+                "{v}: {o} vs {want}"
+            );
+        }
     }
 
     #[test]

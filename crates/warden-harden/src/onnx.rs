@@ -456,6 +456,8 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             }
             "Relu" => layers.push(LayerSpec::Relu),
             "Tanh" => layers.push(LayerSpec::Tanh),
+            "Elu" if n.float("alpha", 1.0) == 1.0 => layers.push(LayerSpec::Elu),
+            "Elu" => return Err(bad("Elu with alpha other than 1 (only PyTorch's nn.ELU())")),
             "MaxPool" => {
                 let k = n.ints("kernel_shape").unwrap_or(&[]);
                 let s = n.ints("strides").unwrap_or(&[]);
@@ -564,7 +566,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, Relu, Tanh, MaxPool, Flatten, Reshape, Gemm, MatMul, Add)"
+                    "operator {other} (white-box import supports Conv, Relu, Tanh, Elu, MaxPool, Flatten, Reshape, Gemm, MatMul, Add)"
                 )));
             }
         }
@@ -726,6 +728,7 @@ pub fn export(model: &Model) -> Vec<u8> {
             }
             LayerSpec::Relu => "Relu",
             LayerSpec::Tanh => "Tanh",
+            LayerSpec::Elu => "Elu",
             LayerSpec::MaxPool2d { kernel, stride } => {
                 let k = kernel as i64;
                 let s = stride.unwrap_or(kernel) as i64;

@@ -153,6 +153,10 @@ pub struct Recipe {
     /// it instead of the last iterate (None: the iterate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema: Option<f32>,
+    /// Adversarial weight perturbation (Wu et al. 2020) of this relative size on adversarial
+    /// steps (None: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awp: Option<f32>,
     pub seed: u64,
 }
 
@@ -168,6 +172,14 @@ impl Recipe {
             && !(d.is_finite() && d > 0.0 && d < 1.0)
         {
             return Err("the weight average's decay must be in (0, 1)".into());
+        }
+        if let Some(g) = self.awp {
+            if !(g.is_finite() && g > 0.0 && g <= 0.1) {
+                return Err("the weight perturbation's size must be in (0, 0.1]".into());
+            }
+            if !matches!(self.method, Method::Pgd { .. } | Method::FgsmRs { .. }) {
+                return Err("weight perturbation goes with PGD or FGSM-RS training".into());
+            }
         }
         if let Method::Trades { beta, .. } = self.method
             && !(beta.is_finite() && (0.0..=1000.0).contains(&beta))
@@ -211,6 +223,10 @@ pub struct Trainer {
     pool: Pool,
     scratch: Vec<Scratch>,
     ema: Option<Ema>,
+    /// Adversarial weight perturbation's relative size γ, when it is on.
+    awp: Option<f32>,
+    /// AWP: the unperturbed values of each tensor it moved (empty for those it left alone).
+    awp_saved: Vec<Vec<f32>>,
 }
 
 /// An exponential moving average of the weights (Polyak averaging as used for adversarial
@@ -296,7 +312,19 @@ impl Trainer {
             pool,
             scratch,
             ema: None,
+            awp: None,
+            awp_saved: Vec::new(),
         }
+    }
+
+    /// Turns on adversarial weight perturbation (Wu et al. 2020) with relative size `gamma`: each
+    /// adversarial step first moves every weight tensor (biases excepted) by `γ‖w‖ g/‖g‖` along
+    /// the gradient `g` of the loss on the step's adversarial examples, takes the gradient at that
+    /// worst-case neighbour, and applies it to the unperturbed weights. One more forward and
+    /// backward pass per step; it flattens the weight loss landscape, the cause of the robust
+    /// generalisation gap the paper names. Clean steps are left alone.
+    pub fn enable_awp(&mut self, gamma: f32) {
+        self.awp = Some(gamma);
     }
 
     /// Starts averaging the weights with `decay` (in (0, 1)) from the current ones.
@@ -397,9 +425,42 @@ impl Trainer {
             )));
         }
         self.check_batch(n)?;
+        let scale = 1.0 / n as f32;
+        self.shard_pass(x, y, objective, seed, scale, false)?;
+        let used = self.pool.shards(n).len();
+        let (loss, correct) = self.reduce(used)?;
+        if let (Some(gamma), Objective::Adversarial(_)) = (self.awp, objective) {
+            self.perturb_weights(gamma);
+            let second = self
+                .shard_pass(x, y, objective, seed, scale, true)
+                .and_then(|()| self.reduce(used));
+            self.restore_weights();
+            second?;
+        }
+        self.optimizer_step();
+        Ok(Stats {
+            examples: n,
+            loss: loss / n as f64,
+            accuracy: correct as f64 / n as f64,
+        })
+    }
+
+    /// Every shard's loss, correct count and weight gradients for `objective` on its part of the
+    /// batch. With `reuse_adversarial`, the adversarial points of the previous pass (kept in the
+    /// shards' scratch) are used again instead of being crafted anew (AWP's second pass).
+    fn shard_pass(
+        &mut self,
+        x: &[f32],
+        y: &[u8],
+        objective: &Objective,
+        seed: u64,
+        scale: f32,
+        reuse_adversarial: bool,
+    ) -> Result<(), ModelError> {
+        let n = y.len();
+        let len = self.model.input_len();
         let classes = self.model.classes();
         let model = &self.model;
-        let scale = 1.0 / n as f32;
         let shards = self.pool.shards(n);
         let parts: Vec<_> = shards.into_iter().zip(self.scratch.iter_mut()).collect();
         self.pool.run_parts(
@@ -412,6 +473,9 @@ impl Trainer {
                     );
                 }
                 let input: &[f32] = match objective {
+                    Objective::Adversarial(_) | Objective::Trades { .. } if reuse_adversarial => {
+                        &sc.adv
+                    }
                     Objective::Adversarial(a) | Objective::Trades { attack: a, .. } => {
                         sc.adv.resize(xs.len(), 0.0);
                         sc.ok.resize(ys.len(), false);
@@ -441,15 +505,42 @@ impl Trainer {
                 model.backward(ws, input, &sc.dl, Some(&mut sc.grads), false);
                 Ok::<(), ModelError>(())
             },
-        )?;
-        let used = self.pool.shards(n).len();
-        let (loss, correct) = self.reduce(used)?;
-        self.optimizer_step();
-        Ok(Stats {
-            examples: n,
-            loss: loss / n as f64,
-            accuracy: correct as f64 / n as f64,
-        })
+        )
+    }
+
+    /// AWP: adds `γ‖w‖ g/‖g‖` to every weight tensor of more than one dimension (`g` the summed
+    /// gradient in the first scratch), keeping the values it replaced.
+    fn perturb_weights(&mut self, gamma: f32) {
+        let grads = &self.scratch[0].grads;
+        self.awp_saved.resize(grads.len(), Vec::new());
+        let (infos, params) = self.model.infos_and_params_mut();
+        let norm = |v: &[f32]| v.iter().map(|&a| f64::from(a).powi(2)).sum::<f64>().sqrt();
+        for (((w, g), saved), info) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.awp_saved)
+            .zip(infos)
+        {
+            saved.clear();
+            let gn = norm(g);
+            if info.torch_shape.len() < 2 || gn == 0.0 || !gn.is_finite() {
+                continue;
+            }
+            saved.extend_from_slice(w);
+            let k = (f64::from(gamma) * norm(w) / gn) as f32;
+            for (a, &d) in w.iter_mut().zip(g) {
+                *a += k * d;
+            }
+        }
+    }
+
+    /// AWP: puts the unperturbed weights back.
+    fn restore_weights(&mut self) {
+        for (w, saved) in self.model.params_mut().iter_mut().zip(&self.awp_saved) {
+            if !saved.is_empty() {
+                w.copy_from_slice(saved);
+            }
+        }
     }
 
     /// One pass over `idx` (indices into `x`/`y`) in batches, shuffled with `seed`.
@@ -901,6 +992,7 @@ mod tests {
             eps_warmup_epochs: 0,
             patience: 0,
             ema,
+            awp: None,
             seed: 0,
         };
         assert!(recipe(None).validate().is_ok());
@@ -1010,6 +1102,115 @@ mod tests {
             Schedule::OneCycle.factor(40, 100) > 0.99 && Schedule::OneCycle.factor(100, 100) < 1e-6
         );
         assert!((Schedule::Cosine.factor(50, 100) - 0.5).abs() < 1e-6);
+    }
+
+    /// An AWP step's update (SGD, lr 1: the gradient itself) equals the clean gradient taken at
+    /// `w + γ‖w‖ g/‖g‖` (weight tensors only, `g` the gradient at `w`), computed independently; the
+    /// weights come back exactly when the rate is 0; and sizes outside (0, 0.1] or TRADES with AWP
+    /// are refused. The attack makes no move (no start, no steps), so its points are the inputs.
+    #[test]
+    fn awp_takes_the_gradient_at_the_perturbed_weights() {
+        let arch = Arch::small_cnn();
+        let (x, y) = blobs(8, 11);
+        let model = Model::init(&arch, 4).unwrap();
+        let sgd = |lr| OptimSpec::Sgd {
+            lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        let still = Objective::Adversarial(Pgd {
+            steps: 0,
+            random_start: false,
+            ..Method::Pgd {
+                eps: 0.1,
+                step: 0.02,
+                steps: 1,
+            }
+            .attack(0.1)
+            .unwrap()
+        });
+        let gamma = 0.01f32;
+        let diff = |a: &Model, b: &Model| -> Vec<Vec<f32>> {
+            a.params()
+                .iter()
+                .zip(b.params())
+                .map(|(p, q)| p.iter().zip(q).map(|(u, v)| u - v).collect())
+                .collect()
+        };
+        // The gradient at w, and the perturbed weights built from it here.
+        let mut plain = Trainer::new(model.clone(), sgd(1.0), 2);
+        plain.step(&x, &y, &still, 3).unwrap();
+        let g = diff(&model, &plain.model);
+        let mut shifted = model.clone();
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let mut moved = 0;
+        for ((w, g), info) in shifted
+            .params_mut()
+            .iter_mut()
+            .zip(&g)
+            .zip(model.param_infos())
+        {
+            if info.torch_shape.len() < 2 {
+                continue;
+            }
+            let k = gamma * norm(w) / norm(g);
+            for (a, b) in w.iter_mut().zip(g) {
+                *a += k * b;
+            }
+            moved += 1;
+        }
+        assert_eq!(moved, 4, "two convolutions and two linear layers");
+        let mut at_shift = Trainer::new(shifted.clone(), sgd(1.0), 2);
+        at_shift.step(&x, &y, &Objective::Clean, 3).unwrap();
+        let want = diff(&shifted, &at_shift.model);
+        let mut awp = Trainer::new(model.clone(), sgd(1.0), 2);
+        awp.enable_awp(gamma);
+        awp.step(&x, &y, &still, 3).unwrap();
+        let got = diff(&model, &awp.model);
+        let mut differs = false;
+        for (p, (a, b)) in got.iter().zip(&want).enumerate() {
+            for (u, v) in a.iter().zip(b) {
+                assert!(
+                    (u - v).abs() < 1e-5 + 1e-3 * v.abs(),
+                    "param {p}: {u} vs {v}"
+                );
+            }
+            differs |= a.iter().zip(&g[p]).any(|(u, v)| (u - v).abs() > 1e-4);
+        }
+        assert!(differs, "the perturbation changed the gradient");
+        let mut frozen = Trainer::new(model.clone(), sgd(0.0), 2);
+        frozen.enable_awp(gamma);
+        frozen.step(&x, &y, &still, 3).unwrap();
+        assert_eq!(frozen.model.params(), model.params());
+        let recipe = |awp, method| Recipe {
+            method,
+            optim: OptimSpec::adam(1e-3),
+            schedule: Schedule::Constant,
+            epochs: 1,
+            batch: 32,
+            eps_warmup_epochs: 0,
+            patience: 0,
+            ema: None,
+            awp,
+            seed: 0,
+        };
+        let pgd = Method::Pgd {
+            eps: 0.1,
+            step: 0.02,
+            steps: 3,
+        };
+        assert!(recipe(Some(0.005), pgd).validate().is_ok());
+        for bad in [0.0, 0.2, -1.0, f32::NAN] {
+            assert!(recipe(Some(bad), pgd).validate().is_err(), "{bad}");
+        }
+        let trades = Method::Trades {
+            eps: 0.1,
+            step: 0.02,
+            steps: 3,
+            beta: 6.0,
+        };
+        assert!(recipe(Some(0.005), trades).validate().is_err());
+        assert!(recipe(Some(0.005), Method::Clean).validate().is_err());
     }
 
     /// The TRADES step's weight gradient (read off one SGD step with lr 1) against central

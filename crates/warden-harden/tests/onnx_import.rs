@@ -139,12 +139,13 @@ fn refuses_damaged_and_unsupported_files() {
 /// overlapping pools included: dp-cnn).
 #[test]
 fn export_round_trips() {
-    use warden_harden::nn::{Arch, Model};
+    use warden_harden::nn::{Arch, LayerSpec, Model};
     for arch in [
         Arch::small_cnn(),
         Arch::cnn4(),
         Arch::dp_cnn(),
         Arch::mlp(&[64, 32]),
+        Arch::strided(8, 16, 32, "elu").with_activation(LayerSpec::Elu, "elu"),
     ] {
         let m = Model::init(&arch, 4).unwrap();
         let bytes = warden_harden::onnx::export(&m);

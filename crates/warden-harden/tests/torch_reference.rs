@@ -162,7 +162,7 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 }
                 flat = false;
             }
-            LayerSpec::Relu | LayerSpec::Tanh => {}
+            LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Elu => {}
         }
     }
     out

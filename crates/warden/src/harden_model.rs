@@ -224,6 +224,11 @@ pub(crate) struct TrainArgs {
     /// release it instead of the last iterate.
     #[arg(long, value_name = "DECAY")]
     ema: Option<f32>,
+    /// Adversarial weight perturbation (Wu et al. 2020) of this relative size (the paper's 0.005):
+    /// each PGD or FGSM-RS step takes its gradient at the worst nearby weights, at the price of
+    /// one more forward and backward pass.
+    #[arg(long, value_name = "GAMMA")]
+    awp: Option<f32>,
     /// Validation examples per class, held out of the training set (stratified).
     #[arg(long, default_value_t = 100)]
     val_per_class: usize,
@@ -538,6 +543,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         eps_warmup_epochs: a.eps_warmup,
         patience: a.patience,
         ema: a.ema,
+        awp: a.awp,
         seed: a.seed,
     };
     recipe.validate().map_err(anyhow::Error::msg)?;
@@ -546,6 +552,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     anyhow::ensure!(
         !a.dp || a.device == "cpu",
         "--dp trains on --device cpu only"
+    );
+    anyhow::ensure!(
+        a.awp.is_none() || a.device == "cpu",
+        "--awp trains on --device cpu only"
     );
 
     let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
@@ -643,6 +653,9 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     let mut runner = Runner::new(&a.device, model, optim, a.threads, &x, y)?;
     if let Some(d) = a.ema {
         runner.enable_ema(d);
+    }
+    if let (Some(g), Runner::Cpu(t)) = (a.awp, &mut runner) {
+        t.enable_awp(g);
     }
     // A DP epoch runs round(N / B) Poisson-sampled steps (the accountant's count).
     let batches = if dp.is_some() {
