@@ -1,8 +1,11 @@
 //! Import of ONNX image classifiers for evaluation (a user's PyTorch model exported with
 //! `torch.onnx.export`), white-box: a graph that is a chain of the layers Warden's engine has
-//! (`Conv`, `Relu`, `MaxPool`, `Flatten` or `Reshape` to `[N, -1]`, `Gemm`, or `MatMul` with an
-//! optional `Add`) becomes an [`Arch`] and a [`Model`] with the same weights, so every attack,
-//! gradient-based ones included, runs on it. Anything else is refused with the operator named.
+//! (`Conv`, `Relu`, `Tanh`, `Elu`, `MaxPool`, `Flatten` or `Reshape` to `[N, -1]`, `Gemm`, or
+//! `MatMul` with an optional `Add`) becomes an [`Arch`] and a [`Model`] with the same weights, so
+//! every attack, gradient-based ones included, runs on it. What an exported inference graph adds
+//! around them is taken too: `BatchNormalization` right after a `Conv` or `Gemm` is folded into
+//! its weights, `Dropout` and `Identity` pass through, and a final `Softmax` or `LogSoftmax` is
+//! dropped so that attacks work on logits. Anything else is refused with the operator named.
 //!
 //! The file is parsed with a small protobuf reader of the fields used here (unknown fields are
 //! skipped by wire type), with limits: no groups, lengths inside the buffer, at most 10,000 nodes
@@ -405,7 +408,11 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
             return Err(unsupported(format!("operator {}::{}", n.domain, n.op)));
         }
-        if n.inputs.first() != Some(&current) || n.outputs.len() != 1 {
+        // Dropout may also give its mask, as long as nothing reads it.
+        let mask_unused = n.op == "Dropout"
+            && n.outputs.len() == 2
+            && !nodes.iter().any(|m| m.inputs.contains(&n.outputs[1]));
+        if n.inputs.first() != Some(&current) || !(n.outputs.len() == 1 || mask_unused) {
             return Err(unsupported(format!(
                 "node {i} ({}) does not continue a single chain from the input",
                 n.op
@@ -564,9 +571,41 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                 i += 1;
                 continue;
             }
+            "BatchNormalization" => {
+                if n.int("training_mode", 0) != 0 || n.int("spatial", 1) != 1 {
+                    return Err(unsupported(
+                        "BatchNormalization in training mode or not spatial".into(),
+                    ));
+                }
+                let stats = (1..5)
+                    .map(|k| get(arg(n, k)?)?.f32s())
+                    .collect::<Result<Vec<_>, _>>()?;
+                fold_batch_norm(&layers, &mut tensors, &stats, n.float("epsilon", 1e-5))?;
+            }
+            "Dropout" | "Identity" => {
+                // The inference graph's Dropout passes its input through; a training-mode input
+                // must be a constant false (a raw boolean 0).
+                if let Some(t) = n.inputs.get(2).filter(|t| !t.is_empty()) {
+                    let t = get(t)?;
+                    if !(t.data_type == 9 && t.raw.as_slice() == [0]) {
+                        return Err(unsupported("Dropout in training mode".into()));
+                    }
+                }
+            }
+            "Softmax" | "LogSoftmax" if i + 1 == nodes.len() => {
+                // Attacks need logits: a final (log-)softmax over the classes is dropped. The
+                // decisions are the same; cross-entropy and DLR losses are unchanged by
+                // LogSoftmax, and on Softmax the attacks see the logits, as AutoAttack asks.
+                if !matches!(n.int("axis", -1), -1 | 1) {
+                    return Err(unsupported(format!(
+                        "{} over axis other than the classes",
+                        n.op
+                    )));
+                }
+            }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, Relu, Tanh, Elu, MaxPool, Flatten, Reshape, Gemm, MatMul, Add)"
+                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, Flatten, Reshape, Gemm, MatMul, Add, Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -599,6 +638,60 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         set_from_torch(&mut model, idx, &dims, data)?;
     }
     Ok(model)
+}
+
+/// Folds an inference BatchNormalization (`stats`: scale, shift, mean, variance, one value per
+/// channel) into the convolution or linear layer just before it: per output channel `c`,
+/// `k = scale / √(var + ε)`, the weights times `k` and the bias `(bias − mean)·k + shift`.
+#[allow(clippy::type_complexity)]
+fn fold_batch_norm(
+    layers: &[LayerSpec],
+    tensors: &mut [(usize, &'static str, Vec<i64>, Vec<f32>)],
+    stats: &[Vec<f32>],
+    epsilon: f32,
+) -> Result<(), OnnxError> {
+    let channels = match layers.last() {
+        Some(LayerSpec::Conv2d { out_channels, .. }) => *out_channels,
+        Some(LayerSpec::Linear { out_features, .. }) => *out_features,
+        _ => {
+            return Err(unsupported(
+                "BatchNormalization not directly after a Conv or Gemm (it is folded into it)"
+                    .into(),
+            ));
+        }
+    };
+    let [scale, shift, mean, var] = stats else {
+        return Err(bad("BatchNormalization without its four statistics"));
+    };
+    if [scale, shift, mean, var]
+        .iter()
+        .any(|v| v.len() != channels)
+    {
+        return Err(unsupported(format!(
+            "BatchNormalization statistics of a length other than the {channels} channels"
+        )));
+    }
+    let Some([(_, "weight", _, w), (_, "bias", _, b)]) = tensors.last_chunk_mut::<2>() else {
+        return Err(unsupported(
+            "BatchNormalization after a layer without weights".into(),
+        ));
+    };
+    let per = w.len() / channels;
+    for c in 0..channels {
+        let k = f64::from(scale[c]) / (f64::from(var[c]) + f64::from(epsilon)).sqrt();
+        let nb = (f64::from(b[c]) - f64::from(mean[c])) * k + f64::from(shift[c]);
+        if !(k.is_finite() && nb.is_finite()) {
+            return Err(unsupported(format!(
+                "BatchNormalization channel {c}: variance {} and epsilon {epsilon} give no finite scale",
+                var[c]
+            )));
+        }
+        for v in &mut w[c * per..(c + 1) * per] {
+            *v = (f64::from(*v) * k) as f32;
+        }
+        b[c] = nb as f32;
+    }
+    Ok(())
 }
 
 /// A protobuf message being written.

@@ -283,3 +283,160 @@ fn hand_made_hostile_graphs_are_refused() {
     let m = import(&g).unwrap();
     assert_eq!(m.param_count(), 7850);
 }
+
+fn float_values(name: &str, dims: &[i64], values: &[f32]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for &d in dims {
+        key(&mut t, 1, 0);
+        varint(&mut t, d as u64);
+    }
+    key(&mut t, 2, 0);
+    varint(&mut t, 1);
+    bytes(&mut t, 8, name.as_bytes());
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    bytes(&mut t, 9, &raw);
+    t
+}
+
+/// A node with one float attribute.
+fn node_with_float(op: &str, inputs: &[&str], output: &str, attr: &str, v: f32) -> Vec<u8> {
+    let mut n = node(op, inputs, output);
+    let mut a = Vec::new();
+    bytes(&mut a, 1, attr.as_bytes());
+    key(&mut a, 2, 5);
+    a.extend_from_slice(&v.to_le_bytes());
+    bytes(&mut n, 5, &a);
+    n
+}
+
+/// `Gemm(f, lw, lb)` as PyTorch exports `nn.Linear`: transB = 1.
+fn gemm(input: &str, output: &str) -> Vec<u8> {
+    let mut n = node("Gemm", &[input, "lw", "lb"], output);
+    let mut a = Vec::new();
+    bytes(&mut a, 1, b"transB");
+    key(&mut a, 3, 0);
+    varint(&mut a, 1);
+    bytes(&mut n, 5, &a);
+    n
+}
+
+fn values(k: usize, seed: f32) -> Vec<f32> {
+    (0..k).map(|i| (seed * (i as f32 + 1.0)).sin()).collect()
+}
+
+/// An exported inference graph with what PyTorch puts around the layers: Conv (2 channels, 3×3,
+/// stride 3) → BatchNormalization (ε 1e-3) → Relu → Dropout → Flatten → Gemm → Identity →
+/// LogSoftmax. The imported logits equal a direct computation of conv, batch norm, ReLU and the
+/// linear layer written out here; the same graph with a final Softmax imports to the same model;
+/// batch norm where it cannot be folded, or a softmax before the end, are refused.
+#[test]
+fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
+    let (cw, cb) = (values(18, 0.7), values(2, 1.9));
+    let (scale, shift) = (vec![1.5f32, -0.5], vec![0.25f32, 0.1]);
+    let (mean, var) = (vec![0.3f32, -0.2], vec![0.8f32, 2.5]);
+    let (lw, lb) = (values(10 * 162, 0.013), values(10, 2.3));
+    let inits = || {
+        vec![
+            float_values("cw", &[2, 1, 3, 3], &cw),
+            float_values("cb", &[2], &cb),
+            float_values("s", &[2], &scale),
+            float_values("t", &[2], &shift),
+            float_values("m", &[2], &mean),
+            float_values("v", &[2], &var),
+            float_values("lw", &[10, 162], &lw),
+            float_values("lb", &[10], &lb),
+        ]
+    };
+    let mut conv = node("Conv", &["x", "cw", "cb"], "c");
+    let mut strides = Vec::new();
+    bytes(&mut strides, 1, b"strides");
+    key(&mut strides, 8, 0);
+    varint(&mut strides, 3);
+    key(&mut strides, 8, 0);
+    varint(&mut strides, 3);
+    bytes(&mut conv, 5, &strides);
+    let graph = |last: &str| {
+        let nodes = [
+            conv.clone(),
+            node_with_float(
+                "BatchNormalization",
+                &["c", "s", "t", "m", "v"],
+                "b",
+                "epsilon",
+                1e-3,
+            ),
+            node("Relu", &["b"], "r"),
+            node("Dropout", &["r"], "d"),
+            node("Flatten", &["d"], "f"),
+            gemm("f", "g"),
+            node("Identity", &["g"], "i"),
+            node(last, &["i"], "y"),
+        ];
+        model_with(&nodes, &inits())
+    };
+    let m = import(&graph("LogSoftmax")).unwrap();
+    assert_eq!(m.arch().layers.len(), 4, "{:?}", m.arch().layers);
+    let x = inputs();
+    let mut ws = Workspace::default();
+    let got = m.forward(&mut ws, &x, 3).unwrap().to_vec();
+    let mut worst = 0f64;
+    for (img, row) in x.chunks_exact(784).zip(got.chunks_exact(10)) {
+        // Conv 3×3 stride 3 on 28×28: 9×9 outputs per channel, then BN and ReLU, channel-first.
+        let mut feat = Vec::new();
+        for c in 0..2 {
+            for oy in 0..9 {
+                for ox in 0..9 {
+                    let mut z = cb[c];
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            z += cw[c * 9 + ky * 3 + kx] * img[(oy * 3 + ky) * 28 + ox * 3 + kx];
+                        }
+                    }
+                    let z = (z - mean[c]) / (var[c] + 1e-3).sqrt() * scale[c] + shift[c];
+                    feat.push(z.max(0.0));
+                }
+            }
+        }
+        for (o, &g) in row.iter().enumerate() {
+            // In f64, with the size of the sum's terms to scale f32's rounding.
+            let terms = (0..162).map(|j| f64::from(lw[o * 162 + j]) * f64::from(feat[j]));
+            let want = f64::from(lb[o]) + terms.clone().sum::<f64>();
+            let size = f64::from(lb[o].abs()) + terms.map(f64::abs).sum::<f64>();
+            worst = worst.max((f64::from(g) - want).abs() / size);
+        }
+    }
+    assert!(worst < 1e-6, "max |Δlogit| / size = {worst}");
+    let soft = import(&graph("Softmax")).unwrap();
+    assert_eq!(soft.params(), m.params());
+
+    // Batch norm after a ReLU cannot be folded into a layer.
+    let nodes = [
+        conv.clone(),
+        node("Relu", &["c"], "r"),
+        node("BatchNormalization", &["r", "s", "t", "m", "v"], "b"),
+        node("Flatten", &["b"], "f"),
+        gemm("f", "y"),
+    ];
+    match import(&model_with(&nodes, &inits())) {
+        Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("BatchNormalization"), "{msg}"),
+        other => panic!("{:?}", other.map(|m| m.param_count())),
+    }
+    // Statistics of the wrong length.
+    let mut short = inits();
+    short[5] = float_values("v", &[1], &[1.0]);
+    let nodes = [
+        conv.clone(),
+        node("BatchNormalization", &["c", "s", "t", "m", "v"], "b"),
+        node("Flatten", &["b"], "f"),
+        gemm("f", "y"),
+    ];
+    assert!(import(&model_with(&nodes, &short)).is_err());
+    // A softmax that is not the last node.
+    let nodes = [
+        conv,
+        node("Flatten", &["c"], "f"),
+        node("Softmax", &["f"], "s1"),
+        gemm("s1", "y"),
+    ];
+    assert!(import(&model_with(&nodes, &inits())).is_err());
+}
