@@ -226,6 +226,20 @@ fn xent_sum<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> Tensor<F,
 
 /// Examples whose largest logit is their label's (ties go to the first class, as the CPU engine's
 /// argmax does).
+/// The gradients of `loss` with respect to the tracked parameters `ps`.
+fn weight_grads<B: AutodiffBackend>(
+    ps: &[Tensor<B, 1>],
+    loss: Tensor<B, 1>,
+) -> Result<Vec<Tensor<B::InnerBackend, 1>>, BurnError> {
+    let g = loss.backward();
+    ps.iter()
+        .map(|p| {
+            p.grad(&g)
+                .ok_or_else(|| BurnError::Input("a parameter received no gradient".into()))
+        })
+        .collect()
+}
+
 fn correct<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> usize {
     let pred: Tensor<F, 1, Int> = logits.argmax(1).squeeze_dim(1);
     let v: i64 = pred.equal(y).int().sum().into_scalar().elem();
@@ -311,6 +325,8 @@ pub struct Engine<B: AutodiffBackend> {
     m: Vec<Tensor<B::InnerBackend, 1>>,
     v: Vec<Tensor<B::InnerBackend, 1>>,
     ema: Option<(f32, Vec<Tensor<B::InnerBackend, 1>>)>,
+    /// Adversarial weight perturbation's relative size, when on.
+    awp: Option<f32>,
     spec: OptimSpec,
     base_lr: f32,
     t: u64,
@@ -348,6 +364,7 @@ impl<B: AutodiffBackend> Engine<B> {
             v,
             params,
             ema: None,
+            awp: None,
             spec: optim,
             base_lr: optim.lr(),
             t: 0,
@@ -365,9 +382,39 @@ impl<B: AutodiffBackend> Engine<B> {
         self.ema = Some((decay, self.params.clone()));
     }
 
+    /// Adversarial weight perturbation of relative size `gamma` on adversarial steps, as the CPU
+    /// engine's `Trainer::enable_awp`.
+    pub fn enable_awp(&mut self, gamma: f32) {
+        self.awp = Some(gamma);
+    }
+
     /// Sets the learning rate to `factor` times the base rate.
     pub fn set_lr_factor(&mut self, factor: f32) {
         self.spec.set_lr(self.base_lr * factor);
+    }
+
+    /// The weights at `γ‖w‖ g/‖g‖` from the current ones, for every tensor of more than one
+    /// dimension (biases stay), as leaves of a new tracked graph.
+    fn perturbed_params(&self, grads: &[Tensor<Inner<B>, 1>], gamma: f32) -> Vec<Tensor<B, 1>> {
+        let norm = |t: &Tensor<Inner<B>, 1>| -> f64 {
+            let s: f32 = t.clone().powf_scalar(2.0).sum().into_scalar().elem();
+            f64::from(s).sqrt()
+        };
+        self.params
+            .iter()
+            .zip(grads)
+            .zip(self.template.param_infos())
+            .map(|((p, g), info)| {
+                let gn = norm(g);
+                let p = if info.torch_shape.len() < 2 || gn == 0.0 || !gn.is_finite() {
+                    p.clone()
+                } else {
+                    let k = (f64::from(gamma) * norm(p) / gn) as f32;
+                    p.clone() + g.clone().mul_scalar(k)
+                };
+                Tensor::<B, 1>::from_inner(p).require_grad()
+            })
+            .collect()
     }
 
     fn logits<F: Backend>(
@@ -481,12 +528,16 @@ impl<B: AutodiffBackend> Engine<B> {
         let scale = 1.0 / n as f32;
         let ps = self.graph_params(true);
         let yb = Tensor::<B, 1, Int>::from_inner(y.clone());
+        let mut awp_input = None;
         let (loss, hits) = match objective {
             Objective::Clean | Objective::Adversarial(_) => {
                 let input = match objective {
                     Objective::Adversarial(a) => self.pgd(x, y.clone(), a)?,
                     _ => x,
                 };
+                if self.awp.is_some() && matches!(objective, Objective::Adversarial(_)) {
+                    awp_input = Some((input.clone(), yb.clone()));
+                }
                 let logits = self.logits(&ps, Tensor::from_inner(input))?;
                 let hits = correct(logits.clone().inner(), y);
                 (xent_sum(logits, yb).mul_scalar(scale), hits)
@@ -511,14 +562,14 @@ impl<B: AutodiffBackend> Engine<B> {
                 "the loss is not finite (learning rate too high?)".into(),
             ));
         }
-        let g = loss.backward();
-        let grads = ps
-            .iter()
-            .map(|p| {
-                p.grad(&g)
-                    .ok_or_else(|| BurnError::Input("a parameter received no gradient".into()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut grads = weight_grads(&ps, loss)?;
+        if let (Some(gamma), Some((input, yb))) = (self.awp, awp_input) {
+            // AWP: the gradient again at the worst nearby weights, on the same points, applied
+            // to the unperturbed weights (which were never changed).
+            let pw = self.perturbed_params(&grads, gamma);
+            let logits = self.logits(&pw, Tensor::from_inner(input))?;
+            grads = weight_grads(&pw, xent_sum(logits, yb).mul_scalar(scale))?;
+        }
         self.apply(grads);
         Ok(Stats {
             examples: n,
@@ -810,6 +861,11 @@ impl Session {
 
     pub fn enable_ema(&mut self, decay: f32) {
         dispatch!(&mut self.inner, e, _d => e.enable_ema(decay))
+    }
+
+    /// See [`Engine::enable_awp`].
+    pub fn enable_awp(&mut self, gamma: f32) {
+        dispatch!(&mut self.inner, e, _d => e.enable_awp(gamma))
     }
 
     /// One epoch over `idx` (see [`Engine::epoch`]).

@@ -391,3 +391,44 @@ fn sessions_and_devices_refuse_bad_input() {
     assert!(s.attack(&x, &y, &Pgd { eps: f32::NAN, ..a }).is_err());
     assert!(s.backend().contains("Flex"));
 }
+
+/// An AWP step on the burn path equals the CPU engine's (SGD with lr 1: the update is the
+/// gradient at the perturbed weights), on points the attack does not move; and differs from a
+/// plain adversarial step.
+#[test]
+fn awp_steps_equal_the_cpu_engine() {
+    let model = Model::init(&Arch::small_cnn(), 9).unwrap();
+    let (x, y) = inputs(&model, 8, 12);
+    let spec = OptimSpec::Sgd {
+        lr: 1.0,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    let still = Objective::Adversarial(Pgd {
+        random_start: false,
+        steps: 0,
+        ..Pgd::linf(0.1, 0.02, 1, 1)
+    });
+    let mut cpu = Trainer::new(model.clone(), spec, 1);
+    cpu.enable_awp(0.01);
+    cpu.step(&x, &y, &still, 0).unwrap();
+    let data = upload(&x, &y, model.input_len());
+    let mut e = Engine::<Ad>::new(&model, spec, dev()).unwrap();
+    e.enable_awp(0.01);
+    e.step(data.x.clone(), data.y.clone(), &still).unwrap();
+    let mut plain = Engine::<Ad>::new(&model, spec, dev()).unwrap();
+    plain.step(data.x.clone(), data.y.clone(), &still).unwrap();
+    let (got, other) = (e.model().unwrap(), plain.model().unwrap());
+    let mut moved = 0f32;
+    for ((g, w), p) in got
+        .params()
+        .iter()
+        .zip(cpu.model.params())
+        .zip(other.params())
+    {
+        let d = rel_diff(g, w);
+        assert!(d < 1e-5, "weights differ by {d}");
+        moved = moved.max(rel_diff(g, p));
+    }
+    assert!(moved > 1e-3, "AWP changed the step: {moved}");
+}

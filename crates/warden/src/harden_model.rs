@@ -80,6 +80,14 @@ impl Runner {
         }
     }
 
+    fn enable_awp(&mut self, gamma: f32) {
+        match self {
+            Runner::Cpu(t) => t.enable_awp(gamma),
+            #[cfg(feature = "burn")]
+            Runner::Burn(s) => s.enable_awp(gamma),
+        }
+    }
+
     /// What the run would release now: the weight average when enabled, otherwise the iterate.
     pub(crate) fn release(&self) -> Result<Model> {
         match self {
@@ -554,10 +562,6 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         !a.dp || a.device == "cpu",
         "--dp trains on --device cpu only"
     );
-    anyhow::ensure!(
-        a.awp.is_none() || a.device == "cpu",
-        "--awp trains on --device cpu only"
-    );
 
     let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
     let (mut train_idx, val_idx) = data::stratified_split(&full, a.val_per_class, a.seed);
@@ -655,8 +659,8 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     if let Some(d) = a.ema {
         runner.enable_ema(d);
     }
-    if let (Some(g), Runner::Cpu(t)) = (a.awp, &mut runner) {
-        t.enable_awp(g);
+    if let Some(g) = a.awp {
+        runner.enable_awp(g);
     }
     // A DP epoch runs round(N / B) Poisson-sampled steps (the accountant's count).
     let batches = if dp.is_some() {

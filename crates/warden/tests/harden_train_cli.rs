@@ -22,41 +22,40 @@ fn ok(o: &Output) -> String {
     err
 }
 
-fn train(dir: &Path, method: &str) {
+fn train(dir: &Path, method: &str, extra: &[&str]) {
     let d = dir.to_str().unwrap();
-    ok(&warden(
-        &[
-            "harden",
-            "train",
-            "--method",
-            method,
-            "--epochs",
-            "2",
-            "--limit",
-            "1500",
-            "--val-per-class",
-            "10",
-            "--pgd-steps",
-            "2",
-            "--pgd-step",
-            "0.05",
-            "--threads",
-            "2",
-            "--seed",
-            "1",
-            "-o",
-            d,
-        ],
-        None,
-    ));
+    let mut args = vec![
+        "harden",
+        "train",
+        "--method",
+        method,
+        "--epochs",
+        "2",
+        "--limit",
+        "1500",
+        "--val-per-class",
+        "10",
+        "--pgd-steps",
+        "2",
+        "--pgd-step",
+        "0.05",
+        "--threads",
+        "2",
+        "--seed",
+        "1",
+        "-o",
+        d,
+    ];
+    args.extend(extra);
+    ok(&warden(&args, None));
 }
 
 #[test]
 fn train_eval_record() {
     let tmp = tempfile::tempdir().unwrap();
     let (base, hard) = (tmp.path().join("base"), tmp.path().join("hard"));
-    train(&base, "clean");
-    train(&hard, "pgd");
+    train(&base, "clean", &[]);
+    train(&hard, "pgd", &["--awp", "0.005"]);
 
     // The model card describes what was trained, with the weights' digest.
     let card: serde_json::Value =
@@ -64,6 +63,7 @@ fn train_eval_record() {
     assert_eq!(card["schema"], "warden.model-card/v1");
     assert_eq!(card["parameters"], 225_034);
     assert_eq!(card["recipe"]["method"]["type"], "pgd");
+    assert!((card["recipe"]["awp"].as_f64().unwrap() - 0.005).abs() < 1e-6);
     assert_eq!(card["training_engine"]["device"], "cpu");
     assert_eq!(card["history"].as_array().unwrap().len(), 2);
     assert!(card["history"][0]["val_robust_accuracy"].is_number());
@@ -205,12 +205,31 @@ fn train_eval_record() {
         ["--eps", "-1"],
         ["--batch", "0"],
         ["--threads", "0"],
+        ["--awp", "0.5"],
+        ["--awp", "NaN"],
     ] {
         let mut v = vec!["harden", "train", "--method", "pgd", "-o", "/nonexistent/x"];
         v.extend(args);
         let o = warden(&v, None);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
     }
+    // AWP goes with PGD or FGSM-RS training only.
+    let o = warden(
+        &[
+            "harden",
+            "train",
+            "--method",
+            "trades",
+            "--awp",
+            "0.005",
+            "-o",
+            "/nonexistent/x",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("perturbation"), "{err}");
     let o = warden(
         &[
             "harden",
