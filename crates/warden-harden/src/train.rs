@@ -981,10 +981,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_weight_average_outside_0_1_is_refused() {
-        let recipe = |ema| Recipe {
-            method: Method::Clean,
+    /// A one-epoch Adam recipe with these options.
+    fn recipe(method: Method, ema: Option<f32>, awp: Option<f32>) -> Recipe {
+        Recipe {
+            method,
             optim: OptimSpec::adam(1e-3),
             schedule: Schedule::Constant,
             epochs: 1,
@@ -992,9 +992,14 @@ mod tests {
             eps_warmup_epochs: 0,
             patience: 0,
             ema,
-            awp: None,
+            awp,
             seed: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_weight_average_outside_0_1_is_refused() {
+        let recipe = |ema| recipe(Method::Clean, ema, None);
         assert!(recipe(None).validate().is_ok());
         assert!(recipe(Some(0.999)).validate().is_ok());
         for bad in [0.0, 1.0, -0.5, f32::NAN] {
@@ -1182,18 +1187,7 @@ mod tests {
         frozen.enable_awp(gamma);
         frozen.step(&x, &y, &still, 3).unwrap();
         assert_eq!(frozen.model.params(), model.params());
-        let recipe = |awp, method| Recipe {
-            method,
-            optim: OptimSpec::adam(1e-3),
-            schedule: Schedule::Constant,
-            epochs: 1,
-            batch: 32,
-            eps_warmup_epochs: 0,
-            patience: 0,
-            ema: None,
-            awp,
-            seed: 0,
-        };
+        let recipe = |awp, method| recipe(method, None, awp);
         let pgd = Method::Pgd {
             eps: 0.1,
             step: 0.02,

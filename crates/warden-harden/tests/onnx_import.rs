@@ -222,17 +222,9 @@ fn node(op: &str, inputs: &[&str], output: &str) -> Vec<u8> {
     n
 }
 
+/// A float tensor of `values` zeros (whatever `dims` claims).
 fn float_init(name: &str, dims: &[i64], values: usize) -> Vec<u8> {
-    let mut t = Vec::new();
-    for &d in dims {
-        key(&mut t, 1, 0);
-        varint(&mut t, d as u64);
-    }
-    key(&mut t, 2, 0);
-    varint(&mut t, 1);
-    bytes(&mut t, 8, name.as_bytes());
-    bytes(&mut t, 9, &vec![0u8; values * 4]);
-    t
+    float_values(name, dims, &vec![0.0; values])
 }
 
 #[test]
