@@ -473,9 +473,7 @@ impl Trainer {
                     );
                 }
                 let input: &[f32] = match objective {
-                    Objective::Adversarial(_) | Objective::Trades { .. } if reuse_adversarial => {
-                        &sc.adv
-                    }
+                    Objective::Adversarial(_) if reuse_adversarial => &sc.adv,
                     Objective::Adversarial(a) | Objective::Trades { attack: a, .. } => {
                         sc.adv.resize(xs.len(), 0.0);
                         sc.ok.resize(ys.len(), false);
