@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of `warden-burn`, as one short script for a machine with an NVIDIA GPU: the CUDA
 # build's throughput against Warden's CPU engine on the same machine (same binary, same data), and
-# a short adversarial training run on the GPU whose model is scored by the CPU engine.
+# two short adversarial training runs on the GPU (without and with AWP) whose models are scored
+# by the CPU engine.
 #
 # Usage: bash scripts/gpu-check.sh [WARDEN_BINARY] [OUT_DIR]
 #   WARDEN_BINARY  a `cargo build --release -p warden --features cuda` binary (built here when
@@ -30,4 +31,8 @@ echo "== training on the GPU: cnn4, PGD-3, 2 epochs; validation and the files by
 "$bin" harden train --device cuda --arch cnn4 --method pgd --pgd-steps 3 --pgd-step 0.04 \
   --epochs 2 --eps-warmup 1 --lr 2e-3 --threads "$threads" -o "$out/cnn4-pgd3-cuda" 2>&1 |
   grep -E '^(epoch [0-9]+:|wrote)' | tee "$out/train-cuda.log"
+echo "== the same with adversarial weight perturbation (one more pass per step)"
+"$bin" harden train --device cuda --arch cnn4 --method pgd --pgd-steps 3 --pgd-step 0.04 \
+  --epochs 2 --eps-warmup 1 --lr 2e-3 --awp 0.005 --threads "$threads" -o "$out/cnn4-pgd3-awp-cuda" 2>&1 |
+  grep -E '^(epoch [0-9]+:|wrote)' | tee "$out/train-awp-cuda.log"
 echo "gpu-check: ok ($out)"
