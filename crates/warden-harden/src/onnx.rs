@@ -395,7 +395,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         }
     };
     let mut layers = Vec::new();
-    let mut tensors: Vec<(usize, &'static str, Vec<i64>, Vec<f32>)> = Vec::new();
+    let mut tensors: Vec<Pending> = Vec::new();
     let mut current = input_name.clone();
     let get = |name: &str| {
         inits
@@ -464,7 +464,11 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             "Relu" => layers.push(LayerSpec::Relu),
             "Tanh" => layers.push(LayerSpec::Tanh),
             "Elu" if n.float("alpha", 1.0) == 1.0 => layers.push(LayerSpec::Elu),
-            "Elu" => return Err(bad("Elu with alpha other than 1 (only PyTorch's nn.ELU())")),
+            "Elu" => {
+                return Err(unsupported(
+                    "Elu with alpha other than 1 (only PyTorch's nn.ELU())".into(),
+                ));
+            }
             "MaxPool" => {
                 let k = n.ints("kernel_shape").unwrap_or(&[]);
                 let s = n.ints("strides").unwrap_or(&[]);
@@ -640,13 +644,16 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
     Ok(model)
 }
 
+/// A parameter read from the graph, waiting for the model: its layer, `"weight"` or `"bias"`, its
+/// PyTorch shape and its values.
+type Pending = (usize, &'static str, Vec<i64>, Vec<f32>);
+
 /// Folds an inference BatchNormalization (`stats`: scale, shift, mean, variance, one value per
 /// channel) into the convolution or linear layer just before it: per output channel `c`,
 /// `k = scale / √(var + ε)`, the weights times `k` and the bias `(bias − mean)·k + shift`.
-#[allow(clippy::type_complexity)]
 fn fold_batch_norm(
     layers: &[LayerSpec],
-    tensors: &mut [(usize, &'static str, Vec<i64>, Vec<f32>)],
+    tensors: &mut [Pending],
     stats: &[Vec<f32>],
     epsilon: f32,
 ) -> Result<(), OnnxError> {

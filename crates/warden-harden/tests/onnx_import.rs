@@ -320,7 +320,8 @@ fn values(k: usize, seed: f32) -> Vec<f32> {
 /// stride 3) → BatchNormalization (ε 1e-3) → Relu → Dropout → Flatten → Gemm → Identity →
 /// LogSoftmax. The imported logits equal a direct computation of conv, batch norm, ReLU and the
 /// linear layer written out here; the same graph with a final Softmax imports to the same model;
-/// batch norm where it cannot be folded, or a softmax before the end, are refused.
+/// batch norm where it cannot be folded, an ELU with α ≠ 1, or a softmax before the end, are
+/// refused.
 #[test]
 fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
     let (cw, cb) = (values(18, 0.7), values(2, 1.9));
@@ -423,6 +424,17 @@ fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
         gemm("f", "y"),
     ];
     assert!(import(&model_with(&nodes, &short)).is_err());
+    // An ELU with another alpha than PyTorch's nn.ELU().
+    let nodes = [
+        conv.clone(),
+        node_with_float("Elu", &["c"], "e", "alpha", 0.5),
+        node("Flatten", &["e"], "f"),
+        gemm("f", "y"),
+    ];
+    match import(&model_with(&nodes, &inits())) {
+        Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("Elu"), "{msg}"),
+        other => panic!("{:?}", other.map(|m| m.param_count())),
+    }
     // A softmax that is not the last node.
     let nodes = [
         conv,
