@@ -224,8 +224,6 @@ fn xent_sum<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> Tensor<F,
     lp.gather(1, y.unsqueeze_dim(1)).sum().neg()
 }
 
-/// Examples whose largest logit is their label's (ties go to the first class, as the CPU engine's
-/// argmax does).
 /// The gradients of `loss` with respect to the tracked parameters `ps`.
 fn weight_grads<B: AutodiffBackend>(
     ps: &[Tensor<B, 1>],
@@ -240,6 +238,8 @@ fn weight_grads<B: AutodiffBackend>(
         .collect()
 }
 
+/// Examples whose largest logit is their label's (ties go to the first class, as the CPU engine's
+/// argmax does).
 fn correct<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> usize {
     let pred: Tensor<F, 1, Int> = logits.argmax(1).squeeze_dim(1);
     let v: i64 = pred.equal(y).int().sum().into_scalar().elem();
@@ -406,7 +406,7 @@ impl<B: AutodiffBackend> Engine<B> {
             .zip(self.template.param_infos())
             .map(|((p, g), info)| {
                 let gn = norm(g);
-                let p = if info.torch_shape.len() < 2 || gn == 0.0 || !gn.is_finite() {
+                let p = if !info.is_weight() || gn == 0.0 || !gn.is_finite() {
                     p.clone()
                 } else {
                     let k = (f64::from(gamma) * norm(p) / gn) as f32;

@@ -414,6 +414,13 @@ pub struct ParamInfo {
     pub(crate) kind: ParamKind,
 }
 
+impl ParamInfo {
+    /// A weight tensor (more than one dimension), not a bias.
+    pub fn is_weight(&self) -> bool {
+        self.torch_shape.len() > 1
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParamKind {
     /// `[Cout, k, k, Cin]` here, `[Cout, Cin, k, k]` in PyTorch.

@@ -521,7 +521,7 @@ impl Trainer {
         {
             saved.clear();
             let gn = norm(g);
-            if info.torch_shape.len() < 2 || gn == 0.0 || !gn.is_finite() {
+            if !info.is_weight() || gn == 0.0 || !gn.is_finite() {
                 continue;
             }
             saved.extend_from_slice(w);
