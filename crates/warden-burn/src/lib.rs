@@ -8,7 +8,8 @@
 //!   (KL attack from a Gaussian start of σ 0.001, loss CE + β·KL), attacks taking gradients with
 //!   respect to the input only;
 //! - the optimiser rules (PyTorch's Adam with L2 weight decay, SGD with momentum), the learning-rate
-//!   factor per batch, the shuffling of each epoch and the weight average with its warm-up.
+//!   factor per batch, the shuffling of each epoch, the augmentation of each batch (the same draws)
+//!   and the weight average with its warm-up.
 //!
 //! What differs: random starts come from the backend's generator (seeded per epoch), so a run is
 //! reproducible on one device but not bit-identical to the CPU engine's; GPU reductions may also
@@ -23,9 +24,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData, activation, module};
 use warden_harden::attack::{Goal, Norm, Pgd};
+use warden_harden::augment::Augment;
 use warden_harden::nn::{Arch, LayerSpec, Model};
 use warden_harden::optim::OptimSpec;
-use warden_harden::train::{EpochTotals, Objective, Stats, epoch_order};
+use warden_harden::train::{EpochTotals, Objective, Stats, augment_seed, epoch_order};
 use warden_harden::weights;
 
 /// Why a burn run was refused or failed.
@@ -327,6 +329,8 @@ pub struct Engine<B: AutodiffBackend> {
     ema: Option<(f32, Vec<Tensor<B::InnerBackend, 1>>)>,
     /// Adversarial weight perturbation's relative size, when on.
     awp: Option<f32>,
+    /// The transformations of every training batch.
+    augment: Augment,
     spec: OptimSpec,
     base_lr: f32,
     t: u64,
@@ -365,6 +369,7 @@ impl<B: AutodiffBackend> Engine<B> {
             params,
             ema: None,
             awp: None,
+            augment: Augment::default(),
             spec: optim,
             base_lr: optim.lr(),
             t: 0,
@@ -386,6 +391,35 @@ impl<B: AutodiffBackend> Engine<B> {
     /// engine's `Trainer::enable_awp`.
     pub fn enable_awp(&mut self, gamma: f32) {
         self.awp = Some(gamma);
+    }
+
+    /// Augments every training batch of [`Engine::epoch`] with `augment`, drawing exactly what the
+    /// CPU engine's `Trainer::set_augment` draws; refused when the shift does not fit the input.
+    pub fn set_augment(&mut self, augment: Augment) -> Result<(), BurnError> {
+        augment
+            .validate(self.template.arch().input)
+            .map_err(BurnError::Input)?;
+        self.augment = augment;
+        Ok(())
+    }
+
+    /// `x` (a batch in Warden's input layout) through the augmentation plan drawn from `seed`:
+    /// the plan is uploaded as gather indices into each row with a zero appended.
+    fn augmented(&self, x: Tensor<Inner<B>, 2>, seed: u64) -> Tensor<Inner<B>, 2> {
+        if self.augment.is_identity() {
+            return x;
+        }
+        let [n, len] = x.dims();
+        let plan: Vec<i64> = self
+            .augment
+            .plan(n, self.template.arch().input, seed)
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        let idx: Tensor<Inner<B>, 2, Int> =
+            Tensor::from_data(TensorData::new(plan, [n, len]), &self.device);
+        let padded = Tensor::cat(vec![x, Tensor::zeros([n, 1], &self.device)], 1);
+        padded.gather(1, idx)
     }
 
     /// Sets the learning rate to `factor` times the base rate.
@@ -673,6 +707,7 @@ impl<B: AutodiffBackend> Engine<B> {
         let mut total = EpochTotals::default();
         for (b, chunk) in order.chunks(batch).enumerate() {
             let (bx, by) = data.batch(chunk, &self.device);
+            let bx = self.augmented(bx, augment_seed(seed, b));
             self.set_lr_factor(lr(b));
             let s = self.step(bx, by, objective)?;
             total.add(&s);
@@ -866,6 +901,11 @@ impl Session {
     /// See [`Engine::enable_awp`].
     pub fn enable_awp(&mut self, gamma: f32) {
         dispatch!(&mut self.inner, e, _d => e.enable_awp(gamma))
+    }
+
+    /// See [`Engine::set_augment`].
+    pub fn set_augment(&mut self, augment: Augment) -> Result<(), BurnError> {
+        dispatch!(&mut self.inner, e, _d => e.set_augment(augment))
     }
 
     /// One epoch over `idx` (see [`Engine::epoch`]).

@@ -432,3 +432,80 @@ fn awp_steps_equal_the_cpu_engine() {
     }
     assert!(moved > 1e-3, "AWP changed the step: {moved}");
 }
+
+/// Augmented epochs: the burn path gathers exactly the images the CPU engine builds, and an epoch
+/// on augmented batches steps both engines alike (and differently from plain batches).
+#[test]
+fn augmented_epochs_equal_the_cpu_engine() {
+    let aug = Augment {
+        flip: true,
+        shift: 2,
+    };
+    let spec = OptimSpec::Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let model = Model::init(&Arch::small_cnn(), 21).unwrap();
+    let (x, y) = inputs(&model, 48, 22);
+    let len = model.input_len();
+    let data = upload(&x, &y, len);
+
+    let mut e = Engine::<Ad>::new(&model, spec, dev()).unwrap();
+    e.set_augment(aug).unwrap();
+    let mut want = x.clone();
+    aug.apply(&mut want, model.arch().input, 77);
+    assert_ne!(want, x);
+    assert_eq!(host(e.augmented(data.x.clone(), 77)), want);
+
+    let idx: Vec<usize> = (0..48).collect();
+    let run_cpu = |augment: Augment| {
+        let mut cpu = Trainer::new(model.clone(), spec, 1);
+        cpu.set_augment(augment).unwrap();
+        let s = cpu
+            .epoch(
+                &x,
+                &y,
+                &idx,
+                16,
+                &Objective::Clean,
+                &mut |_| 1.0,
+                5,
+                &mut |_, _, _| true,
+            )
+            .unwrap();
+        (s, cpu.model)
+    };
+    let (a, cpu_model) = run_cpu(aug);
+    let b = e
+        .epoch(
+            &data,
+            &idx,
+            16,
+            &Objective::Clean,
+            &mut |_| 1.0,
+            5,
+            &mut |_, _, _| true,
+        )
+        .unwrap();
+    assert!((a.loss - b.loss).abs() < 1e-4, "loss {a:?} vs {b:?}");
+    let got = e.model().unwrap();
+    for (g, w) in got.params().iter().zip(cpu_model.params()) {
+        let d = rel_diff(g, w);
+        assert!(d < 1e-5, "weights differ by {d}");
+    }
+    let (plain, plain_model) = run_cpu(Augment::default());
+    assert!(
+        (plain.loss - a.loss).abs() > 1e-4,
+        "augmentation changed nothing"
+    );
+    assert_ne!(plain_model.params(), cpu_model.params());
+
+    assert!(
+        e.set_augment(Augment {
+            flip: false,
+            shift: 14
+        })
+        .is_err()
+    );
+}

@@ -7,6 +7,7 @@
 pub mod accountant;
 pub mod apgd;
 pub mod attack;
+pub mod augment;
 pub mod corrupt;
 pub mod data;
 pub mod eval;

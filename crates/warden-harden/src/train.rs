@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{self, Goal, Norm, Pgd};
+use crate::augment::Augment;
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::optim::{OptimSpec, Optimizer};
 use crate::rng::Rng;
@@ -157,6 +158,9 @@ pub struct Recipe {
     /// steps (None: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awp: Option<f32>,
+    /// Random flips and translations of the training images (none: the identity).
+    #[serde(default, skip_serializing_if = "Augment::is_identity")]
+    pub augment: Augment,
     pub seed: u64,
 }
 
@@ -167,6 +171,12 @@ impl Recipe {
         // cnn4 step under about 3 GiB.
         if self.epochs == 0 || self.epochs > 10_000 || self.batch == 0 || self.batch > MAX_BATCH {
             return Err(format!("epochs 1..=10000 and batch 1..={MAX_BATCH}"));
+        }
+        if self.augment.shift > crate::augment::MAX_SHIFT {
+            return Err(format!(
+                "a shift of at most {} pixels",
+                crate::augment::MAX_SHIFT
+            ));
         }
         if let Some(d) = self.ema
             && !(d.is_finite() && d > 0.0 && d < 1.0)
@@ -227,6 +237,8 @@ pub struct Trainer {
     awp: Option<f32>,
     /// AWP: the unperturbed values of each tensor it moved (empty for those it left alone).
     awp_saved: Vec<Vec<f32>>,
+    /// The transformations of every training batch.
+    augment: Augment,
 }
 
 /// An exponential moving average of the weights (Polyak averaging as used for adversarial
@@ -294,6 +306,12 @@ pub fn epoch_order(idx: &[usize], seed: u64) -> Vec<usize> {
     order
 }
 
+/// The seed of batch `b`'s augmentation in an epoch drawn from `seed`, the same on every engine
+/// (and apart from the seed of the batch's attack).
+pub fn augment_seed(seed: u64, b: usize) -> u64 {
+    (seed ^ 0x6175_676d_656e_7421).wrapping_add((b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 impl Trainer {
     pub fn new(model: Model, optim: OptimSpec, threads: usize) -> Trainer {
         let opt = Optimizer::new(optim, model.params());
@@ -314,7 +332,18 @@ impl Trainer {
             ema: None,
             awp: None,
             awp_saved: Vec::new(),
+            augment: Augment::default(),
         }
+    }
+
+    /// Augments every training batch of [`Trainer::epoch`] with `augment` from now on; refused
+    /// when its shift does not fit the model's input.
+    pub fn set_augment(&mut self, augment: Augment) -> Result<(), ModelError> {
+        augment
+            .validate(self.model.arch().input)
+            .map_err(ModelError::Input)?;
+        self.augment = augment;
+        Ok(())
     }
 
     /// Turns on adversarial weight perturbation (Wu et al. 2020) with relative size `gamma`: each
@@ -567,6 +596,8 @@ impl Trainer {
                 bx.extend_from_slice(&x[i * len..(i + 1) * len]);
                 by.push(y[i]);
             }
+            self.augment
+                .apply(&mut bx, self.model.arch().input, augment_seed(seed, b));
             self.set_lr_factor(lr(b));
             let s = self.step(
                 &bx,
@@ -991,6 +1022,7 @@ mod tests {
             patience: 0,
             ema,
             awp,
+            augment: Augment::default(),
             seed: 0,
         }
     }

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warden_harden::attack::{Norm, Pgd};
+use warden_harden::augment::Augment;
 use warden_harden::data::{self, Split};
 use warden_harden::eval::{self, EvalConfig, ModelEval};
 use warden_harden::nn::{Arch, Model, Pool};
@@ -77,6 +78,14 @@ impl Runner {
             Runner::Cpu(t) => t.enable_ema(decay),
             #[cfg(feature = "burn")]
             Runner::Burn(s) => s.enable_ema(decay),
+        }
+    }
+
+    fn set_augment(&mut self, augment: Augment) -> Result<()> {
+        match self {
+            Runner::Cpu(t) => Ok(t.set_augment(augment)?),
+            #[cfg(feature = "burn")]
+            Runner::Burn(s) => Ok(s.set_augment(augment)?),
         }
     }
 
@@ -237,6 +246,13 @@ pub(crate) struct TrainArgs {
     /// one more forward and backward pass.
     #[arg(long, value_name = "GAMMA")]
     awp: Option<f32>,
+    /// Augment training images: mirror each left to right with probability 1/2.
+    #[arg(long)]
+    flip: bool,
+    /// Augment training images: translate each by up to this many pixels in each direction
+    /// (uniform, the border filled with 0; torchvision's RandomCrop with this padding).
+    #[arg(long, value_name = "PIXELS", default_value_t = 0)]
+    shift: usize,
     /// Validation examples per class, held out of the training set (stratified).
     #[arg(long, default_value_t = 100)]
     val_per_class: usize,
@@ -553,6 +569,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         patience: a.patience,
         ema: a.ema,
         awp: a.awp,
+        augment: Augment {
+            flip: a.flip,
+            shift: a.shift,
+        },
         seed: a.seed,
     };
     recipe.validate().map_err(anyhow::Error::msg)?;
@@ -562,6 +582,14 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         !a.dp || a.device == "cpu",
         "--dp trains on --device cpu only"
     );
+    anyhow::ensure!(
+        !a.dp || recipe.augment.is_identity(),
+        "--dp trains without --flip or --shift"
+    );
+    recipe
+        .augment
+        .validate(arch.input)
+        .map_err(anyhow::Error::msg)?;
 
     let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
     let (mut train_idx, val_idx) = data::stratified_split(&full, a.val_per_class, a.seed);
@@ -662,6 +690,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     if let Some(g) = a.awp {
         runner.enable_awp(g);
     }
+    runner.set_augment(recipe.augment)?;
     // A DP epoch runs round(N / B) Poisson-sampled steps (the accountant's count).
     let batches = if dp.is_some() {
         ((train_idx.len() as f64 / a.batch as f64).round() as usize).max(1)

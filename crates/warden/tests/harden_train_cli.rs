@@ -64,6 +64,7 @@ fn train_eval_record() {
     assert_eq!(card["parameters"], 225_034);
     assert_eq!(card["recipe"]["method"]["type"], "pgd");
     assert!((card["recipe"]["awp"].as_f64().unwrap() - 0.005).abs() < 1e-6);
+    assert!(card["recipe"].get("augment").is_none(), "no augmentation");
     assert_eq!(card["training_engine"]["device"], "cpu");
     assert_eq!(card["history"].as_array().unwrap().len(), 2);
     assert!(card["history"][0]["val_robust_accuracy"].is_number());
@@ -74,6 +75,16 @@ fn train_eval_record() {
         serde_json::from_slice(&std::fs::read(hard.join("arch.json")).unwrap()).unwrap();
     let model = warden_harden::weights::from_safetensors(&arch, &st).unwrap();
     assert_eq!(model.param_count(), 225_034);
+
+    // Augmentation is part of the recipe the card records.
+    let aug = tmp.path().join("aug");
+    train(&aug, "clean", &["--flip", "--shift", "1"]);
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(aug.join("model-card.json")).unwrap()).unwrap();
+    assert_eq!(
+        card["recipe"]["augment"],
+        serde_json::json!({"flip": true, "shift": 1})
+    );
 
     // Evaluate against the baseline, with a Markdown summary and a ledger record.
     let ledger = tmp.path().join("ledger");
@@ -207,6 +218,8 @@ fn train_eval_record() {
         ["--threads", "0"],
         ["--awp", "0.5"],
         ["--awp", "NaN"],
+        ["--shift", "9"],
+        ["--shift", "-1"],
     ] {
         let mut v = vec!["harden", "train", "--method", "pgd", "-o", "/nonexistent/x"];
         v.extend(args);
@@ -230,6 +243,23 @@ fn train_eval_record() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("perturbation"), "{err}");
+    // DP-SGD epochs do not augment: the flags are refused rather than ignored.
+    let o = warden(
+        &[
+            "harden",
+            "train",
+            "--dp",
+            "--dp-epsilon",
+            "3",
+            "--flip",
+            "-o",
+            "/nonexistent/x",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--flip"), "{err}");
     let o = warden(
         &[
             "harden",
