@@ -428,23 +428,23 @@ impl<B: AutodiffBackend> Engine<B> {
     }
 
     /// The weights at `γ‖w‖ g/‖g‖` from the current ones, for every tensor of more than one
-    /// dimension (biases stay), as leaves of a new tracked graph.
+    /// dimension (biases stay), as leaves of a new tracked graph. The norms stay on the device
+    /// (no read-back per tensor): where `‖g‖` is 0 or not finite the move is 0 (the NaNs that
+    /// `0·∞` and `∞·0` give are zeroed), as the CPU engine leaves such a tensor alone.
     fn perturbed_params(&self, grads: &[Tensor<Inner<B>, 1>], gamma: f32) -> Vec<Tensor<B, 1>> {
-        let norm = |t: &Tensor<Inner<B>, 1>| -> f64 {
-            let s: f32 = t.clone().powf_scalar(2.0).sum().into_scalar().elem();
-            f64::from(s).sqrt()
-        };
+        let norm = |t: &Tensor<Inner<B>, 1>| t.clone().powf_scalar(2.0).sum().sqrt();
         self.params
             .iter()
             .zip(grads)
             .zip(self.template.param_infos())
             .map(|((p, g), info)| {
-                let gn = norm(g);
-                let p = if !info.is_weight() || gn == 0.0 || !gn.is_finite() {
-                    p.clone()
+                let p = if info.is_weight() {
+                    let k = norm(p).mul_scalar(gamma).div(norm(g));
+                    let step = g.clone().mul(k);
+                    let step = step.clone().mask_fill(step.is_nan(), 0.0);
+                    p.clone() + step
                 } else {
-                    let k = (f64::from(gamma) * norm(p) / gn) as f32;
-                    p.clone() + g.clone().mul_scalar(k)
+                    p.clone()
                 };
                 Tensor::<B, 1>::from_inner(p).require_grad()
             })

@@ -33,14 +33,15 @@ fn host(t: Tensor<Flex, 2>) -> Vec<f32> {
     t.into_data().into_vec::<f32>().unwrap()
 }
 
-/// Largest absolute difference, relative to the largest magnitude of `want` (at least 1e-3).
+/// Largest absolute difference, relative to the largest magnitude of `want` (at least 1e-3); NaN
+/// when a value is NaN, so that no tolerance accepts it.
 fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
     got.iter()
         .zip(want)
         .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+        .fold(0.0, warden_harden::attack::max_or_nan)
         / scale
 }
 
@@ -431,6 +432,62 @@ fn awp_steps_equal_the_cpu_engine() {
         moved = moved.max(rel_diff(g, p));
     }
     assert!(moved > 1e-3, "AWP changed the step: {moved}");
+}
+
+/// The weight perturbation computed on the device: `w + γ‖w‖ g/‖g‖` for weights, biases kept, and
+/// no move at all for a gradient that is zero or not finite.
+#[test]
+fn awp_perturbation_skips_zero_and_non_finite_gradients() {
+    let model = Model::init(&Arch::mlp(&[16]), 3).unwrap();
+    let e = Engine::<Ad>::new(
+        &model,
+        OptimSpec::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        dev(),
+    )
+    .unwrap();
+    let host1 = |t: Tensor<Flex, 1>| t.into_data().into_vec::<f32>().unwrap();
+    let dev1 = |v: Vec<f32>| {
+        let n = v.len();
+        Tensor::<Flex, 1>::from_data(TensorData::new(v, [n]), &dev())
+    };
+    let params: Vec<Vec<f32>> = e.params.iter().map(|p| host1(p.clone())).collect();
+    let infos = model.param_infos();
+    let gamma = 0.01f32;
+    for case in ["ramp", "zero", "nan", "inf"] {
+        let grads: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| {
+                (0..p.len())
+                    .map(|i| match (case, i) {
+                        ("zero", _) => 0.0,
+                        ("nan", 0) => f32::NAN,
+                        ("inf", 1) => f32::INFINITY,
+                        _ => (i % 7) as f32 - 3.0,
+                    })
+                    .collect()
+            })
+            .collect();
+        let got = e.perturbed_params(&grads.iter().cloned().map(dev1).collect::<Vec<_>>(), gamma);
+        for (((g, p), grad), info) in got.into_iter().zip(&params).zip(&grads).zip(infos) {
+            let g = host1(g.inner());
+            let want: Vec<f32> = if case == "ramp" && info.is_weight() {
+                let norm = |v: &[f32]| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+                let k = (f64::from(gamma) * norm(p) / norm(grad)) as f32;
+                p.iter().zip(grad).map(|(a, b)| a + k * b).collect()
+            } else {
+                p.clone()
+            };
+            assert!(g.iter().all(|v| v.is_finite()), "{case}: finite weights");
+            assert!(rel_diff(&g, &want) < 1e-6, "{case}");
+            if case == "ramp" && info.is_weight() {
+                assert!(rel_diff(&g, p) > 1e-4, "a weight moved");
+            }
+        }
+    }
 }
 
 /// Augmented epochs: the burn path gathers exactly the images the CPU engine builds, and an epoch

@@ -486,6 +486,16 @@ pub(crate) fn step_project(a: &Pgd, direction: f32, x: &[f32], xa: &mut [f32], g
     }
 }
 
+/// The larger of `a` and `b`, NaN if either is (`f32::max` would drop a NaN, and a distance
+/// to a NaN point must not read as 0).
+pub fn max_or_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
 /// The largest distance of each adversarial example from its original, in the attack's norm.
 pub fn distances(norm: Norm, x: &[f32], adv: &[f32], len: usize) -> Vec<f32> {
     x.chunks_exact(len)
@@ -495,7 +505,7 @@ pub fn distances(norm: Norm, x: &[f32], adv: &[f32], len: usize) -> Vec<f32> {
                 .iter()
                 .zip(b)
                 .map(|(p, q)| (p - q).abs())
-                .fold(0.0, f32::max),
+                .fold(0.0, max_or_nan),
             Norm::L2 => a
                 .iter()
                 .zip(b)
@@ -522,6 +532,11 @@ mod tests {
 
     #[test]
     fn stays_in_the_ball_and_the_bounds_for_every_norm_and_goal() {
+        // A NaN point is at no finite distance: it can never pass the ball check below.
+        let nan = [0.5, f32::NAN, 0.5];
+        for norm in [Norm::Linf, Norm::L2] {
+            assert!(distances(norm, &[0.5; 3], &nan, 3)[0].is_nan(), "{norm:?}");
+        }
         let (m, x, y) = setup(40);
         for norm in [Norm::Linf, Norm::L2] {
             for goal in [Goal::Untargeted, Goal::Targeted { offset: 3 }] {

@@ -285,7 +285,7 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
         .iter()
         .zip(&out.adversarial)
         .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+        .fold(0.0f32, warden_harden::attack::max_or_nan);
     anyhow::ensure!(
         worst_linf <= a.eps + 1e-6,
         "internal error: an adversarial example left the ε-ball"
