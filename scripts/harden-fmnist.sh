@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Warden's hardening pipeline end to end on Fashion-MNIST: train a baseline, train a hardened model,
 # evaluate both under attack (FGSM, PGD, APGD-CE, APGD-DLR) and under distribution shift, write the
-# report (JSON and Markdown) and record it in the ledger as evidence.
+# report (JSON, Markdown, and an HTML page with the robustness curve) and record it in the ledger as
+# evidence.
 #
 # Usage: bash scripts/harden-fmnist.sh [quick|full] [OUT_DIR]
 #   quick  a few minutes on 2 cores (the quickstart and CI): 2 epochs each, 1,000 test images,
@@ -51,6 +52,6 @@ time $warden harden train --eps 0.1 "${hard[@]}" -o "$out/hardened"
 
 echo "== eval: both models under attack and shift; the report is recorded in the ledger"
 time $warden harden eval "$out/hardened" --baseline "$out/baseline" "${eval[@]}" \
-  -o "$out/robustness.json" --md "$out/robustness.md" --record
+  -o "$out/robustness.json" --md "$out/robustness.md" --html "$out/robustness.html" --record
 sed -n '1,25p' "$out/robustness.md"
 echo "harden: ok (models, report and ledger in $out)"

@@ -22,6 +22,7 @@ use warden_ledger::Kind;
 
 use crate::Outcome;
 use crate::ledger_dir;
+use crate::monitor_report::{esc, html_page, html_table, line_svg, md_table};
 
 /// The engine a training run steps: Warden's CPU engine, or burn's backends (`--device`).
 pub(crate) enum Runner {
@@ -350,6 +351,10 @@ pub(crate) struct EvalArgs {
     /// A readable Markdown summary.
     #[arg(long)]
     md: Option<PathBuf>,
+    /// A self-contained HTML page: the robustness curve and the accuracy under shift as charts,
+    /// and the summary's tables.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Record the report's digest and headline figures in the ledger as an evidence record.
     #[arg(long)]
     record: bool,
@@ -1032,6 +1037,12 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
             markdown(&report, &hard_eval, base.as_ref().map(|(_, e)| e)).as_bytes(),
         )?;
     }
+    if let Some(html) = &a.html {
+        write_atomic(
+            html,
+            html_report(&report, &hard_eval, base.as_ref().map(|(_, e)| e)).as_bytes(),
+        )?;
+    }
     if a.record {
         let mut subjects = vec![
             json!({"name": "report", "digest": format!("sha256:{}", sha256_hex(&bytes))}),
@@ -1061,65 +1072,84 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{:.2}%", 100.0 * v))
 }
 
-fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
-    let mut s = String::new();
-    let h = &report["headline"];
-    s.push_str("# Robustness report\n\n");
-    s.push_str(&format!(
-        "Test set: {} ({} images, sha256 {}).\n",
-        report["test_set"]["name"].as_str().unwrap_or(""),
-        m.examples,
-        report["test_set"]["sha256"].as_str().unwrap_or("")
-    ));
-    s.push_str(&format!("Protocol: {}.\n\n", report["protocol"]["attacks"]));
-    s.push_str(&format!(
-        "**At eps {}: clean {}, robust {}**{}\n\n",
-        h["eps"],
-        pct(h["clean_accuracy"].as_f64()),
-        pct(h["robust_accuracy"].as_f64()),
-        match h["reduction"].as_f64() {
-            Some(r) => format!("; baseline clean {}, robust {}; adversarial misclassification reduced by **{:.1}%**", pct(h["baseline_clean_accuracy"].as_f64()), pct(h["baseline_robust_accuracy"].as_f64()), 100.0 * r),
-            None => String::new(),
-        }
-    ));
-    s.push_str("## Robustness curve (worst case over the attacks)\n\n| eps | model | bar | baseline |\n| --- | --- | --- | --- |\n");
-    s.push_str(&format!(
-        "| 0 | {} | {} | {} |\n",
-        pct(Some(m.clean_accuracy)),
-        bar(m.clean_accuracy),
-        pct(b.map(|b| b.clean_accuracy))
-    ));
-    for &(eps, acc) in &m.worst_case {
-        s.push_str(&format!(
-            "| {eps} | {} | {} | {} |\n",
-            pct(Some(acc)),
-            bar(acc),
-            pct(b.and_then(|b| b.worst_at(eps as f32)))
-        ));
+/// Worst-case accuracy against the budget, from ε 0 (the clean accuracy).
+fn worst_curve(e: &ModelEval) -> Vec<(f64, f64)> {
+    let mut v = vec![(0.0, e.clean_accuracy)];
+    v.extend(e.worst_case.iter().copied().filter(|(eps, _)| *eps > 0.0));
+    v
+}
+
+/// Mean accuracy over the corruptions at each severity, from severity 0 (the clean accuracy).
+fn severity_curve(e: &ModelEval) -> Vec<(f64, f64)> {
+    let mut v = vec![(0.0, e.clean_accuracy)];
+    let mut sev: Vec<u8> = e.corruptions.iter().map(|c| c.severity).collect();
+    sev.sort_unstable();
+    sev.dedup();
+    for s in sev {
+        let at: Vec<f64> = e
+            .corruptions
+            .iter()
+            .filter(|c| c.severity == s)
+            .map(|c| c.accuracy)
+            .collect();
+        v.push((f64::from(s), at.iter().sum::<f64>() / at.len() as f64));
     }
-    s.push_str(&format!("\n## Per attack\n\nOrder: {}.\n\n| attack | eps | model | attacked | newly broken | baseline | seconds |\n| --- | --- | --- | --- | --- | --- | --- |\n", report["protocol"]["order"].as_str().unwrap_or("")));
-    for a in &m.attacks {
-        let other = b
-            .and_then(|b| {
-                b.attacks
-                    .iter()
-                    .find(|x| x.attack == a.attack && x.eps == a.eps)
-            })
-            .map(|x| x.robust_accuracy);
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} |\n",
-            a.attack,
-            a.eps,
-            pct(Some(a.robust_accuracy)),
-            a.attacked,
-            a.newly_broken,
-            pct(other),
-            a.seconds
-        ));
-    }
-    if !m.corruptions.is_empty() {
-        s.push_str(&format!("\n## Distribution shift (corruptions)\n\nMean accuracy: model {}, baseline {}.\n\n| corruption | severity | model | baseline |\n| --- | --- | --- | --- |\n", pct(m.mean_corruption_accuracy), pct(b.and_then(|b| b.mean_corruption_accuracy))));
-        for c in &m.corruptions {
+    v
+}
+
+/// The robustness curve's rows: ε, the model's and the baseline's worst-case accuracy.
+fn curve_rows(m: &ModelEval, b: Option<&ModelEval>) -> Vec<(f64, Vec<String>)> {
+    worst_curve(m)
+        .into_iter()
+        .map(|(eps, acc)| {
+            let other = match b {
+                Some(b) if eps == 0.0 => Some(b.clean_accuracy),
+                Some(b) => b.worst_at(eps as f32),
+                None => None,
+            };
+            (acc, vec![eps.to_string(), pct(Some(acc)), pct(other)])
+        })
+        .collect()
+}
+
+fn attack_rows(m: &ModelEval, b: Option<&ModelEval>) -> Vec<Vec<String>> {
+    m.attacks
+        .iter()
+        .map(|a| {
+            let other = b
+                .and_then(|b| {
+                    b.attacks
+                        .iter()
+                        .find(|x| x.attack == a.attack && x.eps == a.eps)
+                })
+                .map(|x| x.robust_accuracy);
+            vec![
+                a.attack.clone(),
+                a.eps.to_string(),
+                pct(Some(a.robust_accuracy)),
+                a.attacked.to_string(),
+                a.newly_broken.to_string(),
+                pct(other),
+                format!("{:.1}", a.seconds),
+            ]
+        })
+        .collect()
+}
+
+const ATTACK_HEADER: [&str; 7] = [
+    "attack",
+    "eps",
+    "model",
+    "attacked",
+    "newly broken",
+    "baseline",
+    "seconds",
+];
+
+fn corruption_rows(m: &ModelEval, b: Option<&ModelEval>) -> Vec<Vec<String>> {
+    m.corruptions
+        .iter()
+        .map(|c| {
             let other = b
                 .and_then(|b| {
                     b.corruptions
@@ -1127,16 +1157,155 @@ fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
                         .find(|x| x.corruption == c.corruption && x.severity == c.severity)
                 })
                 .map(|x| x.accuracy);
-            s.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                c.corruption,
-                c.severity,
+            vec![
+                c.corruption.clone(),
+                c.severity.to_string(),
                 pct(Some(c.accuracy)),
-                pct(other)
-            ));
+                pct(other),
+            ]
+        })
+        .collect()
+}
+
+/// The headline: clean and robust accuracy at the headline budget, and against the baseline.
+fn headline(report: &Value, strong: fn(&str) -> String) -> String {
+    let h = &report["headline"];
+    format!(
+        "{}{}",
+        strong(&format!(
+            "At eps {}: clean {}, robust {}",
+            h["eps"],
+            pct(h["clean_accuracy"].as_f64()),
+            pct(h["robust_accuracy"].as_f64())
+        )),
+        match h["reduction"].as_f64() {
+            Some(r) => format!(
+                "; baseline clean {}, robust {}; adversarial misclassification reduced by {}",
+                pct(h["baseline_clean_accuracy"].as_f64()),
+                pct(h["baseline_robust_accuracy"].as_f64()),
+                strong(&format!("{:.1}%", 100.0 * r))
+            ),
+            None => String::new(),
         }
+    )
+}
+
+fn test_set_line(report: &Value, m: &ModelEval) -> String {
+    format!(
+        "Test set: {} ({} images, sha256 {}).",
+        report["test_set"]["name"].as_str().unwrap_or(""),
+        m.examples,
+        report["test_set"]["sha256"].as_str().unwrap_or("")
+    )
+}
+
+fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
+    let mut s = String::new();
+    s.push_str("# Robustness report\n\n");
+    s.push_str(&test_set_line(report, m));
+    s.push_str(&format!(
+        "\nProtocol: {}.\n\n",
+        report["protocol"]["attacks"]
+    ));
+    s.push_str(&headline(report, |t| format!("**{t}**")));
+    s.push_str("\n\n## Robustness curve (worst case over the attacks)\n\n");
+    let rows: Vec<Vec<String>> = curve_rows(m, b)
+        .into_iter()
+        .map(|(acc, mut r)| {
+            r.insert(2, bar(acc));
+            r
+        })
+        .collect();
+    s.push_str(&md_table(&["eps", "model", "bar", "baseline"], &rows));
+    s.push_str(&format!(
+        "\n## Per attack\n\nOrder: {}.\n\n",
+        report["protocol"]["order"].as_str().unwrap_or("")
+    ));
+    s.push_str(&md_table(&ATTACK_HEADER, &attack_rows(m, b)));
+    if !m.corruptions.is_empty() {
+        s.push_str(&format!(
+            "\n## Distribution shift (corruptions)\n\nMean accuracy: model {}, baseline {}.\n\n",
+            pct(m.mean_corruption_accuracy),
+            pct(b.and_then(|b| b.mean_corruption_accuracy))
+        ));
+        s.push_str(&md_table(
+            &["corruption", "severity", "model", "baseline"],
+            &corruption_rows(m, b),
+        ));
     }
     s
+}
+
+/// The report as a self-contained HTML page: the robustness curve and the accuracy under shift
+/// drawn as SVG, and the tables of the Markdown summary.
+fn html_report(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
+    let escaped = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        rows.into_iter()
+            .map(|r| r.iter().map(|c| esc(c)).collect())
+            .collect()
+    };
+    let with_base = |f: fn(&ModelEval) -> Vec<(f64, f64)>| {
+        let mut curves = vec![("model", f(m))];
+        if let Some(b) = b {
+            curves.push(("baseline", f(b)));
+        }
+        curves
+    };
+    let summary = format!(
+        "<p>{}</p><p>Protocol: {}.</p><p>{}</p>",
+        esc(&test_set_line(report, m)),
+        esc(&report["protocol"]["attacks"].to_string()),
+        headline(report, |t| format!("<strong>{}</strong>", esc(t)))
+    );
+    let eps_ticks: Vec<f64> = worst_curve(m).iter().map(|(e, _)| *e).collect();
+    let curve = format!(
+        "{}{}",
+        line_svg(
+            "worst case over the attacks",
+            "eps (L∞)",
+            &eps_ticks,
+            &with_base(worst_curve)
+        ),
+        html_table(
+            &["eps", "model", "baseline"],
+            &escaped(curve_rows(m, b).into_iter().map(|(_, r)| r).collect())
+        )
+    );
+    let attacks = format!(
+        "<p>Order: {}.</p>{}",
+        esc(report["protocol"]["order"].as_str().unwrap_or("")),
+        html_table(&ATTACK_HEADER, &escaped(attack_rows(m, b)))
+    );
+    let mut sections = vec![
+        ("Summary".to_string(), summary),
+        (
+            "Robustness curve (worst case over the attacks)".to_string(),
+            curve,
+        ),
+        ("Per attack".to_string(), attacks),
+    ];
+    if !m.corruptions.is_empty() {
+        let sev_ticks: Vec<f64> = severity_curve(m).iter().map(|(s, _)| *s).collect();
+        sections.push((
+            "Distribution shift (corruptions)".to_string(),
+            format!(
+                "<p>Mean accuracy: model {}, baseline {}.</p>{}{}",
+                pct(m.mean_corruption_accuracy),
+                pct(b.and_then(|b| b.mean_corruption_accuracy)),
+                line_svg(
+                    "mean over the corruptions",
+                    "severity (0: clean)",
+                    &sev_ticks,
+                    &with_base(severity_curve)
+                ),
+                html_table(
+                    &["corruption", "severity", "model", "baseline"],
+                    &escaped(corruption_rows(m, b))
+                )
+            ),
+        ));
+    }
+    html_page("Robustness report", &sections)
 }
 
 fn bar(v: f64) -> String {

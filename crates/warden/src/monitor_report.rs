@@ -1,5 +1,6 @@
-//! Pictures and pages for the monitor's reports: score histograms and ROC curves as inline SVG in a
-//! self-contained HTML page (no script, no external resource), and the ROC points themselves.
+//! Pictures and pages for the reports of `warden monitor` and `warden harden eval`: score
+//! histograms, ROC curves and accuracy curves as inline SVG in a self-contained HTML page (no
+//! script, no external resource), and the ROC points themselves.
 
 use std::fmt::Write as _;
 
@@ -223,6 +224,81 @@ pub(crate) fn roc_svg(title: &str, curves: &[(&str, Vec<(f64, f64)>)], fpr_mark:
     s
 }
 
+/// Accuracy curves: lines through the points `(x, y)` of each curve, a dot at each point, `y` in
+/// [0, 1] drawn as a percentage, `x` over the range of `x_ticks` with each tick labelled. Points
+/// outside the plot (or not finite) are dropped.
+pub(crate) fn line_svg(
+    title: &str,
+    x_label: &str,
+    x_ticks: &[f64],
+    curves: &[(&str, Vec<(f64, f64)>)],
+) -> String {
+    let mut s = frame(title, x_label, "accuracy");
+    let lo = x_ticks.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = x_ticks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let y = py(t, 0.0, 1.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{PAD}" y1="{y:.1}" x2="{x2}" y2="{y:.1}" stroke="#eee"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{p}%</text>"##,
+            x2 = W - 8.0,
+            tx = PAD - 3.0,
+            ty = y + 3.0,
+            p = (t * 100.0) as u32
+        );
+    }
+    for &t in x_ticks.iter().filter(|t| (lo..=hi).contains(*t)) {
+        let _ = write!(
+            s,
+            r#"<text x="{x:.1}" y="{y}" text-anchor="middle">{t}</text>"#,
+            x = px(t, lo, hi),
+            y = H - PAD + 12.0
+        );
+    }
+    for (k, (_, pts)) in curves.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let pts: Vec<(f64, f64)> = pts
+            .iter()
+            .copied()
+            .filter(|(x, y)| (lo..=hi).contains(x) && (0.0..=1.0).contains(y))
+            .collect();
+        let mut path = String::new();
+        for (i, (x, y)) in pts.iter().enumerate() {
+            let _ = write!(
+                path,
+                "{}{:.1},{:.1} ",
+                if i == 0 { "M" } else { "L" },
+                px(*x, lo, hi),
+                py(*y, 0.0, 1.0)
+            );
+        }
+        if !path.is_empty() {
+            let _ = write!(
+                s,
+                r#"<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>"#
+            );
+        }
+        for (x, y) in &pts {
+            let _ = write!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"/>"#,
+                px(*x, lo, hi),
+                py(*y, 0.0, 1.0)
+            );
+        }
+    }
+    let mut names: Vec<&str> = curves.iter().map(|(n, _)| *n).collect();
+    names.truncate(16);
+    legend(&mut s, &names);
+    s.push_str("</svg>");
+    s
+}
+
 /// A self-contained HTML page.
 pub(crate) fn html_page(title: &str, sections: &[(String, String)]) -> String {
     let mut s = format!(
@@ -270,6 +346,31 @@ pub(crate) fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accuracy_curves_draw_their_points_and_escape_names() {
+        let svg = line_svg(
+            "curve <1>",
+            "eps",
+            &[0.0, 0.05, 0.1],
+            &[
+                ("model", vec![(0.0, 0.9), (0.05, 0.8), (0.1, 0.7)]),
+                ("base & co", vec![(0.0, 0.95), (0.1, f64::NAN), (0.2, 0.1)]),
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        // Three dots for the model, one for the baseline (NaN and out-of-range points dropped).
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert_eq!(svg.matches("<path").count(), 2);
+        assert!(svg.contains("curve &lt;1&gt;") && svg.contains("base &amp; co"));
+        assert!(!svg.contains("NaN"));
+        for tick in [">0<", ">0.05<", ">0.1<", ">50%<", ">100%<"] {
+            assert!(svg.contains(tick), "{tick}");
+        }
+        // The model's first dot sits at the left edge, its last at the right one.
+        assert!(svg.contains(&format!(r#"cx="{PAD:.1}""#)));
+        assert!(svg.contains(&format!(r#"cx="{:.1}""#, W - 8.0)));
+    }
 
     #[test]
     fn roc_of_separated_scores_reaches_the_corner() {

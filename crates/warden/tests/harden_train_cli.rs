@@ -94,6 +94,7 @@ fn train_eval_record() {
     ));
     let report_path = tmp.path().join("report.json");
     let md = tmp.path().join("report.md");
+    let html = tmp.path().join("report.html");
     let err = ok(&warden(
         &[
             "harden",
@@ -121,6 +122,8 @@ fn train_eval_record() {
             report_path.to_str().unwrap(),
             "--md",
             md.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
             "--record",
         ],
         Some(&ledger),
@@ -151,6 +154,21 @@ fn train_eval_record() {
         std::fs::read_to_string(&md)
             .unwrap()
             .contains("Robustness curve")
+    );
+    // The HTML page draws both curves (model and baseline) at 0, 0.05 and 0.1 and under shift at
+    // severities 0 and 2, and holds no script.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.contains("Robustness curve"));
+    assert_eq!(page.matches("<svg").count(), 2, "two charts");
+    assert_eq!(
+        page.matches("<circle").count(),
+        2 * 3 + 2 * 2,
+        "a dot per point"
+    );
+    assert!(!page.contains("<script"));
+    assert!(
+        page.contains(&format!("{:.2}%", 100.0 * clean)),
+        "the clean accuracy"
     );
 
     // The ledger holds an evidence record naming the report's digest, and verifies.
