@@ -870,8 +870,17 @@ pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
     if dir.is_file() {
         // An ONNX classifier (e.g. a PyTorch model exported with torch.onnx.export).
         let bytes = read_limited(dir, MAX_WEIGHTS)?;
-        let model =
-            warden_harden::onnx::import(&bytes).with_context(|| format!("{}", dir.display()))?;
+        let model = match warden_harden::onnx::import(&bytes) {
+            Ok(m) => m,
+            Err(e @ warden_harden::onnx::OnnxError::Unsupported(_)) => bail!(
+                "{}: {e}. Warden takes gradients only through the layers it implements; \
+                 evaluate this model black-box (Square, logits only) with \
+                 `warden harden eval-blackbox -o OUT.json -- python3 scripts/oracle/onnxruntime_oracle.py {}`",
+                dir.display(),
+                dir.display()
+            ),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", dir.display()))),
+        };
         return Ok(LoadedModel {
             model,
             weights_sha256: sha256_hex(&bytes),

@@ -366,6 +366,35 @@ fn eval_of_an_onnx_export() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["model"]["name"], "onnx-import");
     assert_eq!(r["model"]["evaluation"]["examples"], 50);
+    // An operator Warden does not implement (every Relu, in operator and value names, renamed
+    // Selu): refused, pointing at the black-box evaluation.
+    let mut selu = std::fs::read(onnx).unwrap();
+    let mut renamed = 0;
+    for at in 0..selu.len().saturating_sub(3) {
+        if &selu[at..at + 4] == b"Relu" {
+            selu[at..at + 4].copy_from_slice(b"Selu");
+            renamed += 1;
+        }
+    }
+    assert!(renamed > 0);
+    let other = tmp.path().join("selu.onnx");
+    std::fs::write(&other, &selu).unwrap();
+    let o = warden(
+        &[
+            "harden",
+            "eval",
+            other.to_str().unwrap(),
+            "-o",
+            tmp.path().join("selu.json").to_str().unwrap(),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Selu") && err.contains("eval-blackbox"),
+        "{err}"
+    );
     let damaged = tmp.path().join("bad.onnx");
     std::fs::write(&damaged, &std::fs::read(onnx).unwrap()[..1000]).unwrap();
     let o = warden(
