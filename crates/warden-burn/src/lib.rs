@@ -105,6 +105,11 @@ enum Step {
         k: usize,
         stride: usize,
     },
+    AvgPool {
+        k: usize,
+        stride: usize,
+    },
+    GlobalAvgPool,
     Flatten,
     Linear {
         param: usize,
@@ -133,6 +138,11 @@ fn plan(arch: &Arch) -> Vec<Step> {
                 k: kernel,
                 stride: stride.unwrap_or(kernel),
             },
+            LayerSpec::AvgPool2d { kernel, stride } => Step::AvgPool {
+                k: kernel,
+                stride: stride.unwrap_or(kernel),
+            },
+            LayerSpec::GlobalAvgPool => Step::GlobalAvgPool,
             LayerSpec::Flatten => Step::Flatten,
             LayerSpec::Linear { .. } => {
                 param += 2;
@@ -190,7 +200,19 @@ fn forward<F: Backend>(
                 [1, 1],
                 false,
             )),
-            (Step::Conv { .. } | Step::Pool { .. }, Act::Flat(_)) => {
+            (Step::AvgPool { k, stride }, Act::Img(t)) => Act::Img(module::avg_pool2d(
+                t,
+                [k, k],
+                [stride, stride],
+                [0, 0],
+                false,
+                false,
+            )),
+            (Step::GlobalAvgPool, Act::Img(t)) => Act::Img(module::adaptive_avg_pool2d(t, [1, 1])),
+            (
+                Step::Conv { .. } | Step::Pool { .. } | Step::AvgPool { .. } | Step::GlobalAvgPool,
+                Act::Flat(_),
+            ) => {
                 return Err(BurnError::Arch(
                     "a convolution or pooling after flattening".into(),
                 ));

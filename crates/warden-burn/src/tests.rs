@@ -60,6 +60,48 @@ fn archs() -> Vec<Arch> {
     .map(|n| Arch::named(n).unwrap())
     .collect();
     v.push(Arch::strided(16, 32, 100, "wk-small").with_activation(LayerSpec::Elu, "wk-small-elu"));
+    // Average pools: small-cnn's max pools as average pools, and a head on a global average.
+    let mut avg = Arch::small_cnn();
+    avg.name = "small-cnn-avg".into();
+    for l in &mut avg.layers {
+        if let LayerSpec::MaxPool2d { kernel, stride } = *l {
+            *l = LayerSpec::AvgPool2d { kernel, stride };
+        }
+    }
+    v.push(avg);
+    v.push(Arch {
+        name: "gap".into(),
+        input: [1, 28, 28],
+        classes: 10,
+        layers: vec![
+            LayerSpec::Conv2d {
+                in_channels: 1,
+                out_channels: 8,
+                kernel: 3,
+                padding: 1,
+                stride: 1,
+            },
+            LayerSpec::Relu,
+            LayerSpec::AvgPool2d {
+                kernel: 3,
+                stride: Some(2),
+            },
+            LayerSpec::Conv2d {
+                in_channels: 8,
+                out_channels: 16,
+                kernel: 3,
+                padding: 0,
+                stride: 1,
+            },
+            LayerSpec::Relu,
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 16,
+                out_features: 10,
+            },
+        ],
+    });
     v
 }
 

@@ -64,6 +64,16 @@ pub enum LayerSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<usize>,
     },
+    /// Square window, floor mode, no padding; the stride is the window's size unless given
+    /// (PyTorch's `AvgPool2d(kernel, stride)`).
+    AvgPool2d {
+        kernel: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+    },
+    /// The mean of each channel over the whole image, leaving a 1×1 image (PyTorch's
+    /// `AdaptiveAvgPool2d(1)`, ONNX's `GlobalAveragePool`).
+    GlobalAvgPool,
     /// Channel-first flattening, as PyTorch's `nn.Flatten()` on `N × C × H × W`.
     Flatten,
     Linear {
@@ -393,6 +403,18 @@ enum Op {
         oh: usize,
         ow: usize,
     },
+    /// The mean over `kh × kw` windows moved by `sh`, `sw` (floor mode, no padding).
+    AvgPool {
+        kh: usize,
+        kw: usize,
+        sh: usize,
+        sw: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        oh: usize,
+        ow: usize,
+    },
     Relu,
     Tanh,
     Elu,
@@ -643,6 +665,20 @@ impl Model {
                 } => {
                     out.resize(n * oh * ow * c, 0.0);
                     maxpool(input, n, h, w, c, k, stride, oh, ow, out);
+                }
+                Op::AvgPool {
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    h,
+                    w,
+                    c,
+                    oh,
+                    ow,
+                } => {
+                    out.resize(n * oh * ow * c, 0.0);
+                    avgpool(input, n, [h, w, c], [kh, kw, sh, sw], [oh, ow], out, false);
                 }
                 Op::Relu => {
                     out.clear();
@@ -926,6 +962,29 @@ impl Model {
                     &mut ws.taken,
                 );
             }
+            Op::AvgPool {
+                kh,
+                kw,
+                sh,
+                sw,
+                h,
+                w,
+                c,
+                oh,
+                ow,
+            } => {
+                ws.gb.clear();
+                ws.gb.resize(input.len(), 0.0);
+                avgpool(
+                    &ws.ga,
+                    n,
+                    [h, w, c],
+                    [kh, kw, sh, sw],
+                    [oh, ow],
+                    &mut ws.gb,
+                    true,
+                );
+            }
             // The derivative was applied in place by `mask_output_grad`.
             Op::Relu | Op::Tanh | Op::Elu => return,
         }
@@ -1156,6 +1215,50 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     ow,
                 });
                 cur = Dims::Image { h: oh, w: ow, c };
+                dims.push(cur);
+            }
+            LayerSpec::AvgPool2d { kernel, stride } => {
+                let Dims::Image { h, w, c } = cur else {
+                    return Err(bad(li, "avg_pool2d needs an image input".into()));
+                };
+                let stride = stride.unwrap_or(kernel);
+                if kernel == 0 || kernel > h || kernel > w || stride == 0 || stride > kernel {
+                    return Err(bad(
+                        li,
+                        format!("pool {kernel} (stride {stride}) does not fit the {h}×{w} input"),
+                    ));
+                }
+                let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
+                ops.push(Op::AvgPool {
+                    kh: kernel,
+                    kw: kernel,
+                    sh: stride,
+                    sw: stride,
+                    h,
+                    w,
+                    c,
+                    oh,
+                    ow,
+                });
+                cur = Dims::Image { h: oh, w: ow, c };
+                dims.push(cur);
+            }
+            LayerSpec::GlobalAvgPool => {
+                let Dims::Image { h, w, c } = cur else {
+                    return Err(bad(li, "global_avg_pool needs an image input".into()));
+                };
+                ops.push(Op::AvgPool {
+                    kh: h,
+                    kw: w,
+                    sh: h,
+                    sw: w,
+                    h,
+                    w,
+                    c,
+                    oh: 1,
+                    ow: 1,
+                });
+                cur = Dims::Image { h: 1, w: 1, c };
                 dims.push(cur);
             }
             LayerSpec::Flatten => {
@@ -1635,6 +1738,55 @@ fn maxpool(
     }
 }
 
+/// Average pooling of channels-last images (`image` = height, width, channels) over windows
+/// `win` = (height, width, row stride, column stride), giving `out_hw` outputs per image. Forward
+/// (`backward` false): `out` = the mean of each window of `x`. Backward: `x` is the pooled
+/// gradient and each window's share, `1/(kh·kw)` of it, is added into `out` (zeroed by the
+/// caller; overlapping windows add up, the floor-mode remainder stays zero).
+fn avgpool(
+    x: &[f32],
+    n: usize,
+    image: [usize; 3],
+    win: [usize; 4],
+    out_hw: [usize; 2],
+    out: &mut [f32],
+    backward: bool,
+) {
+    let ([h, w, c], [kh, kw, sh, sw], [oh, ow]) = (image, win, out_hw);
+    let inv = 1.0 / (kh * kw) as f32;
+    let mut o = 0;
+    for img in 0..n {
+        let base = img * h * w * c;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                if !backward {
+                    out[o..o + c].fill(0.0);
+                }
+                for ky in 0..kh {
+                    let row = base + ((oy * sh + ky) * w + ox * sw) * c;
+                    for at in (row..row + kw * c).step_by(c) {
+                        if backward {
+                            for (d, &g) in out[at..at + c].iter_mut().zip(&x[o..o + c]) {
+                                *d += g * inv;
+                            }
+                        } else {
+                            for (v, &xv) in out[o..o + c].iter_mut().zip(&x[at..at + c]) {
+                                *v += xv;
+                            }
+                        }
+                    }
+                }
+                if !backward {
+                    for v in &mut out[o..o + c] {
+                        *v *= inv;
+                    }
+                }
+                o += c;
+            }
+        }
+    }
+}
+
 /// Routes each pooled gradient to the first window position holding the maximum (PyTorch's
 /// choice on ties), found again by comparing the input with the pooled output: no index buffer,
 /// and both passes vectorise. Adds into `dx` (zeroed by the caller), since overlapping windows
@@ -1779,10 +1931,119 @@ mod tests {
     /// double-checked single precision. The step is small (1e-3) so that it rarely crosses a
     /// kink of ReLU or of a max (overlapping pools have many near-ties); f32 rounding then costs
     /// about 1e-4 of absolute error, well inside the tolerance.
+    /// Average pools: an overlapping window (3, stride 2) and a global one before the head.
+    pub(crate) fn tiny_avg() -> Arch {
+        use LayerSpec::*;
+        Arch {
+            name: "tiny-avg".into(),
+            input: [2, 8, 8],
+            classes: 3,
+            layers: vec![
+                Conv2d {
+                    in_channels: 2,
+                    out_channels: 3,
+                    kernel: 3,
+                    padding: 1,
+                    stride: 1,
+                },
+                Relu,
+                AvgPool2d {
+                    kernel: 3,
+                    stride: Some(2),
+                },
+                Conv2d {
+                    in_channels: 3,
+                    out_channels: 4,
+                    kernel: 2,
+                    padding: 0,
+                    stride: 1,
+                },
+                Elu,
+                GlobalAvgPool,
+                Flatten,
+                Linear {
+                    in_features: 4,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
     #[test]
     fn gradients_match_finite_differences() {
         gradients_match_finite_differences_for(tiny());
         gradients_match_finite_differences_for(tiny_strided());
+        gradients_match_finite_differences_for(tiny_avg());
+    }
+
+    /// Average pooling computed by hand: a 2-channel 5×5 image through a 2×2 pool (stride 2: a
+    /// floor-mode remainder row and column are dropped) and through a global pool.
+    #[test]
+    fn average_pools_are_window_means() {
+        use LayerSpec::*;
+        let img: Vec<f32> = (0..50).map(|v| v as f32).collect(); // (y·5 + x)·2 + ch
+        let at = |y: usize, x: usize, ch: usize| img[(y * 5 + x) * 2 + ch];
+        for (layer, want) in [
+            (
+                AvgPool2d {
+                    kernel: 2,
+                    stride: None,
+                },
+                (0..2)
+                    .flat_map(|oy| (0..2).flat_map(move |ox| (0..2).map(move |ch| (oy, ox, ch))))
+                    .map(|(oy, ox, ch)| {
+                        (at(2 * oy, 2 * ox, ch)
+                            + at(2 * oy + 1, 2 * ox, ch)
+                            + at(2 * oy, 2 * ox + 1, ch)
+                            + at(2 * oy + 1, 2 * ox + 1, ch))
+                            / 4.0
+                    })
+                    .collect::<Vec<f32>>(),
+            ),
+            (
+                GlobalAvgPool,
+                (0..2)
+                    .map(|ch| (0..25).map(|p| img[p * 2 + ch]).sum::<f32>() / 25.0)
+                    .collect(),
+            ),
+        ] {
+            let flat = want.len();
+            let arch = Arch {
+                name: "pool".into(),
+                input: [2, 5, 5],
+                classes: flat,
+                layers: vec![
+                    layer.clone(),
+                    Flatten,
+                    Linear {
+                        in_features: flat,
+                        out_features: flat,
+                    },
+                ],
+            };
+            // An identity head in Warden's feature order, so that the logits are the pooled values.
+            let mut m = Model::zeros(&arch).unwrap();
+            for i in 0..flat {
+                m.params_mut()[0][i * flat + i] = 1.0;
+            }
+            let mut ws = Workspace::default();
+            let got = m.forward(&mut ws, &img, 1).unwrap();
+            assert_eq!(got, want.as_slice(), "{layer:?}");
+        }
+        let bad = |layers| {
+            Model::zeros(&Arch {
+                name: "bad".into(),
+                input: [1, 4, 4],
+                classes: 2,
+                layers,
+            })
+            .is_err()
+        };
+        assert!(bad(vec![AvgPool2d {
+            kernel: 5,
+            stride: None
+        }]));
+        assert!(bad(vec![Flatten, GlobalAvgPool]));
     }
 
     #[allow(clippy::needless_range_loop)]

@@ -1,7 +1,7 @@
 //! Import of ONNX image classifiers for evaluation (a user's PyTorch model exported with
 //! `torch.onnx.export`), white-box: a graph that is a chain of the layers Warden's engine has
-//! (`Conv`, `Relu`, `Tanh`, `Elu`, `MaxPool`, `Flatten` or `Reshape` to `[N, -1]`, `Gemm`, or
-//! `MatMul` with an optional `Add`) becomes an [`Arch`] and a [`Model`] with the same weights, so
+//! (`Conv`, `Relu`, `Tanh`, `Elu`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or
+//! `Reshape` to `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`) becomes an [`Arch`] and a [`Model`] with the same weights, so
 //! every attack, gradient-based ones included, runs on it. What an exported inference graph adds
 //! around them is taken too: `BatchNormalization` right after a `Conv` or `Gemm` is folded into
 //! its weights, `Dropout` and `Identity` pass through, and a final `Softmax` or `LogSoftmax` is
@@ -28,6 +28,8 @@ pub enum OnnxError {
 }
 
 const MAX_NODES: usize = 10_000;
+/// Largest pooling window imported.
+const MAX_POOL: i64 = 64;
 
 enum Val<'a> {
     Varint(u64),
@@ -469,31 +471,43 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     "Elu with alpha other than 1 (only PyTorch's nn.ELU())".into(),
                 ));
             }
-            "MaxPool" => {
+            "MaxPool" | "AveragePool" => {
+                let max = n.op == "MaxPool";
                 let k = n.ints("kernel_shape").unwrap_or(&[]);
                 let s = n.ints("strides").unwrap_or(&[]);
                 let zero_pads = n.ints("pads").is_none_or(|v| v.iter().all(|&x| x == 0));
                 let ones = n
                     .ints("dilations")
                     .is_none_or(|v| v.iter().all(|&x| x == 1));
+                // Without padding, AveragePool's count_include_pad changes nothing.
+                let explicit = n.attr("auto_pad").is_none();
                 match (k, s) {
                     ([a, b], [c, d])
                         if a == b
                             && c == d
-                            && (1..16).contains(a)
+                            && (1..=MAX_POOL).contains(a)
                             && (1..=*a).contains(c)
                             && zero_pads
+                            && explicit
                             && ones
                             && n.int("ceil_mode", 0) == 0 =>
                     {
-                        layers.push(LayerSpec::MaxPool2d {
-                            kernel: *a as usize,
-                            stride: (c != a).then_some(*c as usize),
+                        let (kernel, stride) = (*a as usize, (c != a).then_some(*c as usize));
+                        layers.push(if max {
+                            LayerSpec::MaxPool2d { kernel, stride }
+                        } else {
+                            LayerSpec::AvgPool2d { kernel, stride }
                         })
                     }
-                    _ => return Err(unsupported("MaxPool other than square windows with equal strides up to the size, no padding, floor mode".into())),
+                    _ => {
+                        return Err(unsupported(format!(
+                            "{} other than square windows of at most {MAX_POOL} with equal strides up to the size, no padding, floor mode",
+                            n.op
+                        )));
+                    }
                 }
             }
+            "GlobalAveragePool" => layers.push(LayerSpec::GlobalAvgPool),
             "Flatten" => {
                 if n.int("axis", 1) != 1 {
                     return Err(unsupported("Flatten with axis other than 1".into()));
@@ -609,7 +623,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, Flatten, Reshape, Gemm, MatMul, Add, Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Gemm, MatMul, Add, Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -837,6 +851,15 @@ pub fn export(model: &Model) -> Vec<u8> {
                 n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
                 "MaxPool"
             }
+            LayerSpec::AvgPool2d { kernel, stride } => {
+                let k = kernel as i64;
+                let s = stride.unwrap_or(kernel) as i64;
+                n.msg(5, &attr_ints("kernel_shape", &[k, k]));
+                n.msg(5, &attr_ints("strides", &[s, s]));
+                n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
+                "AveragePool"
+            }
+            LayerSpec::GlobalAvgPool => "GlobalAveragePool",
             LayerSpec::Flatten => {
                 n.msg(5, &attr_int("axis", 1));
                 "Flatten"

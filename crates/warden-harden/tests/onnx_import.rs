@@ -136,7 +136,7 @@ fn refuses_damaged_and_unsupported_files() {
 }
 
 /// Export then import gives back the same layers and the same weights (strided convolutions and
-/// overlapping pools included: dp-cnn).
+/// overlapping pools included: dp-cnn; average and global average pools).
 #[test]
 fn export_round_trips() {
     use warden_harden::nn::{Arch, LayerSpec, Model};
@@ -146,12 +146,55 @@ fn export_round_trips() {
         Arch::dp_cnn(),
         Arch::mlp(&[64, 32]),
         Arch::strided(8, 16, 32, "elu").with_activation(LayerSpec::Elu, "elu"),
+        avg_arch(),
     ] {
         let m = Model::init(&arch, 4).unwrap();
         let bytes = warden_harden::onnx::export(&m);
         let back = import(&bytes).unwrap();
         assert_eq!(back.arch().layers, arch.layers, "{}", arch.name);
         assert_eq!(back.params(), m.params(), "{}", arch.name);
+    }
+}
+
+/// small-cnn with average pools (3, stride 2, then 2), and a global average before its head.
+fn avg_arch() -> warden_harden::nn::Arch {
+    use warden_harden::nn::{Arch, LayerSpec::*};
+    Arch {
+        name: "avg".into(),
+        input: [1, 28, 28],
+        classes: 10,
+        layers: vec![
+            Conv2d {
+                in_channels: 1,
+                out_channels: 4,
+                kernel: 3,
+                padding: 1,
+                stride: 1,
+            },
+            Relu,
+            AvgPool2d {
+                kernel: 3,
+                stride: Some(2),
+            },
+            Conv2d {
+                in_channels: 4,
+                out_channels: 8,
+                kernel: 3,
+                padding: 0,
+                stride: 1,
+            },
+            AvgPool2d {
+                kernel: 2,
+                stride: None,
+            },
+            Relu,
+            GlobalAvgPool,
+            Flatten,
+            Linear {
+                in_features: 8,
+                out_features: 10,
+            },
+        ],
     }
 }
 
@@ -443,4 +486,114 @@ fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
         gemm("s1", "y"),
     ];
     assert!(import(&model_with(&nodes, &inits())).is_err());
+}
+
+/// A node with attributes: integer lists, and integers (`ceil_mode`) or strings (`auto_pad`).
+fn node_with_attrs(
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    ints: &[(&str, &[i64])],
+    scalars: &[(&str, Scalar)],
+) -> Vec<u8> {
+    let mut n = node(op, inputs, output);
+    for (name, vals) in ints {
+        let mut a = Vec::new();
+        bytes(&mut a, 1, name.as_bytes());
+        for &v in *vals {
+            key(&mut a, 8, 0);
+            varint(&mut a, v as u64);
+        }
+        bytes(&mut n, 5, &a);
+    }
+    for (name, v) in scalars {
+        let mut a = Vec::new();
+        bytes(&mut a, 1, name.as_bytes());
+        match v {
+            Scalar::Int(i) => {
+                key(&mut a, 3, 0);
+                varint(&mut a, *i as u64);
+            }
+            Scalar::Str(s) => bytes(&mut a, 4, s.as_bytes()),
+        }
+        bytes(&mut n, 5, &a);
+    }
+    n
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Scalar {
+    Int(i64),
+    Str(&'static str),
+}
+
+/// AveragePool (2×2, stride 2) → GlobalAveragePool → Flatten → MatMul + Add imports as average
+/// pools whose logits are `mean(x)·w + b` (a 2×2 mean of a 28×28 image, then the mean of those,
+/// is the mean of the image); padded, auto-padded or ceil-mode average pools are refused.
+#[test]
+fn average_pools_import_and_padded_ones_are_refused() {
+    use warden_harden::nn::{LayerSpec, Workspace};
+    let (w, b) = (values(10, 0.37), values(10, 1.3));
+    let pool = |ints: &[(&str, &[i64])], scalars: &[(&str, Scalar)]| {
+        let mut all: Vec<(&str, &[i64])> = vec![("kernel_shape", &[2, 2]), ("strides", &[2, 2])];
+        all.extend_from_slice(ints);
+        model_with(
+            &[
+                node_with_attrs("AveragePool", &["x"], "p", &all, scalars),
+                node("GlobalAveragePool", &["p"], "g"),
+                node("Flatten", &["g"], "f"),
+                node("MatMul", &["f", "w"], "m"),
+                node("Add", &["m", "b"], "y"),
+            ],
+            &[
+                float_values("w", &[1, 10], &w),
+                float_values("b", &[10], &b),
+            ],
+        )
+    };
+    let m = import(&pool(&[], &[])).unwrap();
+    assert_eq!(
+        m.arch().layers[..2],
+        [
+            LayerSpec::AvgPool2d {
+                kernel: 2,
+                stride: None
+            },
+            LayerSpec::GlobalAvgPool
+        ]
+    );
+    let x = inputs();
+    let n = x.len() / 784;
+    let mut ws = Workspace::default();
+    let got = m.forward(&mut ws, &x, n).unwrap().to_vec();
+    for (i, img) in x.chunks(784).enumerate() {
+        let mean = img.iter().map(|&v| f64::from(v)).sum::<f64>() / 784.0;
+        for k in 0..10 {
+            let want = mean * f64::from(w[k]) + f64::from(b[k]);
+            let d = (f64::from(got[i * 10 + k]) - want).abs();
+            assert!(
+                d < 1e-5,
+                "image {i}, class {k}: {} vs {want}",
+                got[i * 10 + k]
+            );
+        }
+    }
+    // Explicit zero padding and floor mode are the same layer.
+    assert!(
+        import(&pool(
+            &[("pads", &[0, 0, 0, 0])],
+            &[("ceil_mode", Scalar::Int(0))]
+        ))
+        .is_ok()
+    );
+    for (ints, scalars) in [
+        (vec![("pads", &[1i64, 1, 1, 1][..])], vec![]),
+        (vec![], vec![("ceil_mode", Scalar::Int(1))]),
+        (vec![], vec![("auto_pad", Scalar::Str("SAME_UPPER"))]),
+    ] {
+        match import(&pool(&ints, &scalars)) {
+            Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("AveragePool"), "{msg}"),
+            other => panic!("{ints:?} {scalars:?}: {:?}", other.map(|m| m.param_count())),
+        }
+    }
 }

@@ -150,11 +150,12 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 h = (h + 2 * padding - kernel) / stride + 1;
                 w = (w + 2 * padding - kernel) / stride + 1;
             }
-            LayerSpec::MaxPool2d { kernel, stride } => {
+            LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
                 let s = stride.unwrap_or(kernel);
                 h = (h - kernel) / s + 1;
                 w = (w - kernel) / s + 1;
             }
+            LayerSpec::GlobalAvgPool => (h, w) = (1, 1),
             LayerSpec::Flatten => flat = true,
             LayerSpec::Linear { .. } => {
                 if flat {
