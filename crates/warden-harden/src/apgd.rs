@@ -1,6 +1,8 @@
 //! Auto-PGD (Croce and Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
 //! ensemble of diverse parameter-free attacks"): the step-size-free PGD of AutoAttack, with the
-//! cross-entropy loss (APGD-CE) or the difference-of-logits-ratio loss (APGD-DLR), under L∞.
+//! cross-entropy loss (APGD-CE) or the difference-of-logits-ratio loss (APGD-DLR), under L∞, and
+//! AutoAttack's targeted variant APGD-T: the targeted DLR loss towards each of the `targets` most
+//! likely wrong classes in turn (the classes ranked by the clean logits), one run per target.
 //!
 //! Per example: the step starts at 2·eps; a momentum of 0.75 mixes the last two iterates; at
 //! checkpoints (after 22% of the iterations, then at windows shrinking by 3% down to 6%) the step
@@ -24,9 +26,14 @@ pub enum ApgdLoss {
     /// Difference of logits ratio: `−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)`, invariant to shifts
     /// and scaling of the logits (needs at least 3 classes).
     Dlr,
+    /// Targeted DLR towards class `t`: `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2)` (needs at
+    /// least 4 classes); success is still any misclassification.
+    #[serde(rename = "dlr-targeted")]
+    DlrTargeted,
 }
 
-/// APGD under L∞, untargeted.
+/// APGD under L∞: untargeted, or APGD-T with `loss` [`ApgdLoss::DlrTargeted`] and `targets`
+/// target classes (each run `restarts` times).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Apgd {
@@ -34,6 +41,10 @@ pub struct Apgd {
     pub eps: f32,
     pub iters: usize,
     pub restarts: usize,
+    /// APGD-T: how many of the most likely wrong classes to target, one after the other (0 for
+    /// the untargeted losses; AutoAttack's standard version uses 9).
+    #[serde(default)]
+    pub targets: usize,
     pub lo: f32,
     pub hi: f32,
 }
@@ -46,8 +57,17 @@ impl Apgd {
             eps,
             iters: 100,
             restarts,
+            targets: 0,
             lo: 0.0,
             hi: 1.0,
+        }
+    }
+
+    /// APGD-T as AutoAttack runs it: 100 iterations and one run per target class.
+    pub fn targeted(eps: f32, targets: usize) -> Apgd {
+        Apgd {
+            targets,
+            ..Apgd::new(ApgdLoss::DlrTargeted, eps, 1)
         }
     }
 
@@ -66,7 +86,11 @@ impl Apgd {
         if !(1..=10_000).contains(&self.iters) || !(1..=100).contains(&self.restarts) {
             return Err("APGD: iterations 1..=10000, restarts 1..=100".into());
         }
-        Ok(())
+        match (self.loss, self.targets) {
+            (ApgdLoss::DlrTargeted, 1..=255) | (ApgdLoss::Ce | ApgdLoss::Dlr, 0) => Ok(()),
+            (ApgdLoss::DlrTargeted, _) => Err("APGD-T: 1 to 255 target classes".into()),
+            _ => Err("APGD: target classes go with the targeted DLR loss only".into()),
+        }
     }
 }
 
@@ -85,6 +109,13 @@ pub fn run(
         return Err(ModelError::Input(
             "APGD-DLR needs at least 3 classes".into(),
         ));
+    }
+    if a.loss == ApgdLoss::DlrTargeted && (model.classes() < 4 || a.targets >= model.classes()) {
+        return Err(ModelError::Input(format!(
+            "APGD-T needs at least 4 classes and fewer targets than classes ({} targets, {} classes)",
+            a.targets,
+            model.classes()
+        )));
     }
     check_inputs(model, x, y, a.lo, a.hi)?;
     run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
@@ -109,11 +140,13 @@ struct State {
     increases: usize,
 }
 
-/// Loss per example and its gradient with respect to the logits (to be ascended).
+/// Loss per example and its gradient with respect to the logits (to be ascended); `target` holds
+/// each example's target class for [`ApgdLoss::DlrTargeted`] (unused otherwise).
 fn loss_and_grad(
     loss: ApgdLoss,
     logits: &[f32],
     y: &[u8],
+    target: &[u8],
     classes: usize,
     dl: &mut Vec<f32>,
     losses: &mut [f32],
@@ -132,8 +165,7 @@ fn loss_and_grad(
             {
                 let yi = usize::from(y[i]);
                 // The three largest logits (indices), and the largest other than the true class.
-                let mut order: Vec<usize> = (0..classes).collect();
-                order.sort_by(|&p, &q| z[q].total_cmp(&z[p]).then(p.cmp(&q)));
+                let order = ranked(z);
                 let (p1, p3) = (order[0], order[2]);
                 let m = if order[0] == yi { order[1] } else { order[0] };
                 let num = z[yi] - z[m];
@@ -146,7 +178,36 @@ fn loss_and_grad(
                 d[p3] -= num / (den * den);
             }
         }
+        ApgdLoss::DlrTargeted => {
+            dl.clear();
+            dl.resize(logits.len(), 0.0);
+            for (i, (z, d)) in logits
+                .chunks_exact(classes)
+                .zip(dl.chunks_exact_mut(classes))
+                .enumerate()
+            {
+                let (yi, t) = (usize::from(y[i]), usize::from(target[i]));
+                let order = ranked(z);
+                let (p1, p3, p4) = (order[0], order[2], order[3]);
+                let num = z[yi] - z[t];
+                let den = z[p1] - 0.5 * (z[p3] + z[p4]) + 1e-12;
+                losses[i] = -num / den;
+                let q = num / (den * den);
+                d[yi] += -1.0 / den;
+                d[t] += 1.0 / den;
+                d[p1] += q;
+                d[p3] -= 0.5 * q;
+                d[p4] -= 0.5 * q;
+            }
+        }
     }
+}
+
+/// The classes by decreasing logit (ties by index).
+fn ranked(z: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..z.len()).collect();
+    order.sort_by(|&p, &q| z[q].total_cmp(&z[p]).then(p.cmp(&q)));
+    order
 }
 
 fn project(x: &[f32], v: &mut [f32], eps: f32, lo: f32, hi: f32) {
@@ -170,17 +231,31 @@ fn shard(
     let len = model.input_len();
     let classes = model.classes();
     let n = y.len();
-    // Examples already misclassified need no attack.
+    // Examples already misclassified need no attack. APGD-T's k-th target of an example is the
+    // class with the (k+1)-th largest clean logit: the true class is the largest of those left.
+    let mut ranks: Vec<Vec<usize>> = Vec::new();
     if let Ok(logits) = model.forward(ws, x, n) {
         for (i, row) in logits.chunks_exact(classes).enumerate() {
             ok[i] = argmax(row) != usize::from(y[i]);
+            if a.loss == ApgdLoss::DlrTargeted {
+                ranks.push(ranked(row));
+            }
         }
     }
+    // One round per restart, per target class for APGD-T.
+    let rounds: Vec<Option<usize>> = if a.loss == ApgdLoss::DlrTargeted {
+        (0..a.targets)
+            .flat_map(|k| std::iter::repeat_n(Some(k), a.restarts))
+            .collect()
+    } else {
+        vec![None; a.restarts]
+    };
     let first_check = ((0.22 * a.iters as f64) as usize).max(1);
     let min_window = ((0.06 * a.iters as f64) as usize).max(1);
     let shrink = ((0.03 * a.iters as f64) as usize).max(1);
-    let (mut bx, mut by, mut dl, mut losses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for restart in 0..a.restarts {
+    let (mut bx, mut by, mut bt, mut dl, mut losses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (restart, target) in rounds.into_iter().enumerate() {
         let mut states: Vec<State> = (0..n)
             .filter(|&i| !ok[i])
             .map(|i| {
@@ -233,9 +308,13 @@ fn shard(
             }
             bx.clear();
             by.clear();
+            bt.clear();
             for s in &states {
                 bx.extend_from_slice(&s.xa);
                 by.push(y[s.id]);
+                if let Some(k) = target {
+                    bt.push(ranks.get(s.id).map_or(0, |r| r[k + 1]) as u8);
+                }
             }
             let m = states.len();
             let Ok(logits) = model.forward(ws, &bx, m) else {
@@ -247,7 +326,7 @@ fn shard(
                 .map(|(row, &yy)| argmax(row) != usize::from(yy))
                 .collect();
             losses.resize(m, 0.0);
-            loss_and_grad(a.loss, logits, &by, classes, &mut dl, &mut losses);
+            loss_and_grad(a.loss, logits, &by, &bt, classes, &mut dl, &mut losses);
             model.backward(ws, &bx, &dl, None, true);
             let g = ws.input_grad();
             for (k, s) in states.iter_mut().enumerate() {
@@ -308,14 +387,27 @@ mod tests {
     use crate::attack::{self, Pgd, distances};
     use crate::nn::Arch;
 
-    /// The DLR gradient against central differences of the DLR loss.
+    /// The DLR gradients (untargeted and targeted) against central differences of their losses,
+    /// and the targeted loss's value computed by hand.
     #[test]
     fn dlr_gradient_matches_finite_differences() {
         let z = [0.3f32, 2.0, -1.0, 1.5, 0.9];
-        for y in [1u8, 3, 0] {
+        for (loss, y, t) in [
+            (ApgdLoss::Dlr, 1u8, 0u8),
+            (ApgdLoss::Dlr, 3, 0),
+            (ApgdLoss::Dlr, 0, 0),
+            (ApgdLoss::DlrTargeted, 1, 3),
+            (ApgdLoss::DlrTargeted, 1, 2),
+            (ApgdLoss::DlrTargeted, 4, 0),
+        ] {
             let mut dl = Vec::new();
             let mut l = [0.0f32];
-            loss_and_grad(ApgdLoss::Dlr, &z, &[y], 5, &mut dl, &mut l);
+            loss_and_grad(loss, &z, &[y], &[t], 5, &mut dl, &mut l);
+            if loss == ApgdLoss::DlrTargeted {
+                // Ranked: 2.0 (1), 1.5 (3), 0.9 (4), 0.3 (0), -1.0 (2).
+                let want = -(z[usize::from(y)] - z[usize::from(t)]) / (2.0 - 0.5 * (0.9 + 0.3));
+                assert!((l[0] - want).abs() < 1e-6, "{} vs {want}", l[0]);
+            }
             for j in 0..5 {
                 let h = 1e-3f32;
                 let (mut zp, mut zm) = (z, z);
@@ -323,16 +415,37 @@ mod tests {
                 zm[j] -= h;
                 let (mut lp, mut lm) = ([0.0f32], [0.0f32]);
                 let mut tmp = Vec::new();
-                loss_and_grad(ApgdLoss::Dlr, &zp, &[y], 5, &mut tmp, &mut lp);
-                loss_and_grad(ApgdLoss::Dlr, &zm, &[y], 5, &mut tmp, &mut lm);
+                loss_and_grad(loss, &zp, &[y], &[t], 5, &mut tmp, &mut lp);
+                loss_and_grad(loss, &zm, &[y], &[t], 5, &mut tmp, &mut lm);
                 let num = (lp[0] - lm[0]) / (2.0 * h);
                 assert!(
                     (num - dl[j]).abs() < 2e-3,
-                    "y {y} j {j}: {num} vs {}",
+                    "{loss:?} y {y} t {t} j {j}: {num} vs {}",
                     dl[j]
                 );
             }
         }
+    }
+
+    /// APGD-T's settings are checked: targets only with the targeted loss, fewer than the classes.
+    #[test]
+    fn targeted_settings_are_validated() {
+        let m = Model::init(&Arch::mlp(&[8]), 1).unwrap();
+        let (x, y) = (vec![0.5f32; 784], vec![3u8]);
+        let pool = &mut Pool::new(1);
+        assert!(Apgd::targeted(0.1, 9).validate().is_ok());
+        assert!(run(&m, pool, &Apgd::targeted(0.1, 9), &x, &y, 0).is_ok());
+        for bad in [
+            Apgd::targeted(0.1, 0),
+            Apgd {
+                targets: 2,
+                ..Apgd::new(ApgdLoss::Ce, 0.1, 1)
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+            assert!(run(&m, pool, &bad, &x, &y, 0).is_err(), "{bad:?}");
+        }
+        assert!(run(&m, pool, &Apgd::targeted(0.1, 10), &x, &y, 0).is_err());
     }
 
     #[test]
@@ -342,11 +455,13 @@ mod tests {
         let n = 48;
         let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
         let y: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        for loss in [ApgdLoss::Ce, ApgdLoss::Dlr] {
-            let a = Apgd {
-                iters: 20,
-                ..Apgd::new(loss, 0.03, 1)
-            };
+        for a in [
+            Apgd::new(ApgdLoss::Ce, 0.03, 1),
+            Apgd::new(ApgdLoss::Dlr, 0.03, 1),
+            Apgd::targeted(0.03, 3),
+        ] {
+            let a = Apgd { iters: 20, ..a };
+            let loss = a.loss;
             let out = run(&m, &mut Pool::new(2), &a, &x, &y, 1).unwrap();
             for d in distances(attack::Norm::Linf, &x, &out.adversarial, 784) {
                 assert!(d <= 0.03 + 1e-6);

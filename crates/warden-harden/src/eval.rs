@@ -32,6 +32,10 @@ pub struct EvalConfig {
     pub apgd_iters: usize,
     #[serde(default)]
     pub apgd_restarts: usize,
+    /// APGD-T after APGD-DLR: the targeted DLR loss towards each of this many most likely wrong
+    /// classes, `apgd_iters` iterations each (0: skip it; AutoAttack's standard version: 9).
+    #[serde(default)]
+    pub apgd_targets: usize,
     /// Square Attack queries per example (0: skip it), last in the cascade.
     #[serde(default)]
     pub square_queries: usize,
@@ -55,6 +59,7 @@ impl Default for EvalConfig {
             restarts: 5,
             apgd_iters: 100,
             apgd_restarts: 1,
+            apgd_targets: 0,
             square_queries: 0,
             independent: false,
             corruption_severities: vec![1, 2, 3, 4, 5],
@@ -141,7 +146,12 @@ pub fn evaluate(
     }
     let fraction = |k: usize| k as f64 / n as f64;
     let corr_total = Corruption::ALL.len() * cfg.corruption_severities.len();
-    let per_eps = 2 + if cfg.apgd_iters > 0 { 2 } else { 0 } + usize::from(cfg.square_queries > 0);
+    let apgd_runs = match (cfg.apgd_iters, cfg.apgd_targets) {
+        (0, _) => 0,
+        (_, 0) => 2,
+        _ => 3,
+    };
+    let per_eps = 2 + apgd_runs + usize::from(cfg.square_queries > 0);
     let total = 1 + per_eps * cfg.eps.len() + corr_total;
     let mut done = 0;
     progress(done, total, "clean");
@@ -174,6 +184,16 @@ pub fn evaluate(
                 };
                 list.push((
                     format!("{name}-{}x{}", cfg.apgd_iters, cfg.apgd_restarts.max(1)),
+                    Attack::Apgd(a),
+                ));
+            }
+            if cfg.apgd_targets > 0 {
+                let a = Apgd {
+                    iters: cfg.apgd_iters,
+                    ..Apgd::targeted(eps, cfg.apgd_targets)
+                };
+                list.push((
+                    format!("APGD-T-{}x{}", cfg.apgd_iters, cfg.apgd_targets),
                     Attack::Apgd(a),
                 ));
             }
@@ -290,6 +310,7 @@ mod tests {
             restarts: 1,
             apgd_iters: 5,
             apgd_restarts: 1,
+            apgd_targets: 2,
             square_queries: 30,
             independent: true,
             corruption_severities: vec![3],
@@ -315,11 +336,12 @@ mod tests {
         }
         assert_eq!(decimal(0.1), 0.1);
         assert_eq!(e.corruptions.len(), 10);
-        assert_eq!(e.attacks.len(), 20);
+        assert_eq!(e.attacks.len(), 24);
         assert!(
             e.attacks.iter().any(|a| a.attack == "APGD-DLR-5x1"),
             "APGD uses its own restarts"
         );
+        assert!(e.attacks.iter().any(|a| a.attack == "APGD-T-5x2"));
         // The cascade gives the same worst case as independent runs here (every attack is
         // deterministic per example index only in independent mode, so compare the bound).
         let cascade = evaluate(

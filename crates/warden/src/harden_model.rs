@@ -326,6 +326,10 @@ pub(crate) struct EvalArgs {
     /// APGD restarts (AutoAttack's standard version: 1).
     #[arg(long, default_value_t = 1)]
     apgd_restarts: usize,
+    /// APGD-T after APGD-DLR: the targeted DLR loss towards each of this many most likely wrong
+    /// classes, --apgd-iters iterations each (0: skip it; AutoAttack's standard version: 9).
+    #[arg(long, default_value_t = 0)]
+    apgd_targets: usize,
     /// Square Attack (black-box, logits only) queries per example, last in the cascade (0: skip;
     /// AutoAttack's standard version uses 5,000).
     #[arg(long, default_value_t = 0)]
@@ -926,6 +930,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         restarts: a.restarts,
         apgd_iters: a.apgd_iters,
         apgd_restarts: a.apgd_restarts,
+        apgd_targets: a.apgd_targets,
         square_queries: a.square_queries,
         independent: a.independent,
         corruption_severities: severities,
@@ -945,6 +950,16 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         }
         .validate()
         .map_err(anyhow::Error::msg)?;
+    }
+    if cfg.apgd_targets > 0 {
+        anyhow::ensure!(cfg.apgd_iters > 0, "--apgd-targets needs --apgd-iters > 0");
+        anyhow::ensure!(
+            cfg.apgd_targets < 10,
+            "--apgd-targets at most 9: the wrong classes of a 10-class model"
+        );
+        warden_harden::apgd::Apgd::targeted(0.1, cfg.apgd_targets)
+            .validate()
+            .map_err(anyhow::Error::msg)?;
     }
     if cfg.square_queries > 0 {
         warden_harden::square::Square::new(0.1, cfg.square_queries)
@@ -1013,6 +1028,12 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         attack_names.push(format!(
             "APGD-CE and APGD-DLR, {} iterations, {} restart(s)",
             cfg.apgd_iters, cfg.apgd_restarts
+        ));
+    }
+    if cfg.apgd_iters > 0 && cfg.apgd_targets > 0 {
+        attack_names.push(format!(
+            "APGD-T, {} iterations towards each of the {} most likely wrong classes",
+            cfg.apgd_iters, cfg.apgd_targets
         ));
     }
     if cfg.square_queries > 0 {

@@ -110,6 +110,8 @@ fn train_eval_record() {
             "2",
             "--apgd-iters",
             "10",
+            "--apgd-targets",
+            "2",
             "--square-queries",
             "20",
             "--severities",
@@ -147,7 +149,15 @@ fn train_eval_record() {
         worst.windows(2).all(|w| w[1].1 <= w[0].1),
         "monotone in eps: {worst:?}"
     );
-    assert_eq!(e["attacks"].as_array().unwrap().len(), 15);
+    assert_eq!(e["attacks"].as_array().unwrap().len(), 18);
+    assert!(
+        e["attacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["attack"] == "APGD-T-10x2"),
+        "APGD-T in the cascade"
+    );
     assert_eq!(e["corruptions"].as_array().unwrap().len(), 10);
     assert!(r["headline"]["reduction"].is_number());
     assert!(
@@ -278,19 +288,12 @@ fn train_eval_record() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--flip"), "{err}");
-    let o = warden(
-        &[
-            "harden",
-            "eval",
-            hard.to_str().unwrap(),
-            "--eps",
-            "inf",
-            "-o",
-            "/dev/null",
-        ],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(2));
+    for bad in [["--eps", "inf"], ["--apgd-targets", "10"]] {
+        let mut args = vec!["harden", "eval", hard.to_str().unwrap(), "-o", "/dev/null"];
+        args.extend(bad);
+        let o = warden(&args, None);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+    }
 }
 
 /// A PyTorch model exported to ONNX evaluates like a Warden model directory.
