@@ -1,6 +1,8 @@
 //! Auto-PGD (Croce and Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
 //! ensemble of diverse parameter-free attacks"): the step-size-free PGD of AutoAttack, with the
-//! cross-entropy loss (APGD-CE) or the difference-of-logits-ratio loss (APGD-DLR), under L∞, and
+//! cross-entropy loss (APGD-CE) or the difference-of-logits-ratio loss (APGD-DLR), under L∞ or L2
+//! (AutoAttack's L2 version: a start on the sphere of radius ε, steps along the normalised
+//! gradient, projection onto the L2 ball then the bounds), and
 //! AutoAttack's targeted variant APGD-T: the targeted DLR loss towards each of the `targets` most
 //! likely wrong classes in turn (the classes ranked by the clean logits), one run per target.
 //!
@@ -13,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{AttackOutput, check_inputs, run_sharded, sign};
+use crate::attack::{AttackOutput, Norm, check_inputs, run_sharded, sign};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::rng::Rng;
 
@@ -32,12 +34,19 @@ pub enum ApgdLoss {
     DlrTargeted,
 }
 
-/// APGD under L∞: untargeted, or APGD-T with `loss` [`ApgdLoss::DlrTargeted`] and `targets`
+fn linf() -> Norm {
+    Norm::Linf
+}
+
+/// APGD under L∞ or L2: untargeted, or APGD-T with `loss` [`ApgdLoss::DlrTargeted`] and `targets`
 /// target classes (each run `restarts` times).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Apgd {
     pub loss: ApgdLoss,
+    /// The threat model (L∞ when absent).
+    #[serde(default = "linf")]
+    pub norm: Norm,
     pub eps: f32,
     pub iters: usize,
     pub restarts: usize,
@@ -54,6 +63,7 @@ impl Apgd {
     pub fn new(loss: ApgdLoss, eps: f32, restarts: usize) -> Apgd {
         Apgd {
             loss,
+            norm: Norm::Linf,
             eps,
             iters: 100,
             restarts,
@@ -210,10 +220,31 @@ fn ranked(z: &[f32]) -> Vec<usize> {
     order
 }
 
-fn project(x: &[f32], v: &mut [f32], eps: f32, lo: f32, hi: f32) {
-    for (v, &x0) in v.iter_mut().zip(x) {
-        *v = v.clamp(x0 - eps, x0 + eps).clamp(lo, hi);
+/// Projects `v` onto the `norm` ball of radius `eps` around `x`, then into the bounds.
+fn project(norm: Norm, x: &[f32], v: &mut [f32], eps: f32, lo: f32, hi: f32) {
+    match norm {
+        Norm::Linf => {
+            for (v, &x0) in v.iter_mut().zip(x) {
+                *v = v.clamp(x0 - eps, x0 + eps).clamp(lo, hi);
+            }
+        }
+        Norm::L2 => {
+            let d = l2(v.iter().zip(x).map(|(&a, &b)| a - b));
+            let shrink = if d > f64::from(eps) {
+                (f64::from(eps) / d) as f32
+            } else {
+                1.0
+            };
+            // Clamping moves every coordinate towards x (inside the bounds): still in the ball.
+            for (v, &x0) in v.iter_mut().zip(x) {
+                *v = (x0 + (*v - x0) * shrink).clamp(lo, hi);
+            }
+        }
     }
+}
+
+fn l2(v: impl Iterator<Item = f32>) -> f64 {
+    v.map(|a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -261,11 +292,18 @@ fn shard(
             .map(|i| {
                 let x0 = &x[i * len..(i + 1) * len];
                 let mut rng = Rng::stream(seed ^ 0xa9d0, (first + i) as u64, restart as u64);
-                let mut xa: Vec<f32> = x0
-                    .iter()
-                    .map(|&v| v + a.eps * (rng.uniform() as f32 * 2.0 - 1.0))
-                    .collect();
-                project(x0, &mut xa, a.eps, a.lo, a.hi);
+                let mut xa: Vec<f32> = match a.norm {
+                    Norm::Linf => x0
+                        .iter()
+                        .map(|&v| v + a.eps * (rng.uniform() as f32 * 2.0 - 1.0))
+                        .collect(),
+                    Norm::L2 => {
+                        let t: Vec<f32> = (0..len).map(|_| rng.normal() as f32).collect();
+                        let k = (f64::from(a.eps) / l2(t.iter().copied()).max(1e-12)) as f32;
+                        x0.iter().zip(&t).map(|(&v, &d)| v + k * d).collect()
+                    }
+                };
+                project(a.norm, x0, &mut xa, a.eps, a.lo, a.hi);
                 State {
                     id: i,
                     prev: xa.clone(),
@@ -293,16 +331,23 @@ fn shard(
                 let momentum = if it == 1 { 1.0 } else { 0.75 };
                 for s in &mut states {
                     let x0 = &x[s.id * len..(s.id + 1) * len];
-                    let mut z: Vec<f32> =
-                        s.xa.iter()
-                            .zip(&s.grad)
-                            .map(|(&v, &g)| v + s.step * sign(g))
-                            .collect();
-                    project(x0, &mut z, a.eps, a.lo, a.hi);
+                    let mut z: Vec<f32> = match a.norm {
+                        Norm::Linf => {
+                            s.xa.iter()
+                                .zip(&s.grad)
+                                .map(|(&v, &g)| v + s.step * sign(g))
+                                .collect()
+                        }
+                        Norm::L2 => {
+                            let k = s.step / (l2(s.grad.iter().copied()) as f32 + 1e-12);
+                            s.xa.iter().zip(&s.grad).map(|(&v, &g)| v + k * g).collect()
+                        }
+                    };
+                    project(a.norm, x0, &mut z, a.eps, a.lo, a.hi);
                     for ((zv, &v), &p) in z.iter_mut().zip(&s.xa).zip(&s.prev) {
                         *zv = v + momentum * (*zv - v) + (1.0 - momentum) * (v - p);
                     }
-                    project(x0, &mut z, a.eps, a.lo, a.hi);
+                    project(a.norm, x0, &mut z, a.eps, a.lo, a.hi);
                     s.prev = std::mem::replace(&mut s.xa, z);
                 }
             }
@@ -455,33 +500,42 @@ mod tests {
         let n = 48;
         let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
         let y: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let clean = m.predict(&mut Pool::new(1), &x, n).unwrap();
+        let clean_wrong = (0..n).filter(|&i| clean[i] != y[i]).count();
+        let l2 = |a: Apgd| Apgd {
+            norm: Norm::L2,
+            eps: 0.5,
+            ..a
+        };
         for a in [
             Apgd::new(ApgdLoss::Ce, 0.03, 1),
             Apgd::new(ApgdLoss::Dlr, 0.03, 1),
             Apgd::targeted(0.03, 3),
+            l2(Apgd::new(ApgdLoss::Ce, 0.03, 1)),
+            l2(Apgd::new(ApgdLoss::Dlr, 0.03, 1)),
+            l2(Apgd::targeted(0.03, 3)),
         ] {
             let a = Apgd { iters: 20, ..a };
             let loss = a.loss;
             let out = run(&m, &mut Pool::new(2), &a, &x, &y, 1).unwrap();
-            for d in distances(attack::Norm::Linf, &x, &out.adversarial, 784) {
-                assert!(d <= 0.03 + 1e-6);
+            for d in distances(a.norm, &x, &out.adversarial, 784) {
+                assert!(d <= a.eps * (1.0 + 1e-5), "{:?}: {d}", a.norm);
             }
             assert!(out.adversarial.iter().all(|v| (0.0..=1.0).contains(v)));
             let pred = m.predict(&mut Pool::new(1), &out.adversarial, n).unwrap();
             for i in 0..n {
                 assert_eq!(out.success[i], pred[i] != y[i], "example {i}");
             }
-            let fgsm = attack::run(
-                &m,
-                &mut Pool::new(2),
-                &Pgd::fgsm(attack::Norm::Linf, 0.03),
-                &x,
-                &y,
-                0,
-            )
-            .unwrap();
+            let fgsm =
+                attack::run(&m, &mut Pool::new(2), &Pgd::fgsm(a.norm, a.eps), &x, &y, 0).unwrap();
             let broken = |s: &[bool]| s.iter().filter(|b| **b).count();
-            assert!(broken(&out.success) >= broken(&fgsm.success), "{loss:?}");
+            // Every attack breaks some example the model got right (43 of the 48 are wrong).
+            assert!(broken(&out.success) > clean_wrong, "{loss:?} {:?}", a.norm);
+            assert!(
+                broken(&out.success) >= broken(&fgsm.success),
+                "{loss:?} {:?}",
+                a.norm
+            );
         }
         assert!(
             run(

@@ -21,7 +21,10 @@ use crate::train::to_f32;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
-    /// L∞ budgets.
+    /// The threat model of every attack (L∞ when absent; Square is L∞ only).
+    #[serde(default = "linf")]
+    pub norm: Norm,
+    /// Budgets, in `norm`.
     pub eps: Vec<f32>,
     /// PGD iterations, step size per iteration and random restarts.
     pub pgd_steps: usize,
@@ -49,10 +52,15 @@ pub struct EvalConfig {
     pub seed: u64,
 }
 
+fn linf() -> Norm {
+    Norm::Linf
+}
+
 impl Default for EvalConfig {
     /// The acceptance protocol of issue 4: PGD-50, step 0.01, 5 restarts, at 0.05/0.1/0.15/0.2.
     fn default() -> EvalConfig {
         EvalConfig {
+            norm: Norm::Linf,
             eps: vec![0.05, 0.1, 0.15, 0.2],
             pgd_steps: 50,
             pgd_step: 0.01,
@@ -144,6 +152,11 @@ pub fn evaluate(
     if n == 0 {
         return Err(ModelError::Input("an empty test set".into()));
     }
+    if cfg.square_queries > 0 && cfg.norm != Norm::Linf {
+        return Err(ModelError::Input(
+            "the Square attack is L∞ only: no Square queries under L2".into(),
+        ));
+    }
     let fraction = |k: usize| k as f64 / n as f64;
     let corr_total = Corruption::ALL.len() * cfg.corruption_severities.len();
     let apgd_runs = match (cfg.apgd_iters, cfg.apgd_targets) {
@@ -169,17 +182,22 @@ pub fn evaluate(
     let mut broken: Vec<bool> = correct.iter().map(|c| !c).collect();
     let len = model.input_len();
     for &eps in &eps_sorted {
+        let norm = cfg.norm;
         let mut list = vec![
-            ("FGSM".to_string(), Attack::Pgd(Pgd::fgsm(Norm::Linf, eps))),
+            ("FGSM".to_string(), Attack::Pgd(Pgd::fgsm(norm, eps))),
             (
                 format!("PGD-{}x{}", cfg.pgd_steps, cfg.restarts),
-                Attack::Pgd(Pgd::linf(eps, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)),
+                Attack::Pgd(Pgd {
+                    norm,
+                    ..Pgd::linf(eps, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
+                }),
             ),
         ];
         if cfg.apgd_iters > 0 {
             for (name, loss) in [("APGD-CE", ApgdLoss::Ce), ("APGD-DLR", ApgdLoss::Dlr)] {
                 let a = Apgd {
                     iters: cfg.apgd_iters,
+                    norm,
                     ..Apgd::new(loss, eps, cfg.apgd_restarts.max(1))
                 };
                 list.push((
@@ -190,6 +208,7 @@ pub fn evaluate(
             if cfg.apgd_targets > 0 {
                 let a = Apgd {
                     iters: cfg.apgd_iters,
+                    norm,
                     ..Apgd::targeted(eps, cfg.apgd_targets)
                 };
                 list.push((
@@ -239,7 +258,7 @@ pub fn evaluate(
                 attack: name,
                 attacked: ids.len(),
                 newly_broken,
-                norm: Norm::Linf,
+                norm,
                 eps: decimal(eps),
                 robust_accuracy: fraction(robust),
                 seconds,
@@ -304,6 +323,7 @@ mod tests {
     fn monotone_in_eps_and_equal_to_clean_at_zero() {
         let m = Model::init(&Arch::small_cnn(), 4).unwrap();
         let cfg = EvalConfig {
+            norm: Norm::Linf,
             eps: vec![0.0, 0.02, 0.05, 0.1],
             pgd_steps: 5,
             pgd_step: 0.01,
@@ -364,5 +384,20 @@ mod tests {
         }
         let r = reduction(&e, &e, 0.1);
         assert!(r.is_none() || r == Some(0.0));
+        // Square is L∞ only: an L2 evaluation that asks for it is refused.
+        let l2_square = EvalConfig {
+            norm: Norm::L2,
+            ..cfg.clone()
+        };
+        assert!(
+            evaluate(
+                &m,
+                &mut Pool::new(1),
+                &random_set(8),
+                &l2_square,
+                &mut |_, _, _| {}
+            )
+            .is_err()
+        );
     }
 }

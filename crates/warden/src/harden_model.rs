@@ -182,6 +182,12 @@ enum MethodArg {
     Trades,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NormArg {
+    Linf,
+    L2,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OptimArg {
     Adam,
@@ -308,16 +314,22 @@ pub(crate) struct EvalArgs {
     /// misclassification against it.
     #[arg(long)]
     baseline: Option<PathBuf>,
-    /// L∞ budgets (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [0.05f32, 0.1, 0.15, 0.2])]
+    /// The threat model: linf (every attack), or l2 (FGSM, PGD and APGD in their L2 versions;
+    /// Square is L∞ only).
+    #[arg(long, value_enum, default_value = "linf")]
+    norm: NormArg,
+    /// Budgets in that norm (comma-separated) [default: 0.05,0.1,0.15,0.2 under L∞; required under L2].
+    #[arg(long, value_delimiter = ',')]
     eps: Vec<f32>,
     /// The budget the headline reduction is given at.
     #[arg(long, default_value_t = 0.1)]
     headline_eps: f32,
     #[arg(long, default_value_t = 50)]
     pgd_steps: usize,
-    #[arg(long, default_value_t = 0.01)]
-    pgd_step: f32,
+    /// PGD's step (L∞: per coordinate; L2: the length of a step) [default: 0.01 under L∞;
+    /// required under L2, e.g. a quarter of the largest budget].
+    #[arg(long)]
+    pgd_step: Option<f32>,
     #[arg(long, default_value_t = 5)]
     restarts: usize,
     /// APGD-CE and APGD-DLR iterations (AutoAttack's 100; 0 to skip them).
@@ -912,21 +924,50 @@ pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
 
 pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
+    // Under L2 nothing has a conventional default: the budgets and PGD's step are asked for.
+    let (norm, eps, pgd_step, largest) = match a.norm {
+        NormArg::Linf => (
+            Norm::Linf,
+            if a.eps.is_empty() {
+                vec![0.05, 0.1, 0.15, 0.2]
+            } else {
+                a.eps.clone()
+            },
+            a.pgd_step.unwrap_or(0.01),
+            1.0,
+        ),
+        NormArg::L2 => {
+            anyhow::ensure!(
+                !a.eps.is_empty() && a.pgd_step.is_some(),
+                "--norm l2 needs --eps (e.g. 0.5,1,1.5) and --pgd-step (e.g. a quarter of the largest budget)"
+            );
+            anyhow::ensure!(
+                a.square_queries == 0,
+                "--square-queries: the Square attack is L∞ only"
+            );
+            // The diagonal of the [0, 1] image cube: no two images are further apart.
+            (
+                Norm::L2,
+                a.eps.clone(),
+                a.pgd_step.unwrap_or(0.0),
+                (784f32).sqrt(),
+            )
+        }
+    };
     anyhow::ensure!(
-        !a.eps.is_empty()
-            && a.eps
-                .iter()
-                .all(|e| e.is_finite() && (0.0..=1.0).contains(e)),
-        "--eps: budgets in [0, 1]"
+        eps.iter()
+            .all(|e| e.is_finite() && (0.0..=largest).contains(e)),
+        "--eps: budgets in [0, {largest}]"
     );
     let severities: Vec<u8> = a.severities.iter().copied().filter(|&s| s != 0).collect();
     if let Some(s) = severities.iter().find(|s| **s > 5) {
         bail!("severity {s} is outside 1 to 5");
     }
     let cfg = EvalConfig {
-        eps: a.eps.clone(),
+        norm,
+        eps,
         pgd_steps: a.pgd_steps,
-        pgd_step: a.pgd_step,
+        pgd_step,
         restarts: a.restarts,
         apgd_iters: a.apgd_iters,
         apgd_restarts: a.apgd_restarts,
@@ -936,9 +977,12 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         corruption_severities: severities,
         seed: a.seed,
     };
-    Pgd::linf(0.1, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
-        .validate()
-        .map_err(anyhow::Error::msg)?;
+    Pgd {
+        norm: cfg.norm,
+        ..Pgd::linf(0.1, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
+    }
+    .validate()
+    .map_err(anyhow::Error::msg)?;
     if cfg.apgd_iters > 0 {
         warden_harden::apgd::Apgd {
             iters: cfg.apgd_iters,
@@ -1047,7 +1091,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         "test_set": test.summary(),
         "protocol": {"attacks": attack_names,
                      "order": if cfg.independent { "independent: every attack on every example" } else { "cascade (AutoAttack): each attack on the examples no attack before it broke; per-attack figures are the robust accuracy remaining after it" },
-                     "norm": Norm::Linf, "eps": cfg.eps.iter().map(|&e| eval::decimal(e)).collect::<Vec<_>>(), "bounds": [0.0, 1.0], "seed": cfg.seed,
+                     "norm": cfg.norm, "eps": cfg.eps.iter().map(|&e| eval::decimal(e)).collect::<Vec<_>>(), "bounds": [0.0, 1.0], "seed": cfg.seed,
                      "worst_case": "an example is robust at eps only if no attack at any budget up to eps breaks it"},
         "model": describe(&a.model, &hard, &hard_eval),
         "baseline": base.as_ref().map(|(m, e)| describe(a.baseline.as_deref().unwrap_or(Path::new("")), m, e)),
@@ -1204,8 +1248,13 @@ fn headline(report: &Value, strong: fn(&str) -> String) -> String {
     format!(
         "{}{}",
         strong(&format!(
-            "At eps {}: clean {}, robust {}",
+            "At eps {}{}: clean {}, robust {}",
             h["eps"],
+            if cfg_norm(report) == "l2" {
+                " (L2)"
+            } else {
+                ""
+            },
             pct(h["clean_accuracy"].as_f64()),
             pct(h["robust_accuracy"].as_f64())
         )),
@@ -1267,6 +1316,11 @@ fn markdown(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
     s
 }
 
+/// The report's norm as written in its protocol (`linf` or `l2`).
+fn cfg_norm(report: &Value) -> &str {
+    report["protocol"]["norm"].as_str().unwrap_or("linf")
+}
+
 /// The report as a self-contained HTML page: the robustness curve and the accuracy under shift
 /// drawn as SVG, and the tables of the Markdown summary.
 fn html_report(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
@@ -1293,7 +1347,10 @@ fn html_report(report: &Value, m: &ModelEval, b: Option<&ModelEval>) -> String {
         "{}{}",
         line_svg(
             "worst case over the attacks",
-            "eps (L∞)",
+            match cfg_norm(report) {
+                "l2" => "eps (L2)",
+                _ => "eps (L∞)",
+            },
             &eps_ticks,
             &with_base(worst_curve)
         ),

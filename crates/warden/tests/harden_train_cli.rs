@@ -288,12 +288,76 @@ fn train_eval_record() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--flip"), "{err}");
-    for bad in [["--eps", "inf"], ["--apgd-targets", "10"]] {
-        let mut args = vec!["harden", "eval", hard.to_str().unwrap(), "-o", "/dev/null"];
-        args.extend(bad);
-        let o = warden(&args, None);
+    let l2 = |extra: &[&str]| {
+        let mut args = vec!["harden", "eval", hard.to_str().unwrap(), "--norm", "l2"];
+        args.extend(extra);
+        warden(&args, None)
+    };
+    for bad in [
+        vec!["--eps", "inf", "--norm", "linf", "-o", "/dev/null"],
+        vec!["--apgd-targets", "10", "--norm", "linf", "-o", "/dev/null"],
+        // L2 asks for its budgets and PGD's step, refuses Square and budgets beyond the cube.
+        vec!["-o", "/dev/null"],
+        vec!["--eps", "1", "-o", "/dev/null"],
+        vec![
+            "--eps",
+            "1",
+            "--pgd-step",
+            "0.25",
+            "--square-queries",
+            "5",
+            "-o",
+            "/dev/null",
+        ],
+        vec!["--eps", "29", "--pgd-step", "0.25", "-o", "/dev/null"],
+    ] {
+        let o = l2(&bad);
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
     }
+    // Under L2: every attack in its L2 version, the worst case monotone from the clean accuracy.
+    let l2_report = tmp.path().join("l2.json");
+    ok(&l2(&[
+        "--eps",
+        "0,0.5,1.5",
+        "--pgd-step",
+        "0.4",
+        "--pgd-steps",
+        "5",
+        "--restarts",
+        "1",
+        "--apgd-iters",
+        "5",
+        "--apgd-targets",
+        "2",
+        "--severities",
+        "0",
+        "--limit",
+        "100",
+        "-o",
+        l2_report.to_str().unwrap(),
+    ]));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&l2_report).unwrap()).unwrap();
+    assert_eq!(r["protocol"]["norm"], "l2");
+    let e = &r["model"]["evaluation"];
+    let worst: Vec<f64> = e["worst_case"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(worst[0], e["clean_accuracy"].as_f64().unwrap());
+    assert!(worst.windows(2).all(|w| w[1] <= w[0]), "{worst:?}");
+    assert!(
+        worst[2] < worst[0],
+        "an L2 budget of 1.5 breaks something: {worst:?}"
+    );
+    assert!(
+        e["attacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["norm"] == "l2")
+    );
 }
 
 /// A PyTorch model exported to ONNX evaluates like a Warden model directory.
