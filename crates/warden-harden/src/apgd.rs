@@ -165,7 +165,7 @@ fn loss_and_grad(
         ApgdLoss::Ce => {
             softmax_xent(logits, y, classes, 1.0, dl, Some(losses));
         }
-        ApgdLoss::Dlr => {
+        ApgdLoss::Dlr | ApgdLoss::DlrTargeted => {
             dl.clear();
             dl.resize(logits.len(), 0.0);
             for (i, (z, d)) in logits
@@ -174,40 +174,28 @@ fn loss_and_grad(
                 .enumerate()
             {
                 let yi = usize::from(y[i]);
-                // The three largest logits (indices), and the largest other than the true class.
                 let order = ranked(z);
-                let (p1, p3) = (order[0], order[2]);
-                let m = if order[0] == yi { order[1] } else { order[0] };
-                let num = z[yi] - z[m];
-                let den = z[p1] - z[p3] + 1e-12;
+                // The other class of the numerator, and the denominator as Σ c·z_π over ranks:
+                // untargeted, the largest logit other than the true class and z_π1 − z_π3;
+                // targeted, the target and z_π1 − (z_π3 + z_π4)/2.
+                let (other, terms): (usize, &[(usize, f32)]) = if loss == ApgdLoss::Dlr {
+                    let m = if order[0] == yi { order[1] } else { order[0] };
+                    (m, &[(order[0], 1.0), (order[2], -1.0)])
+                } else {
+                    (
+                        usize::from(target[i]),
+                        &[(order[0], 1.0), (order[2], -0.5), (order[3], -0.5)],
+                    )
+                };
+                let num = z[yi] - z[other];
+                let den = terms.iter().map(|&(p, c)| c * z[p]).sum::<f32>() + 1e-12;
                 losses[i] = -num / den;
                 // ∂/∂z_j of −N/D = −(∂N/∂z_j)/D + N/D² · ∂D/∂z_j.
                 d[yi] += -1.0 / den;
-                d[m] += 1.0 / den;
-                d[p1] += num / (den * den);
-                d[p3] -= num / (den * den);
-            }
-        }
-        ApgdLoss::DlrTargeted => {
-            dl.clear();
-            dl.resize(logits.len(), 0.0);
-            for (i, (z, d)) in logits
-                .chunks_exact(classes)
-                .zip(dl.chunks_exact_mut(classes))
-                .enumerate()
-            {
-                let (yi, t) = (usize::from(y[i]), usize::from(target[i]));
-                let order = ranked(z);
-                let (p1, p3, p4) = (order[0], order[2], order[3]);
-                let num = z[yi] - z[t];
-                let den = z[p1] - 0.5 * (z[p3] + z[p4]) + 1e-12;
-                losses[i] = -num / den;
-                let q = num / (den * den);
-                d[yi] += -1.0 / den;
-                d[t] += 1.0 / den;
-                d[p1] += q;
-                d[p3] -= 0.5 * q;
-                d[p4] -= 0.5 * q;
+                d[other] += 1.0 / den;
+                for &(p, c) in terms {
+                    d[p] += c * num / (den * den);
+                }
             }
         }
     }

@@ -1193,9 +1193,11 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                 ops.push(Op::Elu);
                 dims.push(cur);
             }
-            LayerSpec::MaxPool2d { kernel, stride } => {
+            LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
+                let max = matches!(spec, LayerSpec::MaxPool2d { .. });
                 let Dims::Image { h, w, c } = cur else {
-                    return Err(bad(li, "max_pool2d needs an image input".into()));
+                    let name = if max { "max_pool2d" } else { "avg_pool2d" };
+                    return Err(bad(li, format!("{name} needs an image input")));
                 };
                 let stride = stride.unwrap_or(kernel);
                 if kernel == 0 || kernel > h || kernel > w || stride == 0 || stride > kernel {
@@ -1205,40 +1207,28 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     ));
                 }
                 let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
-                ops.push(Op::Pool {
-                    k: kernel,
-                    stride,
-                    h,
-                    w,
-                    c,
-                    oh,
-                    ow,
-                });
-                cur = Dims::Image { h: oh, w: ow, c };
-                dims.push(cur);
-            }
-            LayerSpec::AvgPool2d { kernel, stride } => {
-                let Dims::Image { h, w, c } = cur else {
-                    return Err(bad(li, "avg_pool2d needs an image input".into()));
-                };
-                let stride = stride.unwrap_or(kernel);
-                if kernel == 0 || kernel > h || kernel > w || stride == 0 || stride > kernel {
-                    return Err(bad(
-                        li,
-                        format!("pool {kernel} (stride {stride}) does not fit the {h}×{w} input"),
-                    ));
-                }
-                let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
-                ops.push(Op::AvgPool {
-                    kh: kernel,
-                    kw: kernel,
-                    sh: stride,
-                    sw: stride,
-                    h,
-                    w,
-                    c,
-                    oh,
-                    ow,
+                ops.push(if max {
+                    Op::Pool {
+                        k: kernel,
+                        stride,
+                        h,
+                        w,
+                        c,
+                        oh,
+                        ow,
+                    }
+                } else {
+                    Op::AvgPool {
+                        kh: kernel,
+                        kw: kernel,
+                        sh: stride,
+                        sw: stride,
+                        h,
+                        w,
+                        c,
+                        oh,
+                        ow,
+                    }
                 });
                 cur = Dims::Image { h: oh, w: ow, c };
                 dims.push(cur);

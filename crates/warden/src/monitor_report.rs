@@ -82,6 +82,21 @@ fn py(y: f64, lo: f64, hi: f64) -> f64 {
     8.0 + (1.0 - (y - lo) / (hi - lo).max(1e-300)) * (H - PAD - 8.0)
 }
 
+/// An SVG path through `pts` (x over `lo..hi`, y over 0..1).
+fn polyline(pts: &[(f64, f64)], lo: f64, hi: f64) -> String {
+    let mut path = String::new();
+    for (i, (x, y)) in pts.iter().enumerate() {
+        let _ = write!(
+            path,
+            "{}{:.1},{:.1} ",
+            if i == 0 { "M" } else { "L" },
+            px(*x, lo, hi),
+            py(*y, 0.0, 1.0)
+        );
+    }
+    path
+}
+
 fn legend(s: &mut String, names: &[&str]) {
     for (k, n) in names.iter().enumerate() {
         let y = 20.0 + 12.0 * k as f64;
@@ -201,16 +216,7 @@ pub(crate) fn roc_svg(title: &str, curves: &[(&str, Vec<(f64, f64)>)], fpr_mark:
         yb = H - PAD
     );
     for (k, (_, pts)) in curves.iter().enumerate() {
-        let mut path = String::new();
-        for (i, (x, y)) in pts.iter().enumerate() {
-            let _ = write!(
-                path,
-                "{}{:.1},{:.1} ",
-                if i == 0 { "M" } else { "L" },
-                px(*x, 0.0, 1.0),
-                py(*y, 0.0, 1.0)
-            );
-        }
+        let path = polyline(pts, 0.0, 1.0);
         let _ = write!(
             s,
             r#"<path d="{path}" fill="none" stroke="{}" stroke-width="1.5"/>"#,
@@ -267,16 +273,7 @@ pub(crate) fn line_svg(
             .copied()
             .filter(|(x, y)| (lo..=hi).contains(x) && (0.0..=1.0).contains(y))
             .collect();
-        let mut path = String::new();
-        for (i, (x, y)) in pts.iter().enumerate() {
-            let _ = write!(
-                path,
-                "{}{:.1},{:.1} ",
-                if i == 0 { "M" } else { "L" },
-                px(*x, lo, hi),
-                py(*y, 0.0, 1.0)
-            );
-        }
+        let path = polyline(&pts, lo, hi);
         if !path.is_empty() {
             let _ = write!(
                 s,
