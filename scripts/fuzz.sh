@@ -4,6 +4,10 @@
 # the committed ones, so the work tree stays clean.
 #   warden-risk    check_register    register reader, checker and reports never panic
 #   warden-ledger  canonical_record  the canonical record encoding is a fixed point
+#   warden-harden  onnx_import       the ONNX importer never panics; what it accepts exports and
+#                                    imports back bit for bit
+#   warden-harden  safetensors       the weight reader never panics; what it accepts writes back
+#                                    and reads to the same bits
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -14,7 +18,8 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
-for target in warden-risk:check_register warden-ledger:canonical_record; do
+for target in warden-risk:check_register warden-ledger:canonical_record \
+  warden-harden:onnx_import warden-harden:safetensors; do
   crate=${target%%:*}
   name=${target##*:}
   corpus=$(mktemp -d)
