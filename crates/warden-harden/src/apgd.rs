@@ -460,6 +460,33 @@ mod tests {
         }
     }
 
+    /// APGD-T attacks the classes ranked second, third, … by the clean logits, in that order. On a
+    /// linear model whose clean logits rank 0 (true), 1, 2, class 1 is out of reach inside the ball
+    /// and class 2 is not: one target (class 1) breaks nothing, two targets (1 then 2) break it.
+    #[test]
+    fn targets_follow_the_clean_ranking() {
+        let mut m = Model::zeros(&Arch::mlp(&[])).unwrap();
+        {
+            let p = m.params_mut();
+            p[0][784] = 0.1; // class 1 reads pixel 0, weakly
+            p[0][2 * 784 + 1] = 1.0; // class 2 reads pixel 1
+            p[1][..3].copy_from_slice(&[1.0, 0.5, 0.3]);
+        }
+        let (x, y) = (vec![0.0f32; 784], vec![0u8]);
+        let run_with = |targets| {
+            let a = Apgd {
+                iters: 20,
+                ..Apgd::targeted(0.72, targets)
+            };
+            run(&m, &mut Pool::new(1), &a, &x, &y, 3).unwrap()
+        };
+        assert!(!run_with(1).success[0], "class 1 cannot be reached");
+        let two = run_with(2);
+        assert!(two.success[0], "class 2 can");
+        let pred = m.predict(&mut Pool::new(1), &two.adversarial, 1).unwrap();
+        assert_eq!(pred[0], 2);
+    }
+
     /// APGD-T's settings are checked: targets only with the targeted loss, fewer than the classes.
     #[test]
     fn targeted_settings_are_validated() {

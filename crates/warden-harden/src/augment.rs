@@ -33,8 +33,8 @@ impl Augment {
         !self.flip && self.shift == 0
     }
 
-    /// Refuses a translation larger than [`MAX_SHIFT`] or than half the smaller image side of
-    /// `input` (channels, height, width): such a shift would leave most of the image empty.
+    /// Refuses a translation larger than [`MAX_SHIFT`], or of at least half the smaller image side
+    /// of `input` (channels, height, width): such a shift would leave most of the image empty.
     pub fn validate(&self, input: [usize; 3]) -> Result<(), String> {
         let [_, h, w] = input;
         if self.shift > MAX_SHIFT || 2 * self.shift >= h.min(w) {
@@ -145,45 +145,73 @@ mod tests {
         assert_eq!(x, y);
     }
 
-    #[test]
-    fn shift_translates_within_bounds_and_fills_zeros() {
-        // Two channels, channels last: a shifted pixel keeps its channel.
-        let input = [2, 6, 7];
-        let len = 84;
-        let n = 200;
+    /// Every augmented image is the original, mirrored or not, then translated by at most
+    /// `shift` with zeros coming in, each channel kept in place (two channels, channels last);
+    /// returns the (flip, dy, dx) found per image.
+    fn transforms(aug: Augment, n: usize, seed: u64) -> Vec<(bool, i64, i64)> {
+        let (c, h, w) = (2usize, 6i64, 7i64);
+        let len = c * (h * w) as usize;
         let x = ramp(n, len);
         let mut y = x.clone();
+        aug.apply(&mut y, [c, h as usize, w as usize], seed);
+        let s = aug.shift as i64;
+        let candidates: Vec<(bool, i64, i64)> = [false, true]
+            .into_iter()
+            .flat_map(|f| (-s..=s).flat_map(move |dy| (-s..=s).map(move |dx| (f, dy, dx))))
+            .collect();
+        x.chunks(len)
+            .zip(y.chunks(len))
+            .map(|(a, b)| {
+                let matches = |&(flip, dy, dx): &(bool, i64, i64)| {
+                    (0..h).all(|i| {
+                        (0..w).all(|j| {
+                            (0..c).all(|ch| {
+                                let (si, sj) = (i - dy, j - dx);
+                                let want = if (0..h).contains(&si) && (0..w).contains(&sj) {
+                                    let sj = if flip { w - 1 - sj } else { sj };
+                                    a[((si * w + sj) as usize) * c + ch]
+                                } else {
+                                    0.0
+                                };
+                                b[((i * w + j) as usize) * c + ch] == want
+                            })
+                        })
+                    })
+                };
+                let found: Vec<_> = candidates.iter().copied().filter(|t| matches(t)).collect();
+                assert_eq!(
+                    found.len(),
+                    1,
+                    "exactly one transformation explains an image"
+                );
+                found[0]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shift_translates_within_bounds_and_fills_zeros() {
         let aug = Augment {
             flip: false,
             shift: 2,
         };
-        aug.validate(input).unwrap();
-        aug.apply(&mut y, input, 11);
-        let mut seen = std::collections::BTreeSet::new();
-        for (a, b) in x.chunks(len).zip(y.chunks(len)) {
-            // Find (dy, dx) from where the first source value landed, then check every value.
-            let found = (-2i64..=2)
-                .flat_map(|dy| (-2i64..=2).map(move |dx| (dy, dx)))
-                .find(|&(dy, dx)| {
-                    (0..6i64).all(|i| {
-                        (0..7i64).all(|j| {
-                            (0..2).all(|ch| {
-                                let (si, sj) = (i - dy, j - dx);
-                                let want = if (0..6).contains(&si) && (0..7).contains(&sj) {
-                                    a[((si * 7 + sj) * 2 + ch) as usize]
-                                } else {
-                                    0.0
-                                };
-                                b[((i * 7 + j) * 2 + ch) as usize] == want
-                            })
-                        })
-                    })
-                });
-            let (dy, dx) = found.expect("every image is a translation by at most 2");
-            seen.insert((dy, dx));
-        }
-        // 200 images over 25 shifts: every shift is drawn (a miss has chance about 25·(24/25)^200).
+        aug.validate([2, 6, 7]).unwrap();
+        let seen: std::collections::BTreeSet<_> = transforms(aug, 200, 11).into_iter().collect();
+        // 200 images over 25 shifts: every shift is drawn (a miss has chance about 25·(24/25)^200),
+        // and none is mirrored.
         assert_eq!(seen.len(), 25);
+        assert!(seen.iter().all(|t| !t.0));
+    }
+
+    #[test]
+    fn flips_and_shifts_compose() {
+        let aug = Augment {
+            flip: true,
+            shift: 1,
+        };
+        let seen: std::collections::BTreeSet<_> = transforms(aug, 300, 5).into_iter().collect();
+        // Both mirror states with all 9 shifts: 18 combinations, each drawn.
+        assert_eq!(seen.len(), 18);
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct EvalConfig {
     #[serde(default)]
     pub apgd_restarts: usize,
     /// APGD-T after APGD-DLR: the targeted DLR loss towards each of this many most likely wrong
-    /// classes, `apgd_iters` iterations each (0: skip it; AutoAttack's standard version: 9).
+    /// classes, `apgd_iters` iterations and one run each, as AutoAttack runs it (`apgd_restarts`
+    /// does not apply; 0: skip it; AutoAttack's standard version: 9).
     #[serde(default)]
     pub apgd_targets: usize,
     /// Square Attack queries per example (0: skip it), last in the cascade.
@@ -151,6 +152,16 @@ pub fn evaluate(
     let n = y.len();
     if n == 0 {
         return Err(ModelError::Input("an empty test set".into()));
+    }
+    if cfg.apgd_iters > 0
+        && cfg.apgd_targets > 0
+        && (model.classes() < 4 || cfg.apgd_targets >= model.classes())
+    {
+        return Err(ModelError::Input(format!(
+            "APGD-T with {} targets needs at least 4 classes and more classes than targets ({})",
+            cfg.apgd_targets,
+            model.classes()
+        )));
     }
     if cfg.square_queries > 0 && cfg.norm != Norm::Linf {
         return Err(ModelError::Input(

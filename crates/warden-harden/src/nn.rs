@@ -1917,10 +1917,6 @@ mod tests {
         }
     }
 
-    /// Every analytic gradient (parameters and input) agrees with a central finite difference in
-    /// double-checked single precision. The step is small (1e-3) so that it rarely crosses a
-    /// kink of ReLU or of a max (overlapping pools have many near-ties); f32 rounding then costs
-    /// about 1e-4 of absolute error, well inside the tolerance.
     /// Average pools: an overlapping window (3, stride 2) and a global one before the head.
     pub(crate) fn tiny_avg() -> Arch {
         use LayerSpec::*;
@@ -1959,6 +1955,10 @@ mod tests {
         }
     }
 
+    /// Every analytic gradient (parameters and input) agrees with a central finite difference in
+    /// double-checked single precision. The step is small (1e-3) so that it rarely crosses a
+    /// kink of ReLU or of a max (overlapping pools have many near-ties); f32 rounding then costs
+    /// about 1e-4 of absolute error, well inside the tolerance.
     #[test]
     fn gradients_match_finite_differences() {
         gradients_match_finite_differences_for(tiny());

@@ -234,6 +234,7 @@ struct Attr {
     name: String,
     i: Option<i64>,
     f: Option<f32>,
+    s: Option<Vec<u8>>,
     ints: Vec<i64>,
 }
 
@@ -259,6 +260,13 @@ impl Node {
     fn float(&self, name: &str, default: f32) -> f32 {
         self.attr(name).and_then(|a| a.f).unwrap_or(default)
     }
+    /// `auto_pad` absent, `NOTSET` (the `pads` attribute applies) or `VALID` (no padding): the
+    /// padding is what `pads` says. `SAME_UPPER` and `SAME_LOWER`, which depend on the input
+    /// size, are not.
+    fn explicit_padding(&self) -> bool {
+        self.attr("auto_pad")
+            .is_none_or(|a| matches!(a.s.as_deref(), Some(b"NOTSET" | b"VALID")))
+    }
 }
 
 fn node(b: &[u8]) -> Result<Node, OnnxError> {
@@ -278,6 +286,7 @@ fn node(b: &[u8]) -> Result<Node, OnnxError> {
                         (1, Val::Bytes(b)) => a.name = string(b)?,
                         (2, Val::Fixed32(x)) => a.f = Some(f32::from_bits(x)),
                         (3, Val::Varint(x)) => a.i = Some(x as i64),
+                        (4, Val::Bytes(b)) => a.s = Some(b.to_vec()),
                         (8, v) => push_ints(v, &mut a.ints)?,
                         _ => {}
                     }
@@ -438,7 +447,9 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     || strides.iter().any(|&s| s != stride)
                     || !ones("dilations")
                     || pads.iter().any(|&p| p != pad)
-                    || n.attr("auto_pad").is_some()
+                    || !n.explicit_padding()
+                    || (pad != 0
+                        && n.attr("auto_pad").and_then(|a| a.s.as_deref()) == Some(b"VALID"))
                 {
                     return Err(unsupported("Conv other than square kernels, equal strides, dilation 1, one group, symmetric explicit padding".into()));
                 }
@@ -480,7 +491,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     .ints("dilations")
                     .is_none_or(|v| v.iter().all(|&x| x == 1));
                 // Without padding, AveragePool's count_include_pad changes nothing.
-                let explicit = n.attr("auto_pad").is_none();
+                let explicit = n.explicit_padding();
                 match (k, s) {
                     ([a, b], [c, d])
                         if a == b

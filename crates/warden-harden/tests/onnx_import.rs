@@ -551,17 +551,17 @@ fn average_pools_import_and_padded_ones_are_refused() {
             ],
         )
     };
-    let m = import(&pool(&[], &[])).unwrap();
-    assert_eq!(
-        m.arch().layers[..2],
+    let back_layers = || {
         [
             LayerSpec::AvgPool2d {
                 kernel: 2,
-                stride: None
+                stride: None,
             },
-            LayerSpec::GlobalAvgPool
+            LayerSpec::GlobalAvgPool,
         ]
-    );
+    };
+    let m = import(&pool(&[], &[])).unwrap();
+    assert_eq!(m.arch().layers[..2], back_layers());
     let x = inputs();
     let n = x.len() / 784;
     let mut ws = Workspace::default();
@@ -578,7 +578,7 @@ fn average_pools_import_and_padded_ones_are_refused() {
             );
         }
     }
-    // Explicit zero padding and floor mode are the same layer.
+    // Explicit zero padding, floor mode, and auto_pad NOTSET or VALID are the same layer.
     assert!(
         import(&pool(
             &[("pads", &[0, 0, 0, 0])],
@@ -586,6 +586,10 @@ fn average_pools_import_and_padded_ones_are_refused() {
         ))
         .is_ok()
     );
+    for mode in ["NOTSET", "VALID"] {
+        let m = import(&pool(&[], &[("auto_pad", Scalar::Str(mode))])).unwrap();
+        assert_eq!(m.arch().layers[..2], back_layers(), "{mode}");
+    }
     for (ints, scalars) in [
         (vec![("pads", &[1i64, 1, 1, 1][..])], vec![]),
         (vec![], vec![("ceil_mode", Scalar::Int(1))]),

@@ -1429,7 +1429,9 @@ pub(crate) struct MiaArgs {
 }
 
 /// Trains a model with `recipe` (and DP-SGD when given) on `idx`, releasing the last epoch: how a
-/// shadow model is made.
+/// shadow model is made. Everything in the recipe that shapes how much a model fits its training
+/// data is followed: the ε warm-up, augmentation, adversarial weight perturbation and the weight
+/// average (released instead of the iterate, as training releases it).
 #[allow(clippy::too_many_arguments)]
 fn train_plain(
     arch: &Arch,
@@ -1442,6 +1444,13 @@ fn train_plain(
     seed: u64,
 ) -> Result<Model> {
     let mut t = Trainer::new(Model::init(arch, seed)?, recipe.optim, threads);
+    t.set_augment(recipe.augment)?;
+    if let Some(g) = recipe.awp {
+        t.enable_awp(g);
+    }
+    if let Some(d) = recipe.ema {
+        t.enable_ema(d);
+    }
     let batches = idx.len().div_ceil(recipe.batch);
     let total = batches * recipe.epochs;
     for e in 0..recipe.epochs {
@@ -1455,7 +1464,12 @@ fn train_plain(
                 t.dp_epoch(x, y, idx, cfg, &mut lr, es, &mut |_, _, _| true)?;
             }
             None => {
-                let obj = recipe.method.objective(recipe.method.eps());
+                let eps = recipe.method.eps();
+                let eps_now = match recipe.eps_warmup_epochs {
+                    0 => eps,
+                    w => eps * ((e + 1) as f32 / w as f32).min(1.0),
+                };
+                let obj = recipe.method.objective(eps_now);
                 t.epoch(
                     x,
                     y,
@@ -1469,7 +1483,9 @@ fn train_plain(
             }
         }
     }
-    Ok(t.model)
+    let mut m = t.model.clone();
+    m.params_mut().clone_from_slice(t.release_params());
+    Ok(m)
 }
 
 pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {

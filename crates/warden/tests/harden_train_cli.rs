@@ -293,13 +293,26 @@ fn train_eval_record() {
         args.extend(extra);
         warden(&args, None)
     };
-    for bad in [
-        vec!["--eps", "inf", "--norm", "linf", "-o", "/dev/null"],
-        vec!["--apgd-targets", "10", "--norm", "linf", "-o", "/dev/null"],
-        // L2 asks for its budgets and PGD's step, refuses Square and budgets beyond the cube.
-        vec!["-o", "/dev/null"],
-        vec!["--eps", "1", "-o", "/dev/null"],
-        vec![
+    let refused = |o: Output, why: &str| {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(2), "{why}: {err}");
+        assert!(err.contains(why), "{why}: {err}");
+    };
+    let linf = |extra: &[&str]| {
+        let mut args = vec!["harden", "eval", hard.to_str().unwrap(), "-o", "/dev/null"];
+        args.extend(extra);
+        warden(&args, None)
+    };
+    refused(linf(&["--eps", "inf"]), "budgets in [0, 1]");
+    refused(linf(&["--apgd-targets", "10"]), "--apgd-targets at most 9");
+    // L2 asks for its budgets and PGD's step, refuses Square and budgets beyond the cube.
+    refused(l2(&["-o", "/dev/null"]), "--norm l2 needs --eps");
+    refused(
+        l2(&["--eps", "1", "-o", "/dev/null"]),
+        "--norm l2 needs --eps",
+    );
+    refused(
+        l2(&[
             "--eps",
             "1",
             "--pgd-step",
@@ -308,12 +321,13 @@ fn train_eval_record() {
             "5",
             "-o",
             "/dev/null",
-        ],
-        vec!["--eps", "29", "--pgd-step", "0.25", "-o", "/dev/null"],
-    ] {
-        let o = l2(&bad);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}");
-    }
+        ]),
+        "L∞ only",
+    );
+    refused(
+        l2(&["--eps", "29", "--pgd-step", "0.25", "-o", "/dev/null"]),
+        "budgets in [0, 28]",
+    );
     // Under L2: every attack in its L2 version, the worst case monotone from the clean accuracy.
     let l2_report = tmp.path().join("l2.json");
     ok(&l2(&[
