@@ -604,10 +604,6 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         !a.dp || a.device == "cpu",
         "--dp trains on --device cpu only"
     );
-    anyhow::ensure!(
-        !a.dp || recipe.augment.is_identity(),
-        "--dp trains without --flip or --shift"
-    );
     recipe
         .augment
         .validate(arch.input)

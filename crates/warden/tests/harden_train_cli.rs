@@ -271,23 +271,20 @@ fn train_eval_record() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("perturbation"), "{err}");
-    // DP-SGD epochs do not augment: the flags are refused rather than ignored.
-    let o = warden(
-        &[
-            "harden",
-            "train",
-            "--dp",
-            "--dp-epsilon",
-            "3",
-            "--flip",
-            "-o",
-            "/nonexistent/x",
-        ],
-        None,
+    // DP-SGD augments too (each sampled example once), and the card says so.
+    let dp_aug = tmp.path().join("dp-aug");
+    train(
+        &dp_aug,
+        "clean",
+        &["--dp", "--dp-epsilon", "8", "--flip", "--shift", "1"],
     );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--flip"), "{err}");
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dp_aug.join("model-card.json")).unwrap()).unwrap();
+    assert_eq!(
+        card["recipe"]["augment"],
+        serde_json::json!({"flip": true, "shift": 1})
+    );
+    assert!(card["privacy"]["epsilon"].as_f64().unwrap() <= 8.0);
     let l2 = |extra: &[&str]| {
         let mut args = vec!["harden", "eval", hard.to_str().unwrap(), "--norm", "l2"];
         args.extend(extra);
