@@ -375,6 +375,13 @@ impl Trainer {
         self.ema_params().unwrap_or(self.model.params())
     }
 
+    /// The model to validate and release: the iterate's architecture with [`Self::release_params`].
+    pub fn released_model(&self) -> Model {
+        let mut m = self.model.clone();
+        m.params_mut().clone_from_slice(self.release_params());
+        m
+    }
+
     fn optimizer_step(&mut self) {
         self.opt
             .step(self.model.params_mut(), &self.scratch[0].grads);

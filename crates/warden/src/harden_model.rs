@@ -101,11 +101,7 @@ impl Runner {
     /// What the run would release now: the weight average when enabled, otherwise the iterate.
     pub(crate) fn release(&self) -> Result<Model> {
         match self {
-            Runner::Cpu(t) => {
-                let mut m = t.model.clone();
-                m.params_mut().clone_from_slice(t.release_params());
-                Ok(m)
-            }
+            Runner::Cpu(t) => Ok(t.released_model()),
             #[cfg(feature = "burn")]
             Runner::Burn(s) => Ok(s.release()?),
         }
@@ -1479,9 +1475,7 @@ fn train_plain(
             }
         }
     }
-    let mut m = t.model.clone();
-    m.params_mut().clone_from_slice(t.release_params());
-    Ok(m)
+    Ok(t.released_model())
 }
 
 pub(crate) fn mia_cmd(a: MiaArgs) -> Result<Outcome> {
