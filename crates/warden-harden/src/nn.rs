@@ -403,17 +403,13 @@ enum Op {
         oh: usize,
         ow: usize,
     },
-    /// The mean over `kh × kw` windows moved by `sh`, `sw` (floor mode, no padding).
+    /// The mean over windows (floor mode, no padding), in the shapes [`avgpool`] takes: the
+    /// input image (height, width, channels), the window (height, width, row and column
+    /// stride) and the output's height and width.
     AvgPool {
-        kh: usize,
-        kw: usize,
-        sh: usize,
-        sw: usize,
-        h: usize,
-        w: usize,
-        c: usize,
-        oh: usize,
-        ow: usize,
+        image: [usize; 3],
+        win: [usize; 4],
+        out_hw: [usize; 2],
     },
     Relu,
     Tanh,
@@ -666,19 +662,9 @@ impl Model {
                     out.resize(n * oh * ow * c, 0.0);
                     maxpool(input, n, h, w, c, k, stride, oh, ow, out);
                 }
-                Op::AvgPool {
-                    kh,
-                    kw,
-                    sh,
-                    sw,
-                    h,
-                    w,
-                    c,
-                    oh,
-                    ow,
-                } => {
-                    out.resize(n * oh * ow * c, 0.0);
-                    avgpool(input, n, [h, w, c], [kh, kw, sh, sw], [oh, ow], out, false);
+                Op::AvgPool { image, win, out_hw } => {
+                    out.resize(n * out_hw[0] * out_hw[1] * image[2], 0.0);
+                    avgpool(input, n, image, win, out_hw, out, false);
                 }
                 Op::Relu => {
                     out.clear();
@@ -962,28 +948,10 @@ impl Model {
                     &mut ws.taken,
                 );
             }
-            Op::AvgPool {
-                kh,
-                kw,
-                sh,
-                sw,
-                h,
-                w,
-                c,
-                oh,
-                ow,
-            } => {
+            Op::AvgPool { image, win, out_hw } => {
                 ws.gb.clear();
                 ws.gb.resize(input.len(), 0.0);
-                avgpool(
-                    &ws.ga,
-                    n,
-                    [h, w, c],
-                    [kh, kw, sh, sw],
-                    [oh, ow],
-                    &mut ws.gb,
-                    true,
-                );
+                avgpool(&ws.ga, n, image, win, out_hw, &mut ws.gb, true);
             }
             // The derivative was applied in place by `mask_output_grad`.
             Op::Relu | Op::Tanh | Op::Elu => return,
@@ -1219,15 +1187,9 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     }
                 } else {
                     Op::AvgPool {
-                        kh: kernel,
-                        kw: kernel,
-                        sh: stride,
-                        sw: stride,
-                        h,
-                        w,
-                        c,
-                        oh,
-                        ow,
+                        image: [h, w, c],
+                        win: [kernel, kernel, stride, stride],
+                        out_hw: [oh, ow],
                     }
                 });
                 cur = Dims::Image { h: oh, w: ow, c };
@@ -1238,15 +1200,9 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     return Err(bad(li, "global_avg_pool needs an image input".into()));
                 };
                 ops.push(Op::AvgPool {
-                    kh: h,
-                    kw: w,
-                    sh: h,
-                    sw: w,
-                    h,
-                    w,
-                    c,
-                    oh: 1,
-                    ow: 1,
+                    image: [h, w, c],
+                    win: [h, w, h, w],
+                    out_hw: [1, 1],
                 });
                 cur = Dims::Image { h: 1, w: 1, c };
                 dims.push(cur);

@@ -854,21 +854,17 @@ pub fn export(model: &Model) -> Vec<u8> {
             LayerSpec::Relu => "Relu",
             LayerSpec::Tanh => "Tanh",
             LayerSpec::Elu => "Elu",
-            LayerSpec::MaxPool2d { kernel, stride } => {
+            LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
                 let k = kernel as i64;
                 let s = stride.unwrap_or(kernel) as i64;
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
                 n.msg(5, &attr_ints("strides", &[s, s]));
                 n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
-                "MaxPool"
-            }
-            LayerSpec::AvgPool2d { kernel, stride } => {
-                let k = kernel as i64;
-                let s = stride.unwrap_or(kernel) as i64;
-                n.msg(5, &attr_ints("kernel_shape", &[k, k]));
-                n.msg(5, &attr_ints("strides", &[s, s]));
-                n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
-                "AveragePool"
+                if matches!(layer, LayerSpec::MaxPool2d { .. }) {
+                    "MaxPool"
+                } else {
+                    "AveragePool"
+                }
             }
             LayerSpec::GlobalAvgPool => "GlobalAveragePool",
             LayerSpec::Flatten => {
