@@ -16,7 +16,6 @@ OUT/arch.json, so that Warden's own evaluation runs on the PyTorch model unchang
       --apgd-iters 100 --apgd-restarts 1 --severities 0 -o OUT.json --md OUT.md
 """
 import argparse
-import gzip
 import json
 import math
 import os
@@ -28,16 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-D = "/usr/share/datasets/fashion-mnist"
-
-
-def load(prefix):
-    with gzip.open(f"{D}/{prefix}-images-idx3-ubyte.gz") as f:
-        img = np.frombuffer(f.read(), np.uint8, offset=16)
-    with gzip.open(f"{D}/{prefix}-labels-idx1-ubyte.gz") as f:
-        lab = np.frombuffer(f.read(), np.uint8, offset=8)
-    x = torch.from_numpy(img.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
-    return x, torch.from_numpy(lab.astype(np.int64))
+from torch_fmnist_bench import load  # the IDX reader of the speed benchmark, beside this file
 
 
 def wk_wide():

@@ -929,21 +929,17 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
             1.0,
         ),
         NormArg::L2 => {
-            anyhow::ensure!(
-                !a.eps.is_empty() && a.pgd_step.is_some(),
-                "--norm l2 needs --eps (e.g. 0.5,1,1.5) and --pgd-step (e.g. a quarter of the largest budget)"
-            );
+            let (false, Some(step)) = (a.eps.is_empty(), a.pgd_step) else {
+                bail!(
+                    "--norm l2 needs --eps (e.g. 0.5,1,1.5) and --pgd-step (e.g. a quarter of the largest budget)"
+                );
+            };
             anyhow::ensure!(
                 a.square_queries == 0,
                 "--square-queries: the Square attack is L∞ only"
             );
             // The diagonal of the [0, 1] image cube: no two images are further apart.
-            (
-                Norm::L2,
-                a.eps.clone(),
-                a.pgd_step.unwrap_or(0.0),
-                (784f32).sqrt(),
-            )
+            (Norm::L2, a.eps.clone(), step, (784f32).sqrt())
         }
     };
     anyhow::ensure!(
