@@ -11,11 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+# Probe output is captured, not sent to /dev/null: where /dev/null is a regular file, cargo's rustc
+# probe would read it back as source (see dev_null in .ci/run).
+if ! probe=$(rustup run nightly rustc --version 2>&1); then
   echo "fuzz: no nightly toolchain here; the property and hostile-input tests still ran"
   exit 0
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
+if ! probe=$(cargo fuzz --version 2>&1); then
   cargo install cargo-fuzz --locked --quiet
 fi
 for target in warden-risk:check_register warden-ledger:canonical_record \
