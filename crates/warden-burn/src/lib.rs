@@ -454,7 +454,18 @@ impl<B: AutodiffBackend> Engine<B> {
     /// (no read-back per tensor): where `‖g‖` is 0 or not finite the move is 0 (the NaNs that
     /// `0·∞` and `∞·0` give are zeroed), as the CPU engine leaves such a tensor alone.
     fn perturbed_params(&self, grads: &[Tensor<Inner<B>, 1>], gamma: f32) -> Vec<Tensor<B, 1>> {
-        let norm = |t: &Tensor<Inner<B>, 1>| t.clone().powf_scalar(2.0).sum().sqrt();
+        // ‖t‖ = m·‖t/m‖ with m = max|t|: squares of f32 entries overflow from about 1.8e19 and
+        // vanish below 1e-23, where the CPU engine's f64 sum does not. m = 0 gives NaN (0/0),
+        // which leaves the weight where it is, as a zero gradient should.
+        let norm = |t: &Tensor<Inner<B>, 1>| {
+            let m = t.clone().abs().max();
+            t.clone()
+                .div(m.clone())
+                .powf_scalar(2.0)
+                .sum()
+                .sqrt()
+                .mul(m)
+        };
         self.params
             .iter()
             .zip(grads)
