@@ -165,6 +165,16 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The training attack's budget in epoch `epoch` (from 0): it grows linearly over the warm-up,
+    /// reaching the method's ε at the warm-up's last epoch, and stays there.
+    pub fn eps_at(&self, epoch: usize) -> f32 {
+        let eps = self.method.eps();
+        match self.eps_warmup_epochs {
+            0 => eps,
+            w => eps * ((epoch + 1) as f32 / w as f32).min(1.0),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.optim.validate()?;
         // A step holds the whole batch's activations (and im2col buffers): the bound keeps a
@@ -1035,6 +1045,28 @@ mod tests {
             awp,
             augment: Augment::default(),
             seed: 0,
+        }
+    }
+
+    #[test]
+    fn the_budget_warms_up_linearly_then_holds() {
+        let mut r = recipe(
+            Method::Pgd {
+                eps: 0.1,
+                step: 0.025,
+                steps: 7,
+            },
+            None,
+            None,
+        );
+        assert_eq!(r.eps_at(0), 0.1);
+        r.eps_warmup_epochs = 4;
+        for (e, want) in [0.025, 0.05, 0.075, 0.1, 0.1, 0.1].into_iter().enumerate() {
+            assert!(
+                (r.eps_at(e) - want).abs() < 1e-7,
+                "epoch {e}: {}",
+                r.eps_at(e)
+            );
         }
     }
 

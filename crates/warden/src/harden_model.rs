@@ -721,11 +721,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     let start = Instant::now();
     let mut stale = 0;
     for epoch in 0..a.epochs {
-        let eps_now = if a.eps_warmup > 0 {
-            method.eps() * ((epoch + 1) as f32 / a.eps_warmup as f32).min(1.0)
-        } else {
-            method.eps()
-        };
+        let eps_now = recipe.eps_at(epoch);
         let objective = method.objective(eps_now);
         let mut progress = Progress::new(&format!("epoch {}/{}", epoch + 1, a.epochs));
         let step0 = epoch * batches;
@@ -1452,12 +1448,7 @@ fn train_plain(
                 t.dp_epoch(x, y, idx, cfg, &mut lr, es, &mut |_, _, _| true)?;
             }
             None => {
-                let eps = recipe.method.eps();
-                let eps_now = match recipe.eps_warmup_epochs {
-                    0 => eps,
-                    w => eps * ((e + 1) as f32 / w as f32).min(1.0),
-                };
-                let obj = recipe.method.objective(eps_now);
+                let obj = recipe.method.objective(recipe.eps_at(e));
                 t.epoch(
                     x,
                     y,
