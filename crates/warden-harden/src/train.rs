@@ -1080,19 +1080,24 @@ mod tests {
         }
     }
 
-    /// DP epochs augment too: on a task that flips and small shifts leave unchanged (which half
-    /// of the image is bright), noiseless DP-SGD on augmented batches still learns, takes a
-    /// different path than on plain batches, and repeats exactly with the same seed.
-    #[test]
-    fn dp_epochs_augment_reproducibly() {
-        let arch = Arch::mlp(&[32]);
+    /// The DP tests' task: an MLP on 512 blobs, all of them trainable, clipped at norm 1 with
+    /// no noise, 64 examples expected per batch.
+    fn noiseless_dp_task() -> (Arch, Vec<f32>, Vec<u8>, Vec<usize>, DpConfig) {
         let (x, y) = blobs(512, 1);
-        let idx: Vec<usize> = (0..512).collect();
         let dp = DpConfig {
             max_norm: 1.0,
             noise_multiplier: 0.0,
             expected_batch: 64,
         };
+        (Arch::mlp(&[32]), x, y, (0..512).collect(), dp)
+    }
+
+    /// DP epochs augment too: on a task that flips and small shifts leave unchanged (which half
+    /// of the image is bright), noiseless DP-SGD on augmented batches still learns, takes a
+    /// different path than on plain batches, and repeats exactly with the same seed.
+    #[test]
+    fn dp_epochs_augment_reproducibly() {
+        let (arch, x, y, idx, dp) = noiseless_dp_task();
         let run = |augment: Augment| {
             let mut t = Trainer::new(Model::init(&arch, 5).unwrap(), OptimSpec::adam(1e-3), 2);
             t.set_augment(augment).unwrap();
@@ -1119,14 +1124,7 @@ mod tests {
 
     #[test]
     fn dp_training_learns_without_noise_and_noise_is_calibrated() {
-        let arch = Arch::mlp(&[32]);
-        let (x, y) = blobs(512, 1);
-        let idx: Vec<usize> = (0..512).collect();
-        let dp = DpConfig {
-            max_norm: 1.0,
-            noise_multiplier: 0.0,
-            expected_batch: 64,
-        };
+        let (arch, x, y, idx, dp) = noiseless_dp_task();
         let mut t = Trainer::new(Model::init(&arch, 5).unwrap(), OptimSpec::adam(1e-3), 2);
         let mut last = DpStats::default();
         for e in 0..3 {
