@@ -6,7 +6,9 @@
 #
 # Usage: bash scripts/gpu-check.sh [WARDEN_BINARY] [OUT_DIR]
 #   WARDEN_BINARY  a `cargo build --release -p warden --features cuda` binary (built here when
-#                  omitted; building needs no GPU and no CUDA toolkit)
+#                  omitted; building needs no GPU and no CUDA toolkit, but without `nvcc` on the
+#                  PATH cudarc binds the newest CUDA it knows: set CUDARC_CUDA_VERSION to the
+#                  driver's, e.g. 13000 for the "CUDA Version: 13.0" that nvidia-smi prints)
 #   OUT_DIR        where the JSON figures, logs and the model go (default: a new temporary folder)
 # Needs at run time: the NVIDIA driver (libcuda) and NVRTC (libnvrtc, from a CUDA toolkit or the
 # nvidia-cuda-nvrtc wheel); Fashion-MNIST in $WARDEN_FASHION_MNIST or Debian's dataset-fashion-mnist.
@@ -19,12 +21,20 @@ if [ -z "$bin" ]; then
   cargo build --release --quiet -p warden --features cuda
   bin=$PWD/target/release/warden
 fi
+# cudarc opens the driver and NVRTC by name (libcuda.so, libnvrtc.so, libnvrtc.so.13, ...). Put the
+# folders that hold them on the loader's path, leaving out CUDA's link-time stubs (a stub libnvrtc.so
+# loads, then answers every call without doing it) and the forward-compatibility driver, which
+# must match the kernel module. The first run on an H100 found the stub folder first and died
+# allocating a garbage size; see docs/results/gpu-h100/.
+libdirs=$(find /usr/local /opt /usr/lib /usr/lib64 \( -name 'libnvrtc.so*' -o -name 'libcuda.so*' \) \
+  -not -path '*/stubs/*' -not -path '*/compat/*' -printf '%h\n' 2>/dev/null | sort -ru | tr '\n' ':')
+export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}${libdirs%:}
 threads=$(nproc)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
 
 echo "== throughput: Warden's CPU engine ($threads threads), then CUDA, one epoch each"
 "$bin" bench harden --device cpu --threads "$threads" --what all --json > "$out/bench-cpu.json" 2> "$out/bench-cpu.log"
-"$bin" bench harden --device cuda --what all --json > "$out/bench-cuda.json" 2> "$out/bench-cuda.log"
+"$bin" bench harden --device cuda --threads "$threads" --what all --json > "$out/bench-cuda.json" 2> "$out/bench-cuda.log"
 grep RESULT "$out/bench-cpu.log" "$out/bench-cuda.log"
 
 echo "== training on the GPU: cnn4, PGD-3, 2 epochs; validation and the files by the CPU engine"

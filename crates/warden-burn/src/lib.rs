@@ -923,7 +923,9 @@ impl Session {
         match &self.inner {
             SessionInner::Flex(..) => format!("burn {BURN_VERSION}, Flex (CPU)"),
             #[cfg(feature = "cuda")]
-            SessionInner::Cuda(b) => format!("burn {BURN_VERSION}, CUDA {:?}", b.0.device()),
+            SessionInner::Cuda(b) => {
+                format!("burn {BURN_VERSION}, CUDA device {}", b.0.device().index)
+            }
         }
     }
 
