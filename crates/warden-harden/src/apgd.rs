@@ -202,7 +202,7 @@ fn loss_and_grad(
 }
 
 /// The classes by decreasing logit (ties by index).
-fn ranked(z: &[f32]) -> Vec<usize> {
+pub(crate) fn ranked(z: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..z.len()).collect();
     order.sort_by(|&p, &q| z[q].total_cmp(&z[p]).then(p.cmp(&q)));
     order

@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::apgd::{self, Apgd, ApgdLoss};
 use crate::attack::{self, Norm, Pgd};
+use crate::fab::{self, Fab};
 use crate::square::{self, Square};
 
 enum Attack {
     Pgd(Pgd),
     Apgd(Apgd),
+    Fab(Fab),
     Square(Square),
 }
 use crate::corrupt::{self, Corruption};
@@ -21,7 +23,7 @@ use crate::train::to_f32;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
-    /// The threat model of every attack (L∞ when absent; Square is L∞ only).
+    /// The threat model of every attack (L∞ when absent; Square and FAB-T are L∞ only).
     #[serde(default = "linf")]
     pub norm: Norm,
     /// Budgets, in `norm`.
@@ -40,6 +42,13 @@ pub struct EvalConfig {
     /// does not apply; 0: skip it; AutoAttack's standard version: 9).
     #[serde(default)]
     pub apgd_targets: usize,
+    /// FAB-T after APGD-T: the minimal-perturbation attack towards each of this many most likely
+    /// wrong classes (0: skip it; AutoAttack's standard version: 9). L∞ only.
+    #[serde(default)]
+    pub fab_targets: usize,
+    /// FAB-T iterations per target (AutoAttack's 100).
+    #[serde(default = "hundred")]
+    pub fab_iters: usize,
     /// Square Attack queries per example (0: skip it), last in the cascade.
     #[serde(default)]
     pub square_queries: usize,
@@ -57,6 +66,10 @@ fn linf() -> Norm {
     Norm::Linf
 }
 
+fn hundred() -> usize {
+    100
+}
+
 impl Default for EvalConfig {
     /// The acceptance protocol of issue 4: PGD-50, step 0.01, 5 restarts, at 0.05/0.1/0.15/0.2.
     fn default() -> EvalConfig {
@@ -69,6 +82,8 @@ impl Default for EvalConfig {
             apgd_iters: 100,
             apgd_restarts: 1,
             apgd_targets: 0,
+            fab_targets: 0,
+            fab_iters: 100,
             square_queries: 0,
             independent: false,
             corruption_severities: vec![1, 2, 3, 4, 5],
@@ -168,6 +183,26 @@ pub fn evaluate(
             "the Square attack is L∞ only: no Square queries under L2".into(),
         ));
     }
+    if cfg.fab_targets > 0 {
+        if cfg.norm != Norm::Linf {
+            return Err(ModelError::Input(
+                "FAB-T is implemented under L∞ only: no FAB targets under L2".into(),
+            ));
+        }
+        Fab {
+            iters: cfg.fab_iters,
+            ..Fab::targeted(0.1, cfg.fab_targets)
+        }
+        .validate()
+        .map_err(ModelError::Input)?;
+        if cfg.fab_targets >= model.classes() {
+            return Err(ModelError::Input(format!(
+                "FAB-T with {} targets needs more classes than targets ({})",
+                cfg.fab_targets,
+                model.classes()
+            )));
+        }
+    }
     let fraction = |k: usize| k as f64 / n as f64;
     let corr_total = Corruption::ALL.len() * cfg.corruption_severities.len();
     let apgd_runs = match (cfg.apgd_iters, cfg.apgd_targets) {
@@ -175,7 +210,8 @@ pub fn evaluate(
         (_, 0) => 2,
         _ => 3,
     };
-    let per_eps = 2 + apgd_runs + usize::from(cfg.square_queries > 0);
+    let per_eps =
+        2 + apgd_runs + usize::from(cfg.fab_targets > 0) + usize::from(cfg.square_queries > 0);
     let total = 1 + per_eps * cfg.eps.len() + corr_total;
     let mut done = 0;
     progress(done, total, "clean");
@@ -228,6 +264,15 @@ pub fn evaluate(
                 ));
             }
         }
+        if cfg.fab_targets > 0 {
+            list.push((
+                format!("FAB-T-{}x{}", cfg.fab_iters, cfg.fab_targets),
+                Attack::Fab(Fab {
+                    iters: cfg.fab_iters,
+                    ..Fab::targeted(eps, cfg.fab_targets)
+                }),
+            ));
+        }
         if cfg.square_queries > 0 {
             list.push((
                 format!("Square-{}", cfg.square_queries),
@@ -250,6 +295,7 @@ pub fn evaluate(
             let out = match &a {
                 Attack::Pgd(p) => attack::run(model, pool, p, &xs, &ys, cfg.seed)?,
                 Attack::Apgd(p) => apgd::run(model, pool, p, &xs, &ys, cfg.seed)?,
+                Attack::Fab(p) => fab::run(model, pool, p, &xs, &ys, cfg.seed)?,
                 Attack::Square(p) => square::run(model, pool, p, &xs, &ys, cfg.seed)?,
             };
             let seconds = t.elapsed().as_secs_f64();
@@ -342,6 +388,8 @@ mod tests {
             apgd_iters: 5,
             apgd_restarts: 1,
             apgd_targets: 2,
+            fab_targets: 2,
+            fab_iters: 5,
             square_queries: 30,
             independent: true,
             corruption_severities: vec![3],
@@ -367,12 +415,13 @@ mod tests {
         }
         assert_eq!(decimal(0.1), 0.1);
         assert_eq!(e.corruptions.len(), 10);
-        assert_eq!(e.attacks.len(), 24);
+        assert_eq!(e.attacks.len(), 28);
         assert!(
             e.attacks.iter().any(|a| a.attack == "APGD-DLR-5x1"),
             "APGD uses its own restarts"
         );
         assert!(e.attacks.iter().any(|a| a.attack == "APGD-T-5x2"));
+        assert!(e.attacks.iter().any(|a| a.attack == "FAB-T-5x2"));
         // The cascade gives the same worst case as independent runs here (every attack is
         // deterministic per example index only in independent mode, so compare the bound).
         let cascade = evaluate(
@@ -395,20 +444,34 @@ mod tests {
         }
         let r = reduction(&e, &e, 0.1);
         assert!(r.is_none() || r == Some(0.0));
-        // Square is L∞ only: an L2 evaluation that asks for it is refused.
-        let l2_square = EvalConfig {
-            norm: Norm::L2,
-            ..cfg.clone()
-        };
-        assert!(
-            evaluate(
-                &m,
-                &mut Pool::new(1),
-                &random_set(8),
-                &l2_square,
-                &mut |_, _, _| {}
-            )
-            .is_err()
-        );
+        // Square and FAB-T are L∞ only: an L2 evaluation that asks for either is refused, and so
+        // is a FAB-T with as many targets as classes.
+        for refused in [
+            EvalConfig {
+                norm: Norm::L2,
+                fab_targets: 0,
+                ..cfg.clone()
+            },
+            EvalConfig {
+                norm: Norm::L2,
+                square_queries: 0,
+                ..cfg.clone()
+            },
+            EvalConfig {
+                fab_targets: 10,
+                ..cfg.clone()
+            },
+        ] {
+            assert!(
+                evaluate(
+                    &m,
+                    &mut Pool::new(1),
+                    &random_set(8),
+                    &refused,
+                    &mut |_, _, _| {}
+                )
+                .is_err()
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod augment;
 pub mod corrupt;
 pub mod data;
 pub mod eval;
+pub mod fab;
 pub mod mia;
 pub mod nn;
 pub mod onnx;

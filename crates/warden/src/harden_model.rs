@@ -338,6 +338,13 @@ pub(crate) struct EvalArgs {
     /// classes, --apgd-iters iterations each (0: skip it; AutoAttack's standard version: 9).
     #[arg(long, default_value_t = 0)]
     apgd_targets: usize,
+    /// FAB-T after APGD-T: the minimal-perturbation boundary attack towards each of this many most
+    /// likely wrong classes (0: skip it; AutoAttack's standard version: 9). L∞ only.
+    #[arg(long, default_value_t = 0)]
+    fab_targets: usize,
+    /// FAB-T iterations per target (AutoAttack's 100).
+    #[arg(long, default_value_t = 100)]
+    fab_iters: usize,
     /// Square Attack (black-box, logits only) queries per example, last in the cascade (0: skip;
     /// AutoAttack's standard version uses 5,000).
     #[arg(long, default_value_t = 0)]
@@ -934,6 +941,10 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
                 a.square_queries == 0,
                 "--square-queries: the Square attack is L∞ only"
             );
+            anyhow::ensure!(
+                a.fab_targets == 0,
+                "--fab-targets: FAB-T is implemented under L∞ only"
+            );
             // The diagonal of the [0, 1] image cube: no two images are further apart.
             (Norm::L2, a.eps.clone(), step, (784f32).sqrt())
         }
@@ -956,6 +967,8 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         apgd_iters: a.apgd_iters,
         apgd_restarts: a.apgd_restarts,
         apgd_targets: a.apgd_targets,
+        fab_targets: a.fab_targets,
+        fab_iters: a.fab_iters,
         square_queries: a.square_queries,
         independent: a.independent,
         corruption_severities: severities,
@@ -988,6 +1001,18 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         warden_harden::apgd::Apgd::targeted(0.1, cfg.apgd_targets)
             .validate()
             .map_err(anyhow::Error::msg)?;
+    }
+    if cfg.fab_targets > 0 {
+        anyhow::ensure!(
+            cfg.fab_targets < 10,
+            "--fab-targets at most 9: the wrong classes of a 10-class model"
+        );
+        warden_harden::fab::Fab {
+            iters: cfg.fab_iters,
+            ..warden_harden::fab::Fab::targeted(0.1, cfg.fab_targets)
+        }
+        .validate()
+        .map_err(anyhow::Error::msg)?;
     }
     if cfg.square_queries > 0 {
         warden_harden::square::Square::new(0.1, cfg.square_queries)
@@ -1062,6 +1087,12 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         attack_names.push(format!(
             "APGD-T, {} iterations towards each of the {} most likely wrong classes",
             cfg.apgd_iters, cfg.apgd_targets
+        ));
+    }
+    if cfg.fab_targets > 0 {
+        attack_names.push(format!(
+            "FAB-T, {} iterations towards each of the {} most likely wrong classes (minimal perturbation)",
+            cfg.fab_iters, cfg.fab_targets
         ));
     }
     if cfg.square_queries > 0 {

@@ -112,6 +112,10 @@ fn train_eval_record() {
             "10",
             "--apgd-targets",
             "2",
+            "--fab-targets",
+            "2",
+            "--fab-iters",
+            "10",
             "--square-queries",
             "20",
             "--severities",
@@ -149,15 +153,17 @@ fn train_eval_record() {
         worst.windows(2).all(|w| w[1].1 <= w[0].1),
         "monotone in eps: {worst:?}"
     );
-    assert_eq!(e["attacks"].as_array().unwrap().len(), 18);
-    assert!(
-        e["attacks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["attack"] == "APGD-T-10x2"),
-        "APGD-T in the cascade"
-    );
+    assert_eq!(e["attacks"].as_array().unwrap().len(), 21);
+    for name in ["APGD-T-10x2", "FAB-T-10x2"] {
+        assert!(
+            e["attacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["attack"] == name),
+            "{name} in the cascade"
+        );
+    }
     assert_eq!(e["corruptions"].as_array().unwrap().len(), 10);
     assert!(r["headline"]["reduction"].is_number());
     assert!(
@@ -302,6 +308,11 @@ fn train_eval_record() {
     };
     refused(linf(&["--eps", "inf"]), "budgets in [0, 1]");
     refused(linf(&["--apgd-targets", "10"]), "--apgd-targets at most 9");
+    refused(linf(&["--fab-targets", "10"]), "--fab-targets at most 9");
+    refused(
+        linf(&["--fab-targets", "2", "--fab-iters", "0"]),
+        "FAB: iterations",
+    );
     // L2 asks for its budgets and PGD's step, refuses Square and budgets beyond the cube.
     refused(l2(&["-o", "/dev/null"]), "--norm l2 needs --eps");
     refused(
@@ -316,6 +327,19 @@ fn train_eval_record() {
             "0.25",
             "--square-queries",
             "5",
+            "-o",
+            "/dev/null",
+        ]),
+        "L∞ only",
+    );
+    refused(
+        l2(&[
+            "--eps",
+            "1",
+            "--pgd-step",
+            "0.25",
+            "--fab-targets",
+            "2",
             "-o",
             "/dev/null",
         ]),

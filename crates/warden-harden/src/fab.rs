@@ -1,0 +1,549 @@
+//! FAB-T (Croce and Hein, ICML 2020, "Minimally distorted adversarial examples with a fast adaptive
+//! boundary attack") under L∞: the targeted form that AutoAttack's standard version runs after
+//! APGD-T. Where APGD climbs a loss inside the ball, FAB walks to the decision boundary: it looks
+//! for the smallest perturbation that misclassifies, so it breaks points whose loss surface is flat
+//! or masked but whose boundary is near.
+//!
+//! Per example and target class `t` (the classes ranked second, third, … by the clean logits, as
+//! APGD-T ranks them), each iteration:
+//! 1. linearises `z_t − z_y` at the iterate `x₁`: the boundary becomes the hyperplane
+//!    `w·z = b` with `w = ∇(z_t − z_y)` and `b = w·x₁ − (z_t − z_y)`;
+//! 2. projects both `x₁` and the original `x₀` onto that hyperplane inside the input box, with the
+//!    smallest L∞ step ([`project_linf`]): `d₁`, `d₂`;
+//! 3. moves to `(x₁ + η·d₁)(1 − α) + (x₀ + η·d₂)·α`, clipped to the box, with the overshoot
+//!    `η = 1.05` and `α = min(‖d₁‖/(‖d₁‖ + ‖d₂‖), α_max = 0.1)`, a bias towards the original;
+//! 4. if the new point is misclassified, keeps it when it is the closest so far, and steps back
+//!    towards `x₀` (`x₀ + β·(x₁ − x₀)`, `β = 0.9`) to look for a closer one.
+//!
+//! The first run of each target starts at `x₀`; further restarts start at a random point at L∞
+//! distance `ε/2`. An example counts as broken once a misclassified point within `ε` is found; it
+//! then leaves the batch (AutoAttack runs every iteration to shrink the perturbation further,
+//! which changes no robust-accuracy figure). Three forward and backward passes' worth of work per
+//! iteration: the linearisation (forward and backward) and the check of the new point (forward).
+
+use serde::{Deserialize, Serialize};
+
+use crate::apgd::ranked;
+use crate::attack::{AttackOutput, check_inputs, run_sharded};
+use crate::nn::{Model, ModelError, Pool, Workspace, argmax};
+use crate::rng::Rng;
+
+/// FAB-T under L∞ (AutoAttack's settings from [`Fab::targeted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fab {
+    pub eps: f32,
+    pub iters: usize,
+    /// How many of the most likely wrong classes to target, one after the other.
+    pub targets: usize,
+    /// Runs per target: the first from the original point, the others from random starts.
+    pub restarts: usize,
+    /// The largest weight of the step from the original point (α_max).
+    pub alpha_max: f32,
+    /// The overshoot of each projection (η).
+    pub eta: f32,
+    /// How far back towards the original an adversarial iterate is pulled (β).
+    pub beta: f32,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Fab {
+    /// FAB-T as AutoAttack's standard version runs it: 100 iterations, one run per target,
+    /// α_max 0.1, η 1.05, β 0.9, on `[0, 1]` inputs.
+    pub fn targeted(eps: f32, targets: usize) -> Fab {
+        Fab {
+            eps,
+            iters: 100,
+            targets,
+            restarts: 1,
+            alpha_max: 0.1,
+            eta: 1.05,
+            beta: 0.9,
+            lo: 0.0,
+            hi: 1.0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.eps.is_finite()
+            || self.eps < 0.0
+            || !self.lo.is_finite()
+            || !self.hi.is_finite()
+            || self.lo >= self.hi
+        {
+            return Err(format!(
+                "FAB parameters out of range (eps {}, bounds [{}, {}])",
+                self.eps, self.lo, self.hi
+            ));
+        }
+        if !(1..=10_000).contains(&self.iters) || !(1..=100).contains(&self.restarts) {
+            return Err("FAB: iterations 1..=10000, restarts 1..=100".into());
+        }
+        if !(1..=255).contains(&self.targets) {
+            return Err("FAB-T: 1 to 255 target classes".into());
+        }
+        if !(0.0..=1.0).contains(&self.alpha_max)
+            || !(1.0..=2.0).contains(&self.eta)
+            || !(f32::MIN_POSITIVE..=1.0).contains(&self.beta)
+        {
+            return Err(format!(
+                "FAB: alpha_max in [0, 1], eta in [1, 2], beta in (0, 1] (got {}, {}, {})",
+                self.alpha_max, self.eta, self.beta
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs FAB-T on `n` examples, sharded over the pool's threads. `success` marks the examples that
+/// are misclassified at their returned point, which is within `eps` (L∞) of the original and
+/// inside the bounds; the others are returned unchanged.
+pub fn run(
+    model: &Model,
+    pool: &mut Pool,
+    a: &Fab,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, ModelError> {
+    a.validate().map_err(ModelError::Input)?;
+    if model.classes() < 2 || a.targets >= model.classes() {
+        return Err(ModelError::Input(format!(
+            "FAB-T needs fewer targets than classes ({} targets, {} classes)",
+            a.targets,
+            model.classes()
+        )));
+    }
+    check_inputs(model, x, y, a.lo, a.hi)?;
+    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
+        shard(model, ws, a, xs, ys, first, seed, adv, ok)
+    })
+}
+
+/// The smallest L∞ step `d` that takes `p` onto the hyperplane `w·z = b` while `p + d` stays in
+/// `[lo, hi]`, written to `d`. Where the box does not reach the hyperplane, the step to the corner
+/// of the box that comes closest. Returns the step's L∞ length.
+///
+/// With `c = b − w·p`, each coordinate may move by at most its room `u_i` towards the side that
+/// raises `sign(c)·w·z`; a step of length `t` gains at most `S(t) = Σ |w_i|·min(t, u_i)`, which is
+/// piecewise linear and increasing. The answer is the `t` where `S(t) = |c|`, found by walking the
+/// rooms in increasing order, with every coordinate moved by `min(t, u_i)`.
+pub fn project_linf(
+    p: &[f32],
+    w: &[f32],
+    b: f64,
+    lo: f32,
+    hi: f32,
+    d: &mut [f32],
+    scratch: &mut Vec<(f64, f64, usize)>,
+) -> f32 {
+    d.fill(0.0);
+    let c = b - p
+        .iter()
+        .zip(w)
+        .map(|(&p, &w)| f64::from(p) * f64::from(w))
+        .sum::<f64>();
+    if c == 0.0 || !c.is_finite() {
+        return 0.0;
+    }
+    let up = |w: f32| (w > 0.0) == (c > 0.0);
+    scratch.clear();
+    let mut w_left = 0.0f64;
+    for (i, (&p, &w)) in p.iter().zip(w).enumerate() {
+        if w == 0.0 || !w.is_finite() {
+            continue;
+        }
+        let room = if up(w) { hi - p } else { p - lo };
+        let aw = f64::from(w.abs());
+        scratch.push((f64::from(room.max(0.0)), aw, i));
+        w_left += aw;
+    }
+    scratch.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let need = c.abs();
+    let mut gained = 0.0f64;
+    let mut t = f64::INFINITY;
+    for &(room, aw, _) in scratch.iter() {
+        if gained + room * w_left >= need {
+            t = (need - gained) / w_left;
+            break;
+        }
+        gained += aw * room;
+        w_left -= aw;
+    }
+    let mut norm = 0.0f32;
+    for &(room, _, i) in scratch.iter() {
+        let step = t.min(room) as f32;
+        d[i] = if up(w[i]) { step } else { -step };
+        norm = norm.max(step);
+    }
+    norm
+}
+
+/// One example's state for one target.
+struct State {
+    /// Shard-local index.
+    id: usize,
+    target: usize,
+    x1: Vec<f32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shard(
+    model: &Model,
+    ws: &mut Workspace,
+    a: &Fab,
+    x: &[f32],
+    y: &[u8],
+    first: usize,
+    seed: u64,
+    adv: &mut [f32],
+    ok: &mut [bool],
+) {
+    let len = model.input_len();
+    let classes = model.classes();
+    let n = y.len();
+    // Examples already misclassified need no attack; the k-th target of the others is the class
+    // with the (k+1)-th largest clean logit.
+    let Ok(logits) = model.forward(ws, x, n) else {
+        return;
+    };
+    let mut ranks = Vec::with_capacity(n);
+    for (i, row) in logits.chunks_exact(classes).enumerate() {
+        ok[i] = argmax(row) != usize::from(y[i]);
+        ranks.push(ranked(row));
+    }
+    let (mut bx, mut dl, mut df) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d1, mut d2, mut scratch) = (vec![0.0f32; len], vec![0.0f32; len], Vec::new());
+    for k in 0..a.targets {
+        for restart in 0..a.restarts {
+            let mut states: Vec<State> = (0..n)
+                .filter(|&i| !ok[i])
+                .map(|i| {
+                    let x0 = &x[i * len..(i + 1) * len];
+                    let x1 = if restart == 0 {
+                        x0.to_vec()
+                    } else {
+                        let mut rng = Rng::stream(
+                            seed ^ 0xfab7,
+                            (first + i) as u64,
+                            (k * a.restarts + restart) as u64,
+                        );
+                        let u: Vec<f32> =
+                            (0..len).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
+                        let top = u.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+                        x0.iter()
+                            .zip(&u)
+                            .map(|(&v, &r)| (v + 0.5 * a.eps * r / top).clamp(a.lo, a.hi))
+                            .collect()
+                    };
+                    State {
+                        id: i,
+                        target: ranks[i][k + 1],
+                        x1,
+                    }
+                })
+                .collect();
+            for _ in 0..a.iters {
+                if states.is_empty() {
+                    break;
+                }
+                let m = states.len();
+                bx.clear();
+                for s in &states {
+                    bx.extend_from_slice(&s.x1);
+                }
+                // The gradient of z_t − z_y at every iterate, in one backward pass.
+                let Ok(logits) = model.forward(ws, &bx, m) else {
+                    return;
+                };
+                df.clear();
+                dl.clear();
+                dl.resize(m * classes, 0.0);
+                for (j, s) in states.iter().enumerate() {
+                    let yi = usize::from(y[s.id]);
+                    let row = &logits[j * classes..(j + 1) * classes];
+                    df.push(f64::from(row[s.target]) - f64::from(row[yi]));
+                    dl[j * classes + s.target] += 1.0;
+                    dl[j * classes + yi] -= 1.0;
+                }
+                model.backward(ws, &bx, &dl, None, true);
+                let g = ws.input_grad();
+                for (j, s) in states.iter_mut().enumerate() {
+                    let x0 = &x[s.id * len..(s.id + 1) * len];
+                    let w = &g[j * len..(j + 1) * len];
+                    let b =
+                        s.x1.iter()
+                            .zip(w)
+                            .map(|(&v, &w)| f64::from(v) * f64::from(w))
+                            .sum::<f64>()
+                            - df[j];
+                    let n1 = project_linf(&s.x1, w, b, a.lo, a.hi, &mut d1, &mut scratch);
+                    let n2 = project_linf(x0, w, b, a.lo, a.hi, &mut d2, &mut scratch);
+                    let (n1, n2) = (n1.max(1e-8), n2.max(1e-8));
+                    let alpha = (n1 / (n1 + n2)).clamp(0.0, a.alpha_max);
+                    for (((v, &o), &s1), &s2) in s.x1.iter_mut().zip(x0).zip(&d1).zip(&d2) {
+                        *v = ((*v + a.eta * s1) * (1.0 - alpha) + (o + a.eta * s2) * alpha)
+                            .clamp(a.lo, a.hi);
+                    }
+                }
+                // Check the new points: a misclassified one within eps ends the example's attack;
+                // one beyond eps is pulled back towards the original.
+                bx.clear();
+                for s in &states {
+                    bx.extend_from_slice(&s.x1);
+                }
+                let Ok(logits) = model.forward(ws, &bx, m) else {
+                    return;
+                };
+                for (j, s) in states.iter_mut().enumerate() {
+                    let row = &logits[j * classes..(j + 1) * classes];
+                    if argmax(row) == usize::from(y[s.id]) {
+                        continue;
+                    }
+                    let x0 = &x[s.id * len..(s.id + 1) * len];
+                    let dist =
+                        s.x1.iter()
+                            .zip(x0)
+                            .fold(0.0f32, |m, (&p, &q)| m.max((p - q).abs()));
+                    if dist <= a.eps {
+                        adv[s.id * len..(s.id + 1) * len].copy_from_slice(&s.x1);
+                        ok[s.id] = true;
+                    } else {
+                        for (v, &o) in s.x1.iter_mut().zip(x0) {
+                            *v = (o + (*v - o) * a.beta).clamp(a.lo, a.hi);
+                        }
+                    }
+                }
+                states.retain(|s| !ok[s.id]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::attack::{Norm, distances};
+    use crate::nn::Arch;
+
+    /// The largest gain `S(t)` a step of L∞ length `t` can make towards `w·z = b` from `p`.
+    fn reach(p: &[f32], w: &[f32], c: f64, t: f64) -> f64 {
+        p.iter()
+            .zip(w)
+            .map(|(&p, &w)| {
+                let room = if (w > 0.0) == (c > 0.0) { 1.0 - p } else { p };
+                f64::from(w.abs()) * t.min(f64::from(room))
+            })
+            .sum()
+    }
+
+    /// The projection lands on the hyperplane inside the box, and no shorter step could: a step
+    /// 0.1% shorter reaches less than the distance to cover. Out of reach, it goes to the corner.
+    #[test]
+    fn projection_is_the_shortest_step_in_the_box() {
+        let mut rng = Rng::new(5);
+        let (mut d, mut scratch) = (vec![0.0f32; 40], Vec::new());
+        let (mut feasible, mut infeasible) = (0, 0);
+        for case in 0..400 {
+            let p: Vec<f32> = (0..40).map(|_| rng.uniform() as f32).collect();
+            let w: Vec<f32> = (0..40)
+                .map(|i| {
+                    if i % 7 == case % 7 {
+                        0.0
+                    } else {
+                        rng.normal() as f32
+                    }
+                })
+                .collect();
+            let wp: f64 = p.iter().zip(&w).map(|(&a, &b)| f64::from(a * b)).sum();
+            let c = (rng.uniform() * 2.0 - 1.0) * 24.0;
+            let b = wp + c;
+            let norm = project_linf(&p, &w, b, 0.0, 1.0, &mut d, &mut scratch);
+            let z: Vec<f32> = p.iter().zip(&d).map(|(a, b)| a + b).collect();
+            assert!(z.iter().all(|v| (0.0..=1.0).contains(v)), "case {case}");
+            let top = d.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(top, norm, "case {case}");
+            for (i, &wi) in w.iter().enumerate() {
+                if wi == 0.0 {
+                    assert_eq!(d[i], 0.0);
+                }
+            }
+            let wz: f64 = z
+                .iter()
+                .zip(&w)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            let full = reach(&p, &w, c, f64::INFINITY);
+            if full >= c.abs() {
+                feasible += 1;
+                assert!(
+                    (wz - b).abs() < 1e-4 * (1.0 + b.abs()),
+                    "case {case}: {wz} vs {b}"
+                );
+                let shorter = f64::from(norm) * 0.999;
+                assert!(
+                    reach(&p, &w, c, shorter) < c.abs(),
+                    "case {case}: not minimal"
+                );
+            } else {
+                infeasible += 1;
+                assert!(
+                    ((wz - wp).abs() - full).abs() < 1e-4 * (1.0 + full),
+                    "case {case}"
+                );
+            }
+        }
+        assert!(feasible > 50 && infeasible > 50, "{feasible} {infeasible}");
+        // Already on the hyperplane: no step.
+        let p = [0.25f32, 0.5];
+        let norm = project_linf(&p, &[1.0, 1.0], 0.75, 0.0, 1.0, &mut d[..2], &mut scratch);
+        assert_eq!((norm, d[0], d[1]), (0.0, 0.0, 0.0));
+    }
+
+    /// On a linear model the boundary between two classes is a hyperplane, so the smallest L∞
+    /// perturbation that misclassifies is known exactly: the shortest projection onto any of the
+    /// hyperplanes `z_j = z_y`. FAB-T with every wrong class as a target breaks each example at a
+    /// budget 2% above that distance, and at 2% below it cannot.
+    #[test]
+    fn finds_the_exact_boundary_of_a_linear_model() {
+        let m = Model::init(&Arch::mlp(&[]), 9).unwrap();
+        let mut rng = Rng::new(8);
+        let (w, bias) = (m.params()[0].clone(), m.params()[1].clone());
+        let mut pool = Pool::new(1);
+        let (mut d, mut scratch) = (vec![0.0f32; 784], Vec::new());
+        let mut checked = 0;
+        for _ in 0..6 {
+            let x: Vec<f32> = (0..784).map(|_| rng.uniform() as f32).collect();
+            let y = m.predict(&mut pool, &x, 1).unwrap();
+            let yi = usize::from(y[0]);
+            // z_j − z_y = (w_j − w_y)·x + (c_j − c_y) = 0.
+            let exact = (0..10)
+                .filter(|&j| j != yi)
+                .map(|j| {
+                    let wd: Vec<f32> = (0..784).map(|i| w[j * 784 + i] - w[yi * 784 + i]).collect();
+                    let b = -f64::from(bias[j] - bias[yi]);
+                    let t = project_linf(&x, &wd, b, 0.0, 1.0, &mut d, &mut scratch);
+                    let z: f64 = x
+                        .iter()
+                        .zip(&d)
+                        .zip(&wd)
+                        .map(|((&a, &s), &v)| f64::from(a + s) * f64::from(v))
+                        .sum();
+                    if (z - b).abs() < 1e-4 {
+                        t
+                    } else {
+                        f32::INFINITY
+                    }
+                })
+                .fold(f32::INFINITY, f32::min);
+            if !exact.is_finite() || exact > 0.5 {
+                continue;
+            }
+            checked += 1;
+            let above = run(&m, &mut pool, &Fab::targeted(exact * 1.02, 9), &x, &y, 1).unwrap();
+            assert!(above.success[0], "not broken at 1.02 × {exact}");
+            assert!(distances(Norm::Linf, &x, &above.adversarial, 784)[0] <= exact * 1.02);
+            assert_ne!(m.predict(&mut pool, &above.adversarial, 1).unwrap(), y);
+            let below = run(&m, &mut pool, &Fab::targeted(exact * 0.98, 9), &x, &y, 1).unwrap();
+            assert!(!below.success[0], "broken below the exact distance {exact}");
+            assert_eq!(below.adversarial, x);
+        }
+        assert!(checked >= 3, "{checked}");
+    }
+
+    /// On a CNN: every returned point is inside the ball and the bounds, `success` is exactly
+    /// "misclassified there", restarts from random points break at least what the plain run
+    /// breaks, and bad settings are refused.
+    #[test]
+    fn stays_in_the_ball_and_reports_honestly() {
+        let m = Model::init(&Arch::small_cnn(), 3).unwrap();
+        let mut rng = Rng::new(4);
+        let n = 32;
+        let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
+        let y = m.predict(&mut Pool::new(1), &x, n).unwrap();
+        let eps = 0.02;
+        let plain = run(
+            &m,
+            &mut Pool::new(2),
+            &Fab {
+                iters: 20,
+                ..Fab::targeted(eps, 3)
+            },
+            &x,
+            &y,
+            1,
+        )
+        .unwrap();
+        let restarted = Fab {
+            iters: 20,
+            restarts: 2,
+            ..Fab::targeted(eps, 3)
+        };
+        let more = run(&m, &mut Pool::new(2), &restarted, &x, &y, 1).unwrap();
+        for out in [&plain, &more] {
+            for d in distances(Norm::Linf, &x, &out.adversarial, 784) {
+                assert!(d <= eps, "{d}");
+            }
+            assert!(out.adversarial.iter().all(|v| (0.0..=1.0).contains(v)));
+            let pred = m.predict(&mut Pool::new(1), &out.adversarial, n).unwrap();
+            for i in 0..n {
+                assert_eq!(out.success[i], pred[i] != y[i], "example {i}");
+            }
+        }
+        let broken = |s: &[bool]| s.iter().filter(|b| **b).count();
+        assert!(
+            broken(&plain.success) > 0,
+            "FAB-T breaks something at eps {eps}"
+        );
+        assert!(broken(&more.success) >= broken(&plain.success));
+        // The same points for any number of threads.
+        let one = run(&m, &mut Pool::new(1), &restarted, &x, &y, 1).unwrap();
+        let gap = one
+            .adversarial
+            .iter()
+            .zip(&more.adversarial)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            one.success == more.success && gap < 1e-4,
+            "{gap} {:?} {:?}",
+            one.success,
+            more.success
+        );
+        for bad in [
+            Fab::targeted(0.1, 0),
+            Fab::targeted(f32::NAN, 3),
+            Fab {
+                iters: 0,
+                ..Fab::targeted(0.1, 3)
+            },
+            Fab {
+                eta: 0.5,
+                ..Fab::targeted(0.1, 3)
+            },
+            Fab {
+                beta: 0.0,
+                ..Fab::targeted(0.1, 3)
+            },
+            Fab {
+                beta: f32::NAN,
+                ..Fab::targeted(0.1, 3)
+            },
+            Fab {
+                eta: f32::NAN,
+                ..Fab::targeted(0.1, 3)
+            },
+            Fab {
+                alpha_max: 1.5,
+                ..Fab::targeted(0.1, 3)
+            },
+        ] {
+            assert!(
+                run(&m, &mut Pool::new(1), &bad, &x, &y, 0).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(run(&m, &mut Pool::new(1), &Fab::targeted(0.1, 10), &x, &y, 0).is_err());
+    }
+}
