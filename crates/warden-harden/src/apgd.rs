@@ -202,10 +202,20 @@ fn loss_and_grad(
 }
 
 /// The classes by decreasing logit (ties by index).
-pub(crate) fn ranked(z: &[f32]) -> Vec<usize> {
+fn ranked(z: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..z.len()).collect();
     order.sort_by(|&p, &q| z[q].total_cmp(&z[p]).then(p.cmp(&q)));
     order
+}
+
+/// The targets of the targeted attacks (APGD-T, FAB-T): the classes other than `y`, by decreasing
+/// clean logit. Filtering `y` out, rather than skipping the first rank, keeps the true class out
+/// of the targets even where the ranking and [`argmax`] disagree (on `-0.0` against `0.0`, or NaN).
+pub(crate) fn wrong_classes(z: &[f32], y: u8) -> Vec<usize> {
+    ranked(z)
+        .into_iter()
+        .filter(|&c| c != usize::from(y))
+        .collect()
 }
 
 /// Projects `v` onto the `norm` ball of radius `eps` around `x`, then into the bounds.
@@ -251,13 +261,13 @@ fn shard(
     let classes = model.classes();
     let n = y.len();
     // Examples already misclassified need no attack. APGD-T's k-th target of an example is the
-    // class with the (k+1)-th largest clean logit: the true class is the largest of those left.
+    // wrong class with the k-th largest clean logit.
     let mut ranks: Vec<Vec<usize>> = Vec::new();
     if let Ok(logits) = model.forward(ws, x, n) {
         for (i, row) in logits.chunks_exact(classes).enumerate() {
             ok[i] = argmax(row) != usize::from(y[i]);
             if a.loss == ApgdLoss::DlrTargeted {
-                ranks.push(ranked(row));
+                ranks.push(wrong_classes(row, y[i]));
             }
         }
     }
@@ -346,7 +356,7 @@ fn shard(
                 bx.extend_from_slice(&s.xa);
                 by.push(y[s.id]);
                 if let Some(k) = target {
-                    bt.push(ranks.get(s.id).map_or(0, |r| r[k + 1]) as u8);
+                    bt.push(ranks.get(s.id).map_or(0, |r| r[k]) as u8);
                 }
             }
             let m = states.len();

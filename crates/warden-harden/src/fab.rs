@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::apgd::ranked;
+use crate::apgd::wrong_classes;
 use crate::attack::{AttackOutput, check_inputs, run_sharded};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax};
 use crate::rng::Rng;
@@ -165,7 +165,8 @@ pub fn project_linf(
     let mut t = f64::INFINITY;
     for &(room, aw, _) in scratch.iter() {
         if gained + room * w_left >= need {
-            t = (need - gained) / w_left;
+            // `w_left` is kept by subtraction; the cap keeps a cancelled sum from overshooting.
+            t = ((need - gained) / w_left).min(room);
             break;
         }
         gained += aw * room;
@@ -178,6 +179,21 @@ pub fn project_linf(
         norm = norm.max(step);
     }
     norm
+}
+
+/// A restart's first point: a uniform draw in the cube scaled to L∞ length `eps/2` around `x0`
+/// (AutoAttack's), then clipped to the bounds; drawn from the example's index and the round.
+fn random_start(a: &Fab, x0: &[f32], seed: u64, index: u64, round: u64) -> Vec<f32> {
+    let mut rng = Rng::stream(seed ^ 0xfab7, index, round);
+    let u: Vec<f32> = x0
+        .iter()
+        .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+        .collect();
+    let top = u.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    x0.iter()
+        .zip(&u)
+        .map(|(&v, &r)| (v + 0.5 * a.eps * r / top).clamp(a.lo, a.hi))
+        .collect()
 }
 
 /// One example's state for one target.
@@ -203,18 +219,19 @@ fn shard(
     let len = model.input_len();
     let classes = model.classes();
     let n = y.len();
-    // Examples already misclassified need no attack; the k-th target of the others is the class
-    // with the (k+1)-th largest clean logit.
+    // Examples already misclassified need no attack; the k-th target of the others is the wrong
+    // class with the k-th largest clean logit.
     let Ok(logits) = model.forward(ws, x, n) else {
         return;
     };
     let mut ranks = Vec::with_capacity(n);
     for (i, row) in logits.chunks_exact(classes).enumerate() {
         ok[i] = argmax(row) != usize::from(y[i]);
-        ranks.push(ranked(row));
+        ranks.push(wrong_classes(row, y[i]));
     }
     let (mut bx, mut dl, mut df) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d1, mut d2, mut scratch) = (vec![0.0f32; len], vec![0.0f32; len], Vec::new());
+    let mut wbuf = Vec::with_capacity(len);
     for k in 0..a.targets {
         for restart in 0..a.restarts {
             let mut states: Vec<State> = (0..n)
@@ -224,22 +241,12 @@ fn shard(
                     let x1 = if restart == 0 {
                         x0.to_vec()
                     } else {
-                        let mut rng = Rng::stream(
-                            seed ^ 0xfab7,
-                            (first + i) as u64,
-                            (k * a.restarts + restart) as u64,
-                        );
-                        let u: Vec<f32> =
-                            (0..len).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect();
-                        let top = u.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-                        x0.iter()
-                            .zip(&u)
-                            .map(|(&v, &r)| (v + 0.5 * a.eps * r / top).clamp(a.lo, a.hi))
-                            .collect()
+                        let round = (k * a.restarts + restart) as u64;
+                        random_start(a, x0, seed, (first + i) as u64, round)
                     };
                     State {
                         id: i,
-                        target: ranks[i][k + 1],
+                        target: ranks[i][k],
                         x1,
                     }
                 })
@@ -271,7 +278,15 @@ fn shard(
                 let g = ws.input_grad();
                 for (j, s) in states.iter_mut().enumerate() {
                     let x0 = &x[s.id * len..(s.id + 1) * len];
-                    let w = &g[j * len..(j + 1) * len];
+                    // A non-finite entry would make the whole hyperplane non-finite: drop it, and
+                    // keep the step the other coordinates give.
+                    wbuf.clear();
+                    wbuf.extend(
+                        g[j * len..(j + 1) * len]
+                            .iter()
+                            .map(|&v| if v.is_finite() { v } else { 0.0 }),
+                    );
+                    let w = &wbuf[..];
                     let b =
                         s.x1.iter()
                             .zip(w)
@@ -453,6 +468,53 @@ mod tests {
         assert!(checked >= 3, "{checked}");
     }
 
+    /// FAB-T attacks the wrong classes in the order of their clean logits. On a linear model whose
+    /// clean logits rank 0 (true), 1, 2, class 1 is out of reach inside the box and class 2 is
+    /// within 0.72: one target (class 1) breaks nothing, two (1, then 2) break it, towards 2.
+    #[test]
+    fn targets_follow_the_clean_ranking() {
+        let mut m = Model::zeros(&Arch::mlp(&[])).unwrap();
+        {
+            let p = m.params_mut();
+            p[0][784] = 0.1; // class 1 reads pixel 0, weakly: 0.5 + 0.1·x₀ never beats 1
+            p[0][2 * 784 + 1] = 1.0; // class 2 reads pixel 1: beats class 0 from x₁ > 0.7
+            p[1][..3].copy_from_slice(&[1.0, 0.5, 0.3]);
+        }
+        let (x, y) = (vec![0.0f32; 784], vec![0u8]);
+        let pool = &mut Pool::new(1);
+        assert!(
+            !run(&m, pool, &Fab::targeted(0.72, 1), &x, &y, 3)
+                .unwrap()
+                .success[0]
+        );
+        let two = run(&m, pool, &Fab::targeted(0.72, 2), &x, &y, 3).unwrap();
+        assert!(two.success[0], "class 2 is within reach");
+        assert_eq!(m.predict(pool, &two.adversarial, 1).unwrap(), vec![2]);
+        // The true class is never a target, even when another class ties with it.
+        let z = [0.0f32, -0.0, 1.0, 0.5];
+        assert_eq!(wrong_classes(&z, 2), vec![3, 0, 1]);
+        assert_eq!(wrong_classes(&[-0.0, 0.0], 0), vec![1]);
+    }
+
+    /// A restart starts at L∞ distance ε/2 where the box allows, inside the bounds, at a point
+    /// that depends on the example's index and the round.
+    #[test]
+    fn random_starts_are_half_eps_away() {
+        let a = Fab::targeted(0.2, 1);
+        let x0 = vec![0.5f32; 50];
+        let p = random_start(&a, &x0, 1, 7, 1);
+        let d = p
+            .iter()
+            .zip(&x0)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!((d - 0.1).abs() < 1e-6, "{d}");
+        assert_ne!(p, random_start(&a, &x0, 1, 8, 1));
+        assert_ne!(p, random_start(&a, &x0, 1, 7, 2));
+        assert_eq!(p, random_start(&a, &x0, 1, 7, 1));
+        let edge = random_start(&a, &[0.0f32; 50], 1, 7, 1);
+        assert!(edge.iter().all(|v| (0.0..=0.1).contains(v)));
+    }
+
     /// On a CNN: every returned point is inside the ball and the bounds, `success` is exactly
     /// "misclassified there", restarts from random points break at least what the plain run
     /// breaks, and bad settings are refused.
@@ -462,7 +524,11 @@ mod tests {
         let mut rng = Rng::new(4);
         let n = 32;
         let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform() as f32).collect();
-        let y = m.predict(&mut Pool::new(1), &x, n).unwrap();
+        let mut y = m.predict(&mut Pool::new(1), &x, n).unwrap();
+        // A few examples are already misclassified: they count as broken, at their own point.
+        for i in (0..n).step_by(8) {
+            y[i] = (y[i] + 1) % 10;
+        }
         let eps = 0.02;
         let plain = run(
             &m,
@@ -492,9 +558,16 @@ mod tests {
                 assert_eq!(out.success[i], pred[i] != y[i], "example {i}");
             }
         }
+        for i in (0..n).step_by(8) {
+            assert!(plain.success[i]);
+            assert_eq!(
+                plain.adversarial[i * 784..(i + 1) * 784],
+                x[i * 784..(i + 1) * 784]
+            );
+        }
         let broken = |s: &[bool]| s.iter().filter(|b| **b).count();
         assert!(
-            broken(&plain.success) > 0,
+            broken(&plain.success) > n / 8,
             "FAB-T breaks something at eps {eps}"
         );
         assert!(broken(&more.success) >= broken(&plain.success));
