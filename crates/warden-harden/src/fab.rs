@@ -236,7 +236,9 @@ fn shard(
         for restart in 0..a.restarts {
             let mut states: Vec<State> = (0..n)
                 .filter(|&i| !ok[i])
-                .map(|i| {
+                .filter_map(|i| {
+                    // Every example has `classes − 1 > targets` wrong classes (checked in `run`).
+                    let target = *ranks[i].get(k)?;
                     let x0 = &x[i * len..(i + 1) * len];
                     let x1 = if restart == 0 {
                         x0.to_vec()
@@ -244,11 +246,7 @@ fn shard(
                         let round = (k * a.restarts + restart) as u64;
                         random_start(a, x0, seed, (first + i) as u64, round)
                     };
-                    State {
-                        id: i,
-                        target: ranks[i][k],
-                        x1,
-                    }
+                    Some(State { id: i, target, x1 })
                 })
                 .collect();
             for _ in 0..a.iters {
