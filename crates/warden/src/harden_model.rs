@@ -21,8 +21,8 @@ use warden_harden::weights;
 use warden_ledger::Kind;
 
 use crate::Outcome;
+use crate::charts::{esc, html_page, html_table, line_svg, md_table};
 use crate::ledger_dir;
-use crate::monitor_report::{esc, html_page, html_table, line_svg, md_table};
 
 /// The engine a training run steps: Warden's CPU engine, or burn's backends (`--device`).
 pub(crate) enum Runner {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_harden;
+mod charts;
 mod harden_blackbox;
 mod harden_cmd;
 mod harden_model;
@@ -12,7 +13,6 @@ mod monitor_bench;
 mod monitor_bundle;
 mod monitor_cmd;
 mod monitor_novelty;
-mod monitor_report;
 mod privacy_cmd;
 mod risk_cmd;
 

@@ -32,6 +32,7 @@ use warden_monitor::stats::Rng;
 use warden_monitor::stream::Cusum;
 
 use crate::Outcome;
+use crate::charts::{esc, histogram_svg, html_page, html_table, md_table, roc_points, roc_svg};
 use crate::harden_model::{command_line, default_threads};
 use crate::ledger_dir;
 use crate::monitor_bundle::{
@@ -40,9 +41,6 @@ use crate::monitor_bundle::{
     write_atomic,
 };
 use crate::monitor_novelty::{self, Fold};
-use crate::monitor_report::{
-    esc, histogram_svg, html_page, html_table, md_table, roc_points, roc_svg,
-};
 
 /// The evaluation report's schema name.
 const REPORT_SCHEMA: &str = "warden.monitor-report/v1";
