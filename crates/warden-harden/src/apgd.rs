@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{AttackOutput, Norm, check_inputs, run_sharded, sign};
+use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, run_sharded, sign};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::rng::Rng;
 
@@ -82,20 +82,14 @@ impl Apgd {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if !self.eps.is_finite()
-            || self.eps < 0.0
-            || !self.lo.is_finite()
-            || !self.hi.is_finite()
-            || self.lo >= self.hi
-        {
-            return Err(format!(
-                "APGD parameters out of range (eps {}, bounds [{}, {}])",
-                self.eps, self.lo, self.hi
-            ));
-        }
-        if !(1..=10_000).contains(&self.iters) || !(1..=100).contains(&self.restarts) {
-            return Err("APGD: iterations 1..=10000, restarts 1..=100".into());
-        }
+        check_iterative(
+            "APGD",
+            self.eps,
+            self.lo,
+            self.hi,
+            self.iters,
+            self.restarts,
+        )?;
         match (self.loss, self.targets) {
             (ApgdLoss::DlrTargeted, 1..=255) | (ApgdLoss::Ce | ApgdLoss::Dlr, 0) => Ok(()),
             (ApgdLoss::DlrTargeted, _) => Err("APGD-T: 1 to 255 target classes".into()),

@@ -181,6 +181,27 @@ pub fn generate(
 
 /// Checks the common preconditions of an attack's inputs: shapes, labels, finite values inside
 /// the bounds.
+/// The settings every iterative attack shares: a finite, non-negative budget, finite bounds in
+/// order, 1 to 10,000 iterations and 1 to 100 restarts; `name` heads the message.
+pub(crate) fn check_iterative(
+    name: &str,
+    eps: f32,
+    lo: f32,
+    hi: f32,
+    iters: usize,
+    restarts: usize,
+) -> Result<(), String> {
+    if !eps.is_finite() || eps < 0.0 || !lo.is_finite() || !hi.is_finite() || lo >= hi {
+        return Err(format!(
+            "{name} parameters out of range (eps {eps}, bounds [{lo}, {hi}])"
+        ));
+    }
+    if !(1..=10_000).contains(&iters) || !(1..=100).contains(&restarts) {
+        return Err(format!("{name}: iterations 1..=10000, restarts 1..=100"));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_inputs(
     model: &Model,
     x: &[f32],

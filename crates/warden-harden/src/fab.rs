@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apgd::wrong_classes;
-use crate::attack::{AttackOutput, check_inputs, run_sharded};
+use crate::attack::{AttackOutput, check_inputs, check_iterative, run_sharded};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax};
 use crate::rng::Rng;
 
@@ -66,20 +66,7 @@ impl Fab {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if !self.eps.is_finite()
-            || self.eps < 0.0
-            || !self.lo.is_finite()
-            || !self.hi.is_finite()
-            || self.lo >= self.hi
-        {
-            return Err(format!(
-                "FAB parameters out of range (eps {}, bounds [{}, {}])",
-                self.eps, self.lo, self.hi
-            ));
-        }
-        if !(1..=10_000).contains(&self.iters) || !(1..=100).contains(&self.restarts) {
-            return Err("FAB: iterations 1..=10000, restarts 1..=100".into());
-        }
+        check_iterative("FAB", self.eps, self.lo, self.hi, self.iters, self.restarts)?;
         if !(1..=255).contains(&self.targets) {
             return Err("FAB-T: 1 to 255 target classes".into());
         }
