@@ -92,6 +92,101 @@ impl Default for EvalConfig {
     }
 }
 
+impl EvalConfig {
+    /// Checks every attack's settings at every budget, for a model of `classes` classes: what
+    /// [`evaluate`] checks before it starts, and what a caller can check before loading anything.
+    pub fn validate(&self, classes: usize) -> Result<(), String> {
+        if self.square_queries > 0 && self.norm != Norm::Linf {
+            return Err("the Square attack is L∞ only: no Square queries under L2".into());
+        }
+        if self.fab_targets > 0 && self.norm != Norm::Linf {
+            return Err("FAB-T is implemented under L∞ only: no FAB targets under L2".into());
+        }
+        if self.apgd_iters > 0
+            && self.apgd_targets > 0
+            && (classes < 4 || self.apgd_targets >= classes)
+        {
+            return Err(format!(
+                "APGD-T with {} targets needs at least 4 classes and more classes than targets ({classes})",
+                self.apgd_targets
+            ));
+        }
+        if self.fab_targets >= classes.max(1) {
+            return Err(format!(
+                "FAB-T with {} targets needs more classes than targets ({classes})",
+                self.fab_targets
+            ));
+        }
+        for &eps in &self.eps {
+            for (_, a) in self.attacks_at(eps) {
+                match a {
+                    Attack::Pgd(p) => p.validate(),
+                    Attack::Apgd(p) => p.validate(),
+                    Attack::Fab(p) => p.validate(),
+                    Attack::Square(p) => p.validate(),
+                }?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The cascade at budget `eps`, in order, with each attack's name in the report.
+    fn attacks_at(&self, eps: f32) -> Vec<(String, Attack)> {
+        let norm = self.norm;
+        let mut list = vec![
+            ("FGSM".to_string(), Attack::Pgd(Pgd::fgsm(norm, eps))),
+            (
+                format!("PGD-{}x{}", self.pgd_steps, self.restarts),
+                Attack::Pgd(Pgd {
+                    norm,
+                    ..Pgd::linf(eps, self.pgd_step, self.pgd_steps, self.restarts)
+                }),
+            ),
+        ];
+        if self.apgd_iters > 0 {
+            let restarts = self.apgd_restarts.max(1);
+            for (name, loss) in [("APGD-CE", ApgdLoss::Ce), ("APGD-DLR", ApgdLoss::Dlr)] {
+                let a = Apgd {
+                    iters: self.apgd_iters,
+                    norm,
+                    ..Apgd::new(loss, eps, restarts)
+                };
+                list.push((
+                    format!("{name}-{}x{restarts}", self.apgd_iters),
+                    Attack::Apgd(a),
+                ));
+            }
+            if self.apgd_targets > 0 {
+                let a = Apgd {
+                    iters: self.apgd_iters,
+                    norm,
+                    ..Apgd::targeted(eps, self.apgd_targets)
+                };
+                list.push((
+                    format!("APGD-T-{}x{}", self.apgd_iters, self.apgd_targets),
+                    Attack::Apgd(a),
+                ));
+            }
+        }
+        if self.fab_targets > 0 {
+            list.push((
+                format!("FAB-T-{}x{}", self.fab_iters, self.fab_targets),
+                Attack::Fab(Fab {
+                    iters: self.fab_iters,
+                    ..Fab::targeted(eps, self.fab_targets)
+                }),
+            ));
+        }
+        if self.square_queries > 0 {
+            list.push((
+                format!("Square-{}", self.square_queries),
+                Attack::Square(Square::new(eps, self.square_queries)),
+            ));
+        }
+        list
+    }
+}
+
 /// Accuracy under one attack at one budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttackResult {
@@ -168,50 +263,10 @@ pub fn evaluate(
     if n == 0 {
         return Err(ModelError::Input("an empty test set".into()));
     }
-    if cfg.apgd_iters > 0
-        && cfg.apgd_targets > 0
-        && (model.classes() < 4 || cfg.apgd_targets >= model.classes())
-    {
-        return Err(ModelError::Input(format!(
-            "APGD-T with {} targets needs at least 4 classes and more classes than targets ({})",
-            cfg.apgd_targets,
-            model.classes()
-        )));
-    }
-    if cfg.square_queries > 0 && cfg.norm != Norm::Linf {
-        return Err(ModelError::Input(
-            "the Square attack is L∞ only: no Square queries under L2".into(),
-        ));
-    }
-    if cfg.fab_targets > 0 {
-        if cfg.norm != Norm::Linf {
-            return Err(ModelError::Input(
-                "FAB-T is implemented under L∞ only: no FAB targets under L2".into(),
-            ));
-        }
-        Fab {
-            iters: cfg.fab_iters,
-            ..Fab::targeted(0.1, cfg.fab_targets)
-        }
-        .validate()
-        .map_err(ModelError::Input)?;
-        if cfg.fab_targets >= model.classes() {
-            return Err(ModelError::Input(format!(
-                "FAB-T with {} targets needs more classes than targets ({})",
-                cfg.fab_targets,
-                model.classes()
-            )));
-        }
-    }
+    cfg.validate(model.classes()).map_err(ModelError::Input)?;
     let fraction = |k: usize| k as f64 / n as f64;
     let corr_total = Corruption::ALL.len() * cfg.corruption_severities.len();
-    let apgd_runs = match (cfg.apgd_iters, cfg.apgd_targets) {
-        (0, _) => 0,
-        (_, 0) => 2,
-        _ => 3,
-    };
-    let per_eps =
-        2 + apgd_runs + usize::from(cfg.fab_targets > 0) + usize::from(cfg.square_queries > 0);
+    let per_eps = cfg.attacks_at(0.0).len();
     let total = 1 + per_eps * cfg.eps.len() + corr_total;
     let mut done = 0;
     progress(done, total, "clean");
@@ -229,56 +284,7 @@ pub fn evaluate(
     let mut broken: Vec<bool> = correct.iter().map(|c| !c).collect();
     let len = model.input_len();
     for &eps in &eps_sorted {
-        let norm = cfg.norm;
-        let mut list = vec![
-            ("FGSM".to_string(), Attack::Pgd(Pgd::fgsm(norm, eps))),
-            (
-                format!("PGD-{}x{}", cfg.pgd_steps, cfg.restarts),
-                Attack::Pgd(Pgd {
-                    norm,
-                    ..Pgd::linf(eps, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
-                }),
-            ),
-        ];
-        if cfg.apgd_iters > 0 {
-            for (name, loss) in [("APGD-CE", ApgdLoss::Ce), ("APGD-DLR", ApgdLoss::Dlr)] {
-                let a = Apgd {
-                    iters: cfg.apgd_iters,
-                    norm,
-                    ..Apgd::new(loss, eps, cfg.apgd_restarts.max(1))
-                };
-                list.push((
-                    format!("{name}-{}x{}", cfg.apgd_iters, cfg.apgd_restarts.max(1)),
-                    Attack::Apgd(a),
-                ));
-            }
-            if cfg.apgd_targets > 0 {
-                let a = Apgd {
-                    iters: cfg.apgd_iters,
-                    norm,
-                    ..Apgd::targeted(eps, cfg.apgd_targets)
-                };
-                list.push((
-                    format!("APGD-T-{}x{}", cfg.apgd_iters, cfg.apgd_targets),
-                    Attack::Apgd(a),
-                ));
-            }
-        }
-        if cfg.fab_targets > 0 {
-            list.push((
-                format!("FAB-T-{}x{}", cfg.fab_iters, cfg.fab_targets),
-                Attack::Fab(Fab {
-                    iters: cfg.fab_iters,
-                    ..Fab::targeted(eps, cfg.fab_targets)
-                }),
-            ));
-        }
-        if cfg.square_queries > 0 {
-            list.push((
-                format!("Square-{}", cfg.square_queries),
-                Attack::Square(Square::new(eps, cfg.square_queries)),
-            ));
-        }
+        let list = cfg.attacks_at(eps);
         for (name, a) in list {
             progress(done, total, &format!("{name} eps {eps}"));
             let t = std::time::Instant::now();
@@ -315,7 +321,7 @@ pub fn evaluate(
                 attack: name,
                 attacked: ids.len(),
                 newly_broken,
-                norm,
+                norm: cfg.norm,
                 eps: decimal(eps),
                 robust_accuracy: fraction(robust),
                 seconds,
@@ -371,6 +377,71 @@ mod tests {
             images: (0..n * 784).map(|_| rng.below(256) as u8).collect(),
             labels: (0..n).map(|i| (i % 10) as u8).collect(),
             sources: Vec::new(),
+        }
+    }
+
+    /// The settings are checked as a whole, before any attack runs: the default protocol passes,
+    /// and a bad step, a budget out of range or too many targets for the classes do not.
+    #[test]
+    fn config_validation_covers_every_attack() {
+        let ok = EvalConfig::default();
+        assert!(ok.validate(10).is_ok());
+        assert_eq!(ok.attacks_at(0.1).len(), 4);
+        for (bad, classes) in [
+            (
+                EvalConfig {
+                    pgd_step: f32::NAN,
+                    ..ok.clone()
+                },
+                10,
+            ),
+            (
+                EvalConfig {
+                    eps: vec![0.1, -1.0],
+                    ..ok.clone()
+                },
+                10,
+            ),
+            (
+                EvalConfig {
+                    apgd_restarts: 101,
+                    ..ok.clone()
+                },
+                10,
+            ),
+            (
+                EvalConfig {
+                    apgd_targets: 3,
+                    ..ok.clone()
+                },
+                3,
+            ),
+            (
+                EvalConfig {
+                    fab_targets: 9,
+                    ..ok.clone()
+                },
+                9,
+            ),
+            (
+                EvalConfig {
+                    fab_targets: 2,
+                    fab_iters: 0,
+                    ..ok.clone()
+                },
+                10,
+            ),
+            (
+                EvalConfig {
+                    square_queries: 0,
+                    fab_targets: 2,
+                    norm: Norm::L2,
+                    ..ok.clone()
+                },
+                10,
+            ),
+        ] {
+            assert!(bad.validate(classes).is_err(), "{bad:?}");
         }
     }
 

@@ -937,14 +937,6 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
                     "--norm l2 needs --eps (e.g. 0.5,1,1.5) and --pgd-step (e.g. a quarter of the largest budget)"
                 );
             };
-            anyhow::ensure!(
-                a.square_queries == 0,
-                "--square-queries: the Square attack is L∞ only"
-            );
-            anyhow::ensure!(
-                a.fab_targets == 0,
-                "--fab-targets: FAB-T is implemented under L∞ only"
-            );
             // The diagonal of the [0, 1] image cube: no two images are further apart.
             (Norm::L2, a.eps.clone(), step, (784f32).sqrt())
         }
@@ -974,51 +966,19 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         corruption_severities: severities,
         seed: a.seed,
     };
-    Pgd {
-        norm: cfg.norm,
-        ..Pgd::linf(0.1, cfg.pgd_step, cfg.pgd_steps, cfg.restarts)
-    }
-    .validate()
-    .map_err(anyhow::Error::msg)?;
-    if cfg.apgd_iters > 0 {
-        warden_harden::apgd::Apgd {
-            iters: cfg.apgd_iters,
-            ..warden_harden::apgd::Apgd::new(
-                warden_harden::apgd::ApgdLoss::Ce,
-                0.1,
-                cfg.apgd_restarts,
-            )
-        }
-        .validate()
-        .map_err(anyhow::Error::msg)?;
-    }
     if cfg.apgd_targets > 0 {
         anyhow::ensure!(cfg.apgd_iters > 0, "--apgd-targets needs --apgd-iters > 0");
         anyhow::ensure!(
             cfg.apgd_targets < 10,
             "--apgd-targets at most 9: the wrong classes of a 10-class model"
         );
-        warden_harden::apgd::Apgd::targeted(0.1, cfg.apgd_targets)
-            .validate()
-            .map_err(anyhow::Error::msg)?;
     }
-    if cfg.fab_targets > 0 {
-        anyhow::ensure!(
-            cfg.fab_targets < 10,
-            "--fab-targets at most 9: the wrong classes of a 10-class model"
-        );
-        warden_harden::fab::Fab {
-            iters: cfg.fab_iters,
-            ..warden_harden::fab::Fab::targeted(0.1, cfg.fab_targets)
-        }
-        .validate()
-        .map_err(anyhow::Error::msg)?;
-    }
-    if cfg.square_queries > 0 {
-        warden_harden::square::Square::new(0.1, cfg.square_queries)
-            .validate()
-            .map_err(anyhow::Error::msg)?;
-    }
+    anyhow::ensure!(
+        cfg.fab_targets < 10,
+        "--fab-targets at most 9: the wrong classes of a 10-class model"
+    );
+    // Every attack's settings, before anything is loaded (the models are 10-class, checked below).
+    cfg.validate(10).map_err(anyhow::Error::msg)?;
     // The headline is given at a budget that was evaluated: the requested one, or the nearest.
     let headline_eps = cfg
         .eps
