@@ -34,10 +34,6 @@ pub enum ApgdLoss {
     DlrTargeted,
 }
 
-fn linf() -> Norm {
-    Norm::Linf
-}
-
 /// APGD under L∞ or L2: untargeted, or APGD-T with `loss` [`ApgdLoss::DlrTargeted`] and `targets`
 /// target classes (each run `restarts` times).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -45,7 +41,7 @@ fn linf() -> Norm {
 pub struct Apgd {
     pub loss: ApgdLoss,
     /// The threat model (L∞ when absent).
-    #[serde(default = "linf")]
+    #[serde(default)]
     pub norm: Norm,
     pub eps: f32,
     pub iters: usize,

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::rng::Rng;
 
-/// The norm of the threat model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The norm of the threat model (L∞ where a configuration does not say).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
+    #[default]
     Linf,
     L2,
 }
@@ -517,24 +518,29 @@ pub fn max_or_nan(a: f32, b: f32) -> f32 {
     }
 }
 
-/// The largest distance of each adversarial example from its original, in the attack's norm.
+/// The distance of each adversarial example from its original, in the attack's norm.
 pub fn distances(norm: Norm, x: &[f32], adv: &[f32], len: usize) -> Vec<f32> {
     x.chunks_exact(len)
         .zip(adv.chunks_exact(len))
-        .map(|(a, b)| match norm {
-            Norm::Linf => a
-                .iter()
-                .zip(b)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0, max_or_nan),
-            Norm::L2 => a
-                .iter()
-                .zip(b)
-                .map(|(p, q)| f64::from(p - q).powi(2))
-                .sum::<f64>()
-                .sqrt() as f32,
-        })
+        .map(|(a, b)| distance(norm, a, b))
         .collect()
+}
+
+/// The distance between two points in `norm` (NaN if either has a NaN; L2 summed in f64).
+pub fn distance(norm: Norm, a: &[f32], b: &[f32]) -> f32 {
+    match norm {
+        Norm::Linf => a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, max_or_nan),
+        Norm::L2 => a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| f64::from(p - q).powi(2))
+            .sum::<f64>()
+            .sqrt() as f32,
+    }
 }
 
 #[cfg(test)]

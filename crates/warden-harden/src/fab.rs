@@ -1,6 +1,6 @@
 //! FAB-T (Croce and Hein, ICML 2020, "Minimally distorted adversarial examples with a fast adaptive
-//! boundary attack") under L∞: the targeted form that AutoAttack's standard version runs after
-//! APGD-T. Where APGD climbs a loss inside the ball, FAB walks to the decision boundary: it looks
+//! boundary attack") under L∞ and L2: the targeted form that AutoAttack's standard version runs
+//! after APGD-T. Where APGD climbs a loss inside the ball, FAB walks to the decision boundary: it looks
 //! for the smallest perturbation that misclassifies, so it breaks points whose loss surface is flat
 //! or masked but whose boundary is near.
 //!
@@ -9,14 +9,15 @@
 //! 1. linearises `z_t − z_y` at the iterate `x₁`: the boundary becomes the hyperplane
 //!    `w·z = b` with `w = ∇(z_t − z_y)` and `b = w·x₁ − (z_t − z_y)`;
 //! 2. projects both `x₁` and the original `x₀` onto that hyperplane inside the input box, with the
-//!    smallest L∞ step ([`project_linf`]): `d₁`, `d₂`;
+//!    smallest step in the threat model's norm ([`project_linf`], [`project_l2`]): `d₁`, `d₂`;
 //! 3. moves to `(x₁ + η·d₁)(1 − α) + (x₀ + η·d₂)·α`, clipped to the box, with the overshoot
 //!    `η = 1.05` and `α = min(‖d₁‖/(‖d₁‖ + ‖d₂‖), α_max = 0.1)`, a bias towards the original;
 //! 4. if the new point is misclassified, keeps it when it is the closest so far, and steps back
 //!    towards `x₀` (`x₀ + β·(x₁ − x₀)`, `β = 0.9`) to look for a closer one.
 //!
-//! The first run of each target starts at `x₀`; further restarts start at a random point at L∞
-//! distance `ε/2`. An example counts as broken once a misclassified point within `ε` is found; it
+//! The first run of each target starts at `x₀`; further restarts start at a random point at
+//! distance `ε/2` (uniform in the cube under L∞, a Gaussian direction under L2, as AutoAttack
+//! draws them). An example counts as broken once a misclassified point within `ε` is found; it
 //! then leaves the batch (AutoAttack runs every iteration to shrink the perturbation further,
 //! which changes no robust-accuracy figure). Three forward and backward passes' worth of work per
 //! iteration: the linearisation (forward and backward) and the check of the new point (forward).
@@ -24,14 +25,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apgd::wrong_classes;
-use crate::attack::{AttackOutput, check_inputs, check_iterative, run_sharded};
+use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, distance, run_sharded};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax};
 use crate::rng::Rng;
 
-/// FAB-T under L∞ (AutoAttack's settings from [`Fab::targeted`]).
+/// FAB-T (AutoAttack's settings from [`Fab::targeted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fab {
+    /// The threat model: the norm of `eps`, of the projections and of the distances.
+    #[serde(default)]
+    pub norm: Norm,
     pub eps: f32,
     pub iters: usize,
     /// How many of the most likely wrong classes to target, one after the other.
@@ -49,10 +53,11 @@ pub struct Fab {
 }
 
 impl Fab {
-    /// FAB-T as AutoAttack's standard version runs it: 100 iterations, one run per target,
-    /// α_max 0.1, η 1.05, β 0.9, on `[0, 1]` inputs.
+    /// FAB-T under L∞ as AutoAttack's standard version runs it: 100 iterations, one run per
+    /// target, α_max 0.1, η 1.05, β 0.9, on `[0, 1]` inputs (the same under L2: set `norm`).
     pub fn targeted(eps: f32, targets: usize) -> Fab {
         Fab {
+            norm: Norm::Linf,
             eps,
             iters: 100,
             targets,
@@ -84,7 +89,7 @@ impl Fab {
 }
 
 /// Runs FAB-T on `n` examples, sharded over the pool's threads. `success` marks the examples that
-/// are misclassified at their returned point, which is within `eps` (L∞) of the original and
+/// are misclassified at their returned point, which is within `eps` (in `norm`) of the original and
 /// inside the bounds; the others are returned unchanged.
 pub fn run(
     model: &Model,
@@ -168,18 +173,101 @@ pub fn project_linf(
     norm
 }
 
-/// A restart's first point: a uniform draw in the cube scaled to L∞ length `eps/2` around `x0`
-/// (AutoAttack's), then clipped to the bounds; drawn from the example's index and the round.
+/// The smallest L2 step `d` that takes `p` onto the hyperplane `w·z = b` while `p + d` stays in
+/// `[lo, hi]`, written to `d`. Where the box does not reach the hyperplane, the step to the corner
+/// of the box that comes closest. Returns the step's L2 length.
+///
+/// The problem is a convex quadratic programme; its solution is `d_i = clip(λ·w_i)` to the room
+/// each coordinate has, for the one `λ` (of the sign of `c = b − w·p`) where `w·d = c`. With
+/// `u_i` the room towards the side that raises `sign(c)·w·z`, coordinate `i` gains
+/// `|w_i|·min(λ·|w_i|, u_i)`, so the total gain is piecewise linear and increasing in `λ`, with a
+/// bend where each coordinate saturates (`λ = u_i/|w_i|`). The answer is found by walking the bends
+/// in increasing order, as in [`project_linf`] with `λ·|w_i|` in place of `t`.
+pub fn project_l2(
+    p: &[f32],
+    w: &[f32],
+    b: f64,
+    lo: f32,
+    hi: f32,
+    d: &mut [f32],
+    scratch: &mut Vec<(f64, f64, usize)>,
+) -> f32 {
+    d.fill(0.0);
+    let c = b - p
+        .iter()
+        .zip(w)
+        .map(|(&p, &w)| f64::from(p) * f64::from(w))
+        .sum::<f64>();
+    if c == 0.0 || !c.is_finite() {
+        return 0.0;
+    }
+    let up = |w: f32| (w > 0.0) == (c > 0.0);
+    let room = |i: usize| f64::from(if up(w[i]) { hi - p[i] } else { p[i] - lo }.max(0.0));
+    scratch.clear();
+    let mut w2_left = 0.0f64;
+    for (i, &w) in w.iter().enumerate() {
+        if w == 0.0 || !w.is_finite() {
+            continue;
+        }
+        let aw = f64::from(w.abs());
+        scratch.push((room(i) / aw, aw, i));
+        w2_left += aw * aw;
+    }
+    scratch.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let need = c.abs();
+    let mut gained = 0.0f64;
+    let mut lambda = f64::INFINITY;
+    for &(bend, aw, i) in scratch.iter() {
+        if gained + bend * w2_left >= need {
+            // `w2_left` is kept by subtraction; the cap keeps a cancelled sum from overshooting.
+            lambda = ((need - gained) / w2_left).min(bend);
+            break;
+        }
+        gained += aw * room(i);
+        w2_left -= aw * aw;
+    }
+    let mut sq = 0.0f64;
+    for &(_, aw, i) in scratch.iter() {
+        let step = (lambda * aw).min(room(i));
+        sq += step * step;
+        d[i] = if up(w[i]) { step as f32 } else { -step as f32 };
+    }
+    sq.sqrt() as f32
+}
+
+/// The projection of `a`'s norm.
+#[allow(clippy::too_many_arguments)]
+fn project(
+    a: &Fab,
+    p: &[f32],
+    w: &[f32],
+    b: f64,
+    d: &mut [f32],
+    scratch: &mut Vec<(f64, f64, usize)>,
+) -> f32 {
+    match a.norm {
+        Norm::Linf => project_linf(p, w, b, a.lo, a.hi, d, scratch),
+        Norm::L2 => project_l2(p, w, b, a.lo, a.hi, d, scratch),
+    }
+}
+
+/// A restart's first point, at distance `eps/2` from `x0` in `a`'s norm, then clipped to the
+/// bounds (AutoAttack's): under L∞ a uniform draw in the cube, under L2 a Gaussian direction,
+/// scaled to that length; drawn from the example's index and the round.
 fn random_start(a: &Fab, x0: &[f32], seed: u64, index: u64, round: u64) -> Vec<f32> {
     let mut rng = Rng::stream(seed ^ 0xfab7, index, round);
-    let u: Vec<f32> = x0
-        .iter()
-        .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
-        .collect();
-    let top = u.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let u: Vec<f32> = match a.norm {
+        Norm::Linf => x0
+            .iter()
+            .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+            .collect(),
+        Norm::L2 => x0.iter().map(|_| rng.normal() as f32).collect(),
+    };
+    let zero = vec![0.0f32; u.len()];
+    let length = distance(a.norm, &u, &zero).max(1e-12);
     x0.iter()
         .zip(&u)
-        .map(|(&v, &r)| (v + 0.5 * a.eps * r / top).clamp(a.lo, a.hi))
+        .map(|(&v, &r)| (v + 0.5 * a.eps * r / length).clamp(a.lo, a.hi))
         .collect()
 }
 
@@ -278,8 +366,8 @@ fn shard(
                             .map(|(&v, &w)| f64::from(v) * f64::from(w))
                             .sum::<f64>()
                             - df[j];
-                    let n1 = project_linf(&s.x1, w, b, a.lo, a.hi, &mut d1, &mut scratch);
-                    let n2 = project_linf(x0, w, b, a.lo, a.hi, &mut d2, &mut scratch);
+                    let n1 = project(a, &s.x1, w, b, &mut d1, &mut scratch);
+                    let n2 = project(a, x0, w, b, &mut d2, &mut scratch);
                     let (n1, n2) = (n1.max(1e-8), n2.max(1e-8));
                     let alpha = (n1 / (n1 + n2)).clamp(0.0, a.alpha_max);
                     for (((v, &o), &s1), &s2) in s.x1.iter_mut().zip(x0).zip(&d1).zip(&d2) {
@@ -302,11 +390,7 @@ fn shard(
                         continue;
                     }
                     let x0 = &x[s.id * len..(s.id + 1) * len];
-                    let dist =
-                        s.x1.iter()
-                            .zip(x0)
-                            .fold(0.0f32, |m, (&p, &q)| m.max((p - q).abs()));
-                    if dist <= a.eps {
+                    if distance(a.norm, &s.x1, x0) <= a.eps {
                         adv[s.id * len..(s.id + 1) * len].copy_from_slice(&s.x1);
                         ok[s.id] = true;
                     } else {
@@ -325,7 +409,7 @@ fn shard(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::attack::{Norm, distances};
+    use crate::attack::distances;
     use crate::nn::Arch;
 
     /// The largest gain `S(t)` a step of L∞ length `t` can make towards `w·z = b` from `p`.
@@ -402,12 +486,126 @@ mod tests {
         assert_eq!((norm, d[0], d[1]), (0.0, 0.0, 0.0));
     }
 
+    /// The L2 projection is the solution of its quadratic programme. Checked by the KKT
+    /// conditions, which are sufficient for a convex problem: one multiplier `λ` with
+    /// `d_i = λ·w_i` on every coordinate strictly inside its box, and `λ·w_i` beyond the bound on
+    /// every coordinate at one; and by 2,000 random moves along the hyperplane inside the box,
+    /// none of which is shorter. Out of reach, it goes to the corner, as under L∞.
+    #[test]
+    fn l2_projection_solves_its_quadratic_programme() {
+        let mut rng = Rng::new(6);
+        let (mut d, mut scratch) = (vec![0.0f32; 30], Vec::new());
+        let (mut feasible, mut infeasible, mut moves) = (0, 0, 0);
+        for case in 0..300 {
+            let p: Vec<f32> = (0..30).map(|_| rng.uniform() as f32).collect();
+            let w: Vec<f32> = (0..30)
+                .map(|i| {
+                    if i % 5 == case % 5 {
+                        0.0
+                    } else {
+                        rng.normal() as f32
+                    }
+                })
+                .collect();
+            let wp: f64 = p.iter().zip(&w).map(|(&a, &b)| f64::from(a * b)).sum();
+            let c = (rng.uniform() * 2.0 - 1.0) * 14.0;
+            let b = wp + c;
+            let norm = project_l2(&p, &w, b, 0.0, 1.0, &mut d, &mut scratch);
+            let z: Vec<f32> = p.iter().zip(&d).map(|(a, b)| a + b).collect();
+            assert!(z.iter().all(|v| (0.0..=1.0).contains(v)), "case {case}");
+            let length = d.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+            assert!((length - f64::from(norm)).abs() < 1e-5, "case {case}");
+            let reached: f64 = d.iter().zip(&w).map(|(&a, &b)| f64::from(a * b)).sum();
+            let full = reach(&p, &w, c, f64::INFINITY);
+            if full < c.abs() {
+                infeasible += 1;
+                assert!(
+                    (reached.abs() - full).abs() < 1e-4 * (1.0 + full),
+                    "case {case}"
+                );
+                continue;
+            }
+            feasible += 1;
+            assert!((reached - c).abs() < 1e-4 * (1.0 + c.abs()), "case {case}");
+            // The multiplier, from the free coordinate with the largest weight.
+            let free = |i: usize| d[i].abs() > 1e-6 && z[i] > 1e-6 && z[i] < 1.0 - 1e-6;
+            let Some(k) = (0..30)
+                .filter(|&i| free(i))
+                .max_by(|&i, &j| w[i].abs().total_cmp(&w[j].abs()))
+            else {
+                continue;
+            };
+            let lambda = d[k] / w[k];
+            for i in 0..30 {
+                let want = lambda * w[i];
+                if free(i) {
+                    assert!((d[i] - want).abs() < 1e-4, "case {case}, {i}");
+                } else if z[i] >= 1.0 - 1e-6 {
+                    assert!(want >= d[i] - 1e-4, "case {case}, {i} at the top");
+                } else if z[i] <= 1e-6 {
+                    assert!(want <= d[i] + 1e-4, "case {case}, {i} at the bottom");
+                } else {
+                    assert!(want.abs() < 1e-4, "case {case}, {i} unmoved");
+                }
+            }
+            // Moves between two coordinates that keep w·d and stay in the box are never shorter.
+            for _ in 0..8 {
+                let (i, j) = (rng.below(30) as usize, rng.below(30) as usize);
+                if i == j || w[i] == 0.0 || w[j] == 0.0 {
+                    continue;
+                }
+                let t = (rng.uniform() as f32 - 0.5) * 0.02;
+                let (di, dj) = (d[i] + t / w[i], d[j] - t / w[j]);
+                if !(0.0..=1.0).contains(&(p[i] + di)) || !(0.0..=1.0).contains(&(p[j] + dj)) {
+                    continue;
+                }
+                moves += 1;
+                let before = d[i] * d[i] + d[j] * d[j];
+                assert!(
+                    di * di + dj * dj >= before - 1e-6,
+                    "case {case}: shorter move"
+                );
+            }
+        }
+        assert!(
+            feasible > 50 && infeasible > 50 && moves > 500,
+            "{feasible} {infeasible} {moves}"
+        );
+        let p = [0.25f32, 0.5];
+        let norm = project_l2(&p, &[1.0, 1.0], 0.75, 0.0, 1.0, &mut d[..2], &mut scratch);
+        assert_eq!((norm, d[0], d[1]), (0.0, 0.0, 0.0));
+        // Without the box in the way it is the textbook projection, c·w/‖w‖².
+        let norm = project_l2(
+            &p,
+            &[3.0, 4.0],
+            2.75 + 0.5,
+            0.0,
+            1.0,
+            &mut d[..2],
+            &mut scratch,
+        );
+        assert!(
+            (norm - 0.1).abs() < 1e-6 && (d[0] - 0.06).abs() < 1e-6 && (d[1] - 0.08).abs() < 1e-6
+        );
+    }
+
     /// On a linear model the boundary between two classes is a hyperplane, so the smallest L∞
     /// perturbation that misclassifies is known exactly: the shortest projection onto any of the
     /// hyperplanes `z_j = z_y`. FAB-T with every wrong class as a target breaks each example at a
     /// budget 2% above that distance, and at 2% below it cannot.
     #[test]
     fn finds_the_exact_boundary_of_a_linear_model() {
+        exact_boundary(Norm::Linf);
+    }
+
+    /// The same under L2: FAB-T breaks each example at 1.02× the exact L2 distance to the
+    /// nearest boundary (inside the box) and never at 0.98×.
+    #[test]
+    fn finds_the_exact_l2_boundary_of_a_linear_model() {
+        exact_boundary(Norm::L2);
+    }
+
+    fn exact_boundary(norm: Norm) {
         let m = Model::init(&Arch::mlp(&[]), 9).unwrap();
         let mut rng = Rng::new(8);
         let (w, bias) = (m.params()[0].clone(), m.params()[1].clone());
@@ -424,7 +622,10 @@ mod tests {
                 .map(|j| {
                     let wd: Vec<f32> = (0..784).map(|i| w[j * 784 + i] - w[yi * 784 + i]).collect();
                     let b = -f64::from(bias[j] - bias[yi]);
-                    let t = project_linf(&x, &wd, b, 0.0, 1.0, &mut d, &mut scratch);
+                    let t = match norm {
+                        Norm::Linf => project_linf(&x, &wd, b, 0.0, 1.0, &mut d, &mut scratch),
+                        Norm::L2 => project_l2(&x, &wd, b, 0.0, 1.0, &mut d, &mut scratch),
+                    };
                     let z: f64 = x
                         .iter()
                         .zip(&d)
@@ -438,15 +639,23 @@ mod tests {
                     }
                 })
                 .fold(f32::INFINITY, f32::min);
-            if !exact.is_finite() || exact > 0.5 {
+            let reach = match norm {
+                Norm::Linf => 0.5,
+                Norm::L2 => 8.0,
+            };
+            if !exact.is_finite() || exact > reach {
                 continue;
             }
             checked += 1;
-            let above = run(&m, &mut pool, &Fab::targeted(exact * 1.02, 9), &x, &y, 1).unwrap();
+            let at = |eps: f32| Fab {
+                norm,
+                ..Fab::targeted(eps, 9)
+            };
+            let above = run(&m, &mut pool, &at(exact * 1.02), &x, &y, 1).unwrap();
             assert!(above.success[0], "not broken at 1.02 × {exact}");
-            assert!(distances(Norm::Linf, &x, &above.adversarial, 784)[0] <= exact * 1.02);
+            assert!(distances(norm, &x, &above.adversarial, 784)[0] <= exact * 1.02);
             assert_ne!(m.predict(&mut pool, &above.adversarial, 1).unwrap(), y);
-            let below = run(&m, &mut pool, &Fab::targeted(exact * 0.98, 9), &x, &y, 1).unwrap();
+            let below = run(&m, &mut pool, &at(exact * 0.98), &x, &y, 1).unwrap();
             assert!(!below.success[0], "broken below the exact distance {exact}");
             assert_eq!(below.adversarial, x);
         }
@@ -498,6 +707,16 @@ mod tests {
         assert_eq!(p, random_start(&a, &x0, 1, 7, 1));
         let edge = random_start(&a, &[0.0f32; 50], 1, 7, 1);
         assert!(edge.iter().all(|v| (0.0..=0.1).contains(v)));
+        // Under L2: L2 length ε/2, spread over the coordinates rather than at a corner.
+        let a = Fab {
+            norm: Norm::L2,
+            ..Fab::targeted(1.0, 1)
+        };
+        let p = random_start(&a, &x0, 1, 7, 1);
+        let l2 = distance(Norm::L2, &p, &x0);
+        assert!((l2 - 0.5).abs() < 1e-5, "{l2}");
+        assert!(distance(Norm::Linf, &p, &x0) < 0.45);
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 
     /// On a CNN: every returned point is inside the ball and the bounds, `success` is exactly
@@ -603,5 +822,24 @@ mod tests {
             );
         }
         assert!(run(&m, &mut Pool::new(1), &Fab::targeted(0.1, 10), &x, &y, 0).is_err());
+        // Under L2: inside the L2 ball and the bounds, honest, and the same for any threads.
+        let l2 = Fab {
+            norm: Norm::L2,
+            iters: 20,
+            restarts: 2,
+            ..Fab::targeted(0.5, 3)
+        };
+        let two = run(&m, &mut Pool::new(2), &l2, &x, &y, 1).unwrap();
+        let one = run(&m, &mut Pool::new(1), &l2, &x, &y, 1).unwrap();
+        for d in distances(Norm::L2, &x, &two.adversarial, 784) {
+            assert!(d <= 0.5 + 1e-6, "{d}");
+        }
+        assert!(two.adversarial.iter().all(|v| (0.0..=1.0).contains(v)));
+        let pred = m.predict(&mut Pool::new(1), &two.adversarial, n).unwrap();
+        for i in 0..n {
+            assert_eq!(two.success[i], pred[i] != y[i], "example {i}");
+        }
+        assert!(broken(&two.success) > n / 8, "FAB-T L2 breaks something");
+        assert_eq!(one.success, two.success);
     }
 }

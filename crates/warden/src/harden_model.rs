@@ -310,8 +310,8 @@ pub(crate) struct EvalArgs {
     /// misclassification against it.
     #[arg(long)]
     baseline: Option<PathBuf>,
-    /// The threat model: linf (every attack), or l2 (FGSM, PGD and APGD in their L2 versions;
-    /// Square is L∞ only).
+    /// The threat model: linf (every attack), or l2 (FGSM, PGD, APGD and FAB-T in their L2
+    /// versions; Square is L∞ only).
     #[arg(long, value_enum, default_value = "linf")]
     norm: NormArg,
     /// Budgets in that norm (comma-separated) [default: 0.05,0.1,0.15,0.2 under L∞; required under L2].
@@ -339,7 +339,7 @@ pub(crate) struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     apgd_targets: usize,
     /// FAB-T after APGD-T: the minimal-perturbation boundary attack towards each of this many most
-    /// likely wrong classes (0: skip it; AutoAttack's standard version: 9). L∞ only.
+    /// likely wrong classes (0: skip it; AutoAttack's standard version: 9). L∞ or L2.
     #[arg(long, default_value_t = 0)]
     fab_targets: usize,
     /// FAB-T iterations per target (AutoAttack's 100).
@@ -1007,6 +1007,15 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         let e = eval::evaluate(&m.model, &mut pool, &test, &cfg, &mut |d, t, what| {
             progress.update(d, t, what)
         })?;
+        for r in e.attacks.iter().filter(|r| r.rejected > 0) {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "warning: {} at eps {} claimed {} adversarial examples that did not verify (outside the ball or the bounds, or classified correctly); they count as not broken. Please report this.",
+                r.attack,
+                r.eps,
+                r.rejected
+            );
+        }
         Ok((m, e))
     };
     let start = Instant::now();
