@@ -208,6 +208,28 @@ pub(crate) fn wrong_classes(z: &[f32], y: u8) -> Vec<usize> {
         .collect()
 }
 
+/// The clean forward pass an attack opens with: sets `ok` for the examples already misclassified
+/// (they need no attack) and, with `rank`, lists each example's [`wrong_classes`], the targets of
+/// APGD-T and FAB-T in order. `None` if the forward pass fails.
+pub(crate) fn clean_pass(
+    model: &Model,
+    ws: &mut Workspace,
+    x: &[f32],
+    y: &[u8],
+    ok: &mut [bool],
+    rank: bool,
+) -> Option<Vec<Vec<usize>>> {
+    let logits = model.forward(ws, x, y.len()).ok()?;
+    let mut ranks = Vec::new();
+    for (i, row) in logits.chunks_exact(model.classes()).enumerate() {
+        ok[i] = argmax(row) != usize::from(y[i]);
+        if rank {
+            ranks.push(wrong_classes(row, y[i]));
+        }
+    }
+    Some(ranks)
+}
+
 /// Projects `v` onto the `norm` ball of radius `eps` around `x`, then into the bounds.
 fn project(norm: Norm, x: &[f32], v: &mut [f32], eps: f32, lo: f32, hi: f32) {
     match norm {
@@ -252,15 +274,8 @@ fn shard(
     let n = y.len();
     // Examples already misclassified need no attack. APGD-T's k-th target of an example is the
     // wrong class with the k-th largest clean logit.
-    let mut ranks: Vec<Vec<usize>> = Vec::new();
-    if let Ok(logits) = model.forward(ws, x, n) {
-        for (i, row) in logits.chunks_exact(classes).enumerate() {
-            ok[i] = argmax(row) != usize::from(y[i]);
-            if a.loss == ApgdLoss::DlrTargeted {
-                ranks.push(wrong_classes(row, y[i]));
-            }
-        }
-    }
+    let ranks =
+        clean_pass(model, ws, x, y, ok, a.loss == ApgdLoss::DlrTargeted).unwrap_or_default();
     // One round per restart, per target class for APGD-T.
     let rounds: Vec<Option<usize>> = if a.loss == ApgdLoss::DlrTargeted {
         (0..a.targets)

@@ -23,7 +23,7 @@ use crate::train::to_f32;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
-    /// The threat model of every attack (L∞ when absent; Square is L∞ only).
+    /// The threat model of every attack (L∞ when absent).
     #[serde(default)]
     pub norm: Norm,
     /// Budgets, in `norm`.
@@ -92,9 +92,6 @@ impl EvalConfig {
     /// Checks every attack's settings at every budget, for a model of `classes` classes: what
     /// [`evaluate`] checks before it starts, and what a caller can check before loading anything.
     pub fn validate(&self, classes: usize) -> Result<(), String> {
-        if self.square_queries > 0 && self.norm != Norm::Linf {
-            return Err("the Square attack is L∞ only: no Square queries under L2".into());
-        }
         if self.apgd_iters > 0
             && self.apgd_targets > 0
             && (classes < 4 || self.apgd_targets >= classes)
@@ -174,7 +171,10 @@ impl EvalConfig {
         if self.square_queries > 0 {
             list.push((
                 format!("Square-{}", self.square_queries),
-                Attack::Square(Square::new(eps, self.square_queries)),
+                Attack::Square(Square {
+                    norm,
+                    ..Square::new(eps, self.square_queries)
+                }),
             ));
         }
         list
@@ -463,24 +463,17 @@ mod tests {
                 },
                 10,
             ),
-            (
-                EvalConfig {
-                    square_queries: 100,
-                    norm: Norm::L2,
-                    ..ok.clone()
-                },
-                10,
-            ),
         ] {
             assert!(bad.validate(classes).is_err(), "{bad:?}");
         }
-        // AutoAttack's L2 version without Square: APGD-CE, APGD-T and FAB-T, all under L2.
+        // AutoAttack's standard L2 version: APGD-CE, APGD-T, FAB-T and Square, all under L2.
         let l2 = EvalConfig {
             norm: Norm::L2,
             eps: vec![0.5, 1.0],
             pgd_step: 0.1,
             apgd_targets: 9,
             fab_targets: 9,
+            square_queries: 5000,
             ..ok.clone()
         };
         assert!(l2.validate(10).is_ok());
@@ -489,9 +482,10 @@ mod tests {
                 Attack::Pgd(p) => assert_eq!(p.norm, Norm::L2, "{name}"),
                 Attack::Apgd(p) => assert_eq!(p.norm, Norm::L2, "{name}"),
                 Attack::Fab(p) => assert_eq!((p.norm, p.eps), (Norm::L2, 1.0), "{name}"),
-                Attack::Square(_) => panic!("no Square was asked for"),
+                Attack::Square(p) => assert_eq!((p.norm, p.eps), (Norm::L2, 1.0), "{name}"),
             }
         }
+        assert_eq!(l2.attacks_at(1.0).len(), 7);
     }
 
     /// A success that is outside the ball, outside the bounds, not finite or not misclassified is
@@ -601,28 +595,55 @@ mod tests {
         }
         let r = reduction(&e, &e, 0.1);
         assert!(r.is_none() || r == Some(0.0));
-        // Square is L∞ only: an L2 evaluation that asks for it is refused, and so is a FAB-T with
-        // as many targets as classes.
-        for refused in [
-            EvalConfig {
-                norm: Norm::L2,
-                ..cfg.clone()
-            },
-            EvalConfig {
-                fab_targets: 10,
-                ..cfg.clone()
-            },
-        ] {
-            assert!(
-                evaluate(
-                    &m,
-                    &mut Pool::new(1),
-                    &random_set(8),
-                    &refused,
-                    &mut |_, _, _| {}
-                )
-                .is_err()
-            );
+        // A FAB-T with as many targets as classes is refused.
+        let refused = EvalConfig {
+            fab_targets: 10,
+            ..cfg.clone()
+        };
+        assert!(
+            evaluate(
+                &m,
+                &mut Pool::new(1),
+                &random_set(8),
+                &refused,
+                &mut |_, _, _| {}
+            )
+            .is_err()
+        );
+        // The same under L2, every attack (Square included) in its L2 version.
+        let l2 = EvalConfig {
+            norm: Norm::L2,
+            eps: vec![0.0, 0.3, 0.8, 1.5],
+            pgd_step: 0.2,
+            corruption_severities: vec![],
+            ..cfg.clone()
+        };
+        let e = evaluate(
+            &m,
+            &mut Pool::new(2),
+            &random_set(64),
+            &l2,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        assert_eq!(e.worst_at(0.0), Some(e.clean_accuracy));
+        for w in e.worst_case.windows(2) {
+            assert!(w[1].1 <= w[0].1, "{:?}", e.worst_case);
         }
+        assert!(
+            e.worst_at(1.5).unwrap() < e.clean_accuracy,
+            "{:?}",
+            e.worst_case
+        );
+        assert!(
+            e.attacks
+                .iter()
+                .all(|a| a.norm == Norm::L2 && a.rejected == 0)
+        );
+        assert!(
+            e.attacks
+                .iter()
+                .any(|a| a.attack == "Square-30" && a.eps == 1.5)
+        );
     }
 }

@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::apgd::wrong_classes;
+use crate::apgd::clean_pass;
 use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, distance, run_sharded};
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax};
 use crate::rng::Rng;
@@ -296,14 +296,9 @@ fn shard(
     let n = y.len();
     // Examples already misclassified need no attack; the k-th target of the others is the wrong
     // class with the k-th largest clean logit.
-    let Ok(logits) = model.forward(ws, x, n) else {
+    let Some(ranks) = clean_pass(model, ws, x, y, ok, true) else {
         return;
     };
-    let mut ranks = Vec::with_capacity(n);
-    for (i, row) in logits.chunks_exact(classes).enumerate() {
-        ok[i] = argmax(row) != usize::from(y[i]);
-        ranks.push(wrong_classes(row, y[i]));
-    }
     let (mut bx, mut dl, mut df) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d1, mut d2, mut scratch) = (vec![0.0f32; len], vec![0.0f32; len], Vec::new());
     let mut wbuf = Vec::with_capacity(len);
@@ -409,6 +404,7 @@ fn shard(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::apgd::wrong_classes;
     use crate::attack::distances;
     use crate::nn::Arch;
 

@@ -19,13 +19,16 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::json;
+use warden_harden::attack::Norm;
 use warden_harden::data::{self, Split};
 use warden_harden::nn::{Pool, Workspace, argmax};
 use warden_harden::square::{self, Oracle, Square};
 use warden_harden::weights::transpose_blocks;
 use warden_ledger::Kind;
 
-use crate::harden_model::{Progress, command_line, load_model_dir, sha256_hex, write_atomic};
+use crate::harden_model::{
+    NormArg, Progress, command_line, load_model_dir, sha256_hex, write_atomic,
+};
 use crate::{Outcome, ledger_dir};
 
 /// Largest batch one request may carry.
@@ -41,7 +44,10 @@ pub(crate) struct OracleArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BlackboxArgs {
-    /// L∞ budget.
+    /// The threat model: linf or l2.
+    #[arg(long, value_enum, default_value = "linf")]
+    norm: NormArg,
+    /// The budget in that norm.
     #[arg(long, default_value_t = 0.1)]
     eps: f32,
     /// Square queries per example.
@@ -237,13 +243,21 @@ impl Drop for Subprocess {
 /// `warden harden eval-blackbox -- PROGRAM ARGS…`: clean accuracy and Square robust accuracy of
 /// a model seen only through an oracle program.
 pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
-    if !(a.eps >= 0.0 && a.eps <= 1.0) {
-        bail!("--eps must be in [0, 1]");
+    // The largest meaningful budget: the side of the [0, 1] cube under L∞, its diagonal under L2.
+    let (norm, largest) = match a.norm {
+        NormArg::Linf => (Norm::Linf, 1.0),
+        NormArg::L2 => (Norm::L2, (784f32).sqrt()),
+    };
+    if !(a.eps >= 0.0 && a.eps <= largest) {
+        bail!("--eps must be in [0, {largest}] under {}", norm_name(norm));
     }
     if !(2..=256).contains(&a.classes) {
         bail!("--classes must be 2 to 256");
     }
-    let attack = Square::new(a.eps, a.square_queries);
+    let attack = Square {
+        norm,
+        ..Square::new(a.eps, a.square_queries)
+    };
     attack.validate().map_err(anyhow::Error::msg)?;
     let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
     let idx: Vec<usize> = (0..test.len().min(a.limit.max(1))).collect();
@@ -272,8 +286,9 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
     #[allow(clippy::print_stderr)]
     {
         eprintln!(
-            "clean accuracy {:.2}% through the oracle; Square L∞ {} with {} queries on {n} images…",
+            "clean accuracy {:.2}% through the oracle; Square {} {} with {} queries on {n} images…",
             100.0 * clean,
+            norm_name(norm),
             a.eps,
             a.square_queries
         );
@@ -281,13 +296,18 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
     let out =
         square::run_oracle(&mut oracle, &attack, &x, &y, a.seed).map_err(anyhow::Error::msg)?;
     let robust = out.success.iter().filter(|s| !**s).count() as f64 / n as f64;
-    let worst_linf = x
-        .iter()
-        .zip(&out.adversarial)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, warden_harden::attack::max_or_nan);
+    let worst = |norm| {
+        warden_harden::attack::distances(norm, &x, &out.adversarial, 784)
+            .into_iter()
+            .fold(0.0f32, warden_harden::attack::max_or_nan)
+    };
+    let (worst_linf, worst_l2) = (worst(Norm::Linf), worst(Norm::L2));
+    let worst_in_norm = match norm {
+        Norm::Linf => worst_linf,
+        Norm::L2 => worst_l2,
+    };
     anyhow::ensure!(
-        worst_linf <= a.eps + 1e-6,
+        worst_in_norm <= a.eps * (1.0 + 1e-5) + 1e-6,
         "internal error: an adversarial example left the ε-ball"
     );
     let seconds = start.elapsed().as_secs_f64();
@@ -295,10 +315,11 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
         "schema": "warden.blackbox-report/v1",
         "oracle": {"argv": a.oracle, "calls": oracle.calls, "inputs_queried": oracle.inputs, "protocol": "warden oracle v1 (docs/design/hardening.md)"},
         "test_set": {"name": test.name, "sha256": test.digest(), "examples": n},
-        "attack": {"name": "square", "norm": "linf", "eps": warden_harden::eval::decimal(a.eps), "queries": a.square_queries, "p_init": attack.p_init, "seed": a.seed},
+        "attack": {"name": "square", "norm": norm, "eps": warden_harden::eval::decimal(a.eps), "queries": a.square_queries, "p_init": attack.p_init, "seed": a.seed},
         "clean_accuracy": clean,
         "robust_accuracy": robust,
         "max_linf_distance": worst_linf,
+        "max_l2_distance": worst_l2,
         "note": "an upper bound on robust accuracy: a score-based attack finds fewer adversarial examples than white-box attacks do on a model whose gradients are available",
         "seconds": seconds,
         "command": command_line(),
@@ -324,4 +345,11 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+fn norm_name(norm: Norm) -> &'static str {
+    match norm {
+        Norm::Linf => "L∞",
+        Norm::L2 => "L2",
+    }
 }

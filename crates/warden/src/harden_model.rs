@@ -179,7 +179,7 @@ enum MethodArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum NormArg {
+pub(crate) enum NormArg {
     Linf,
     L2,
 }
@@ -310,8 +310,7 @@ pub(crate) struct EvalArgs {
     /// misclassification against it.
     #[arg(long)]
     baseline: Option<PathBuf>,
-    /// The threat model: linf (every attack), or l2 (FGSM, PGD, APGD and FAB-T in their L2
-    /// versions; Square is L∞ only).
+    /// The threat model of every attack: linf, or l2.
     #[arg(long, value_enum, default_value = "linf")]
     norm: NormArg,
     /// Budgets in that norm (comma-separated) [default: 0.05,0.1,0.15,0.2 under L∞; required under L2].

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use warden_harden::attack::Norm;
 use warden_harden::data::{self, Split};
 use warden_harden::nn::{Arch, Pool};
 use warden_harden::square::{self, Square};
@@ -91,6 +92,58 @@ fn black_box_equals_white_box_square_and_bad_oracles_are_refused() {
     assert!(
         robust < clean,
         "Square breaks some of an undefended MLP at 0.08"
+    );
+
+    // Under L2, through the oracle and in-process alike.
+    ok(&warden(&[
+        "harden",
+        "eval-blackbox",
+        "--norm",
+        "l2",
+        "--eps",
+        "1.5",
+        "--square-queries",
+        "40",
+        "--limit",
+        "100",
+        "-o",
+        r,
+        "--",
+        exe,
+        "harden",
+        "oracle",
+        m,
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["attack"]["norm"], "l2");
+    assert!(v["max_l2_distance"].as_f64().unwrap() <= 1.5 * (1.0 + 1e-5));
+    let l2 = Square {
+        norm: Norm::L2,
+        ..Square::new(1.5, 40)
+    };
+    let out = square::run(&net, &mut pool, &l2, &x[..100 * 784], &y[..100], 0).unwrap();
+    let robust_l2 = out.success.iter().filter(|s| !**s).count() as f64 / 100.0;
+    assert_eq!(v["robust_accuracy"].as_f64().unwrap(), robust_l2);
+    assert!(
+        robust_l2 < v["clean_accuracy"].as_f64().unwrap(),
+        "Square L2 breaks some at 1.5"
+    );
+    assert!(
+        !warden(&[
+            "harden",
+            "eval-blackbox",
+            "--norm",
+            "l2",
+            "--eps",
+            "29",
+            "-o",
+            r,
+            "--",
+            "true"
+        ])
+        .status
+        .success(),
+        "an L2 budget beyond the cube's diagonal is refused"
     );
 
     // Oracles that break the protocol: one that echoes its input (wrong count), one that exits

@@ -313,25 +313,11 @@ fn train_eval_record() {
         linf(&["--fab-targets", "2", "--fab-iters", "0"]),
         "FAB: iterations",
     );
-    // L2 asks for its budgets and PGD's step, refuses Square (L∞ only) and budgets beyond the
-    // cube.
+    // L2 asks for its budgets and PGD's step, and refuses budgets beyond the cube's diagonal.
     refused(l2(&["-o", "/dev/null"]), "--norm l2 needs --eps");
     refused(
         l2(&["--eps", "1", "-o", "/dev/null"]),
         "--norm l2 needs --eps",
-    );
-    refused(
-        l2(&[
-            "--eps",
-            "1",
-            "--pgd-step",
-            "0.25",
-            "--square-queries",
-            "2",
-            "-o",
-            "/dev/null",
-        ]),
-        "L∞ only",
     );
     refused(
         l2(&["--eps", "29", "--pgd-step", "0.25", "-o", "/dev/null"]),
@@ -356,6 +342,8 @@ fn train_eval_record() {
         "2",
         "--fab-iters",
         "10",
+        "--square-queries",
+        "20",
         "--severities",
         "0",
         "--limit",
@@ -380,10 +368,13 @@ fn train_eval_record() {
     );
     let attacks = e["attacks"].as_array().unwrap();
     assert!(attacks.iter().all(|a| a["norm"] == "l2"));
-    assert!(
-        attacks.iter().any(|a| a["attack"] == "FAB-T-10x2"),
-        "FAB-T runs under L2"
-    );
+    for name in ["FAB-T-10x2", "Square-20"] {
+        assert!(
+            attacks.iter().any(|a| a["attack"] == name),
+            "{name} runs under L2"
+        );
+    }
+    assert!(attacks.iter().all(|a| a["rejected"] == 0));
 }
 
 /// A PyTorch model exported to ONNX evaluates like a Warden model directory.
