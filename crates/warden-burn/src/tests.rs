@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use warden_harden::attack::Norm;
 use warden_harden::nn::{Pool, Workspace, softmax_xent};
 use warden_harden::rng::Rng;
 use warden_harden::train::{Method, Trainer};
@@ -262,6 +263,7 @@ fn trades_with_beta_zero_is_a_clean_step() {
         step: 0.04,
         steps: 2,
         beta: 0.0,
+        norm: Norm::Linf,
     }
     .objective(0.1);
     let a = clean
@@ -287,6 +289,7 @@ fn trades_with_beta_zero_is_a_clean_step() {
         step: 0.1,
         steps: 3,
         beta: 6.0,
+        norm: Norm::Linf,
     }
     .objective(0.3);
     let c = t2.step(data.x.clone(), data.y.clone(), &objective).unwrap();
@@ -368,6 +371,7 @@ fn adversarial_epochs_make_a_model_robust() {
         eps,
         step: eps / 2.0,
         steps: 3,
+        norm: Norm::Linf,
     };
     let (_, robust_a, _, it, rel) = robust_after(pgd, true);
     assert_ne!(it.params(), rel.params(), "the average is released");

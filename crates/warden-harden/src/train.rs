@@ -23,18 +23,34 @@ pub const MAX_BATCH: usize = 4096;
 pub enum Method {
     /// Clean examples only.
     Clean,
-    /// One signed-gradient step of size `alpha` from a uniform random start in the L∞ ball.
-    FgsmRs { eps: f32, alpha: f32 },
-    /// PGD with a random start: `steps` signed steps of size `step` in the L∞ ball.
-    Pgd { eps: f32, step: f32, steps: usize },
+    /// One gradient step of size `alpha` from a uniform random start in the ball (under L∞ a
+    /// signed step, under L2 one along the normalised gradient).
+    FgsmRs {
+        eps: f32,
+        alpha: f32,
+        /// The threat model (L∞ where a recipe does not say).
+        #[serde(default)]
+        norm: Norm,
+    },
+    /// PGD with a random start: `steps` steps of size `step` in the ball (signed under L∞, along
+    /// the normalised gradient under L2), each projected back onto it.
+    Pgd {
+        eps: f32,
+        step: f32,
+        steps: usize,
+        #[serde(default)]
+        norm: Norm,
+    },
     /// TRADES (Zhang et al. 2019): cross-entropy on clean examples plus `beta` times the KL
     /// divergence between the clean and the adversarial prediction, the adversarial example found
-    /// by `steps` signed steps on that divergence from a small Gaussian start (σ = 0.001).
+    /// by `steps` steps on that divergence from a small Gaussian start (σ = 0.001).
     Trades {
         eps: f32,
         step: f32,
         steps: usize,
         beta: f32,
+        #[serde(default)]
+        norm: Norm,
     },
 }
 
@@ -77,20 +93,41 @@ impl Method {
         };
         match *self {
             Method::Clean => None,
-            Method::FgsmRs { eps, alpha } => Some(Pgd {
+            Method::FgsmRs { eps, alpha, norm } => Some(Pgd {
+                norm,
                 eps: eps_now,
                 step: alpha * eps_now / eps,
                 ..base
             }),
-            Method::Pgd { eps, step, steps }
+            Method::Pgd {
+                eps,
+                step,
+                steps,
+                norm,
+            }
             | Method::Trades {
-                eps, step, steps, ..
+                eps,
+                step,
+                steps,
+                norm,
+                ..
             } => Some(Pgd {
+                norm,
                 eps: eps_now,
                 step: step * eps_now / eps,
                 steps,
                 ..base
             }),
+        }
+    }
+
+    /// The threat model of the training attack (L∞ for clean training, which has none).
+    pub fn norm(&self) -> Norm {
+        match *self {
+            Method::Clean => Norm::Linf,
+            Method::FgsmRs { norm, .. }
+            | Method::Pgd { norm, .. }
+            | Method::Trades { norm, .. } => norm,
         }
     }
 
@@ -996,6 +1033,82 @@ mod tests {
         assert!(acc > 0.95, "accuracy {acc}");
     }
 
+    /// PGD training under L2 makes a model robust to L2 perturbations where clean training does
+    /// not. Ten classes, each marked twice over a noisy background: by a block of 64 pixels raised
+    /// by 0.5, which an L2 budget of 2.5 cannot move far enough (0.22 on two whole blocks, short
+    /// of the 0.25 that makes two classes tie), and by one bright pixel of its own, a shortcut
+    /// that the same budget swaps for another class's (a step of 1 on two pixels is 1.41 long).
+    /// Clean training leans on the shortcut; L2 PGD training must not.
+    #[test]
+    fn l2_adversarial_training_makes_a_model_l2_robust() {
+        let arch = Arch::mlp(&[32]);
+        let model = Model::init(&arch, 1).unwrap();
+        let len = model.input_len();
+        let mut rng = Rng::new(9);
+        let n = 400;
+        let mut x = Vec::with_capacity(n * len);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = i % 10;
+            y.push(c as u8);
+            x.extend((0..len).map(|j| {
+                let block = if j / 64 == c { 0.5 } else { 0.0 };
+                let noise = 0.2 * rng.uniform() as f32;
+                match j.checked_sub(700) {
+                    Some(k) if k < 10 => f32::from(u8::from(k == c)),
+                    _ => block + noise,
+                }
+            }));
+        }
+        let idx: Vec<usize> = (0..n).collect();
+        let eps = 2.5;
+        let eval = Pgd {
+            norm: Norm::L2,
+            keep_first_success: false,
+            ..Pgd::linf(eps, eps / 4.0, 10, 1)
+        };
+        let pgd = Method::Pgd {
+            eps,
+            step: eps / 2.0,
+            steps: 3,
+            norm: Norm::L2,
+        };
+        let attack = pgd.attack(eps).unwrap();
+        assert_eq!(
+            (attack.norm, attack.eps, attack.step),
+            (Norm::L2, 2.5, 1.25)
+        );
+        let robust_after = |method: Method| {
+            let mut t = Trainer::new(model.clone(), OptimSpec::adam(1e-2), 2);
+            for epoch in 0..8 {
+                let warm = eps * ((epoch + 1) as f32 / 4.0).min(1.0);
+                t.epoch(
+                    &x,
+                    &y,
+                    &idx,
+                    50,
+                    &method.objective(warm),
+                    &mut |_| 1.0,
+                    epoch,
+                    &mut |_, _, _| true,
+                )
+                .unwrap();
+            }
+            let mut pool = Pool::new(2);
+            let clean = accuracy(&t.model, &mut pool, &x, &y, None, 0).unwrap();
+            let robust = accuracy(&t.model, &mut pool, &x, &y, Some(&eval), 0).unwrap();
+            (clean, robust)
+        };
+        let (clean_c, robust_c) = robust_after(Method::Clean);
+        assert!(clean_c > 0.95, "clean training fits the task: {clean_c}");
+        let (clean_a, robust_a) = robust_after(pgd);
+        assert!(clean_a > 0.9 && robust_c < 0.6, "{clean_a} {robust_c}");
+        assert!(
+            robust_a > robust_c + 0.4 && robust_a > 0.9,
+            "L2 robust accuracy {robust_a} after L2 PGD training vs {robust_c} after clean training"
+        );
+    }
+
     #[test]
     fn the_weight_average_follows_its_recurrence() {
         let arch = Arch::mlp(&[16]);
@@ -1055,6 +1168,7 @@ mod tests {
                 eps: 0.1,
                 step: 0.025,
                 steps: 7,
+                norm: Norm::Linf,
             },
             None,
             None,
@@ -1191,15 +1305,18 @@ mod tests {
                 step: 0.02,
                 steps: 2,
                 beta: 6.0,
+                norm: Norm::Linf,
             },
             Method::FgsmRs {
                 eps: 0.1,
                 alpha: 0.125,
+                norm: Norm::Linf,
             },
             Method::Pgd {
                 eps: 0.1,
                 step: 0.04,
                 steps: 3,
+                norm: Norm::Linf,
             },
         ] {
             let s = t.step(&x, &y, &m.objective(0.1), 1).unwrap();
@@ -1238,6 +1355,7 @@ mod tests {
                 eps: 0.1,
                 step: 0.02,
                 steps: 1,
+                norm: Norm::Linf,
             }
             .attack(0.1)
             .unwrap()
@@ -1300,6 +1418,7 @@ mod tests {
             eps: 0.1,
             step: 0.02,
             steps: 3,
+            norm: Norm::Linf,
         };
         assert!(recipe(Some(0.005), pgd).validate().is_ok());
         for bad in [0.0, 0.2, -1.0, f32::NAN] {
@@ -1310,6 +1429,7 @@ mod tests {
             step: 0.02,
             steps: 3,
             beta: 6.0,
+            norm: Norm::Linf,
         };
         assert!(recipe(Some(0.005), trades).validate().is_err());
         assert!(recipe(Some(0.005), Method::Clean).validate().is_err());
@@ -1331,6 +1451,7 @@ mod tests {
                 step: 0.02,
                 steps: 1,
                 beta,
+                norm: Norm::Linf,
             }
             .attack(0.1)
             .unwrap()

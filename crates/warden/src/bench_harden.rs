@@ -257,6 +257,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
                 Method::FgsmRs {
                     eps: EPS,
                     alpha: 1.25 * EPS,
+                    norm: Norm::Linf,
                 },
             ),
             (
@@ -265,6 +266,7 @@ pub(crate) fn run(b: HardenBench) -> Result<Outcome> {
                     eps: EPS,
                     step: 0.04,
                     steps: 3,
+                    norm: Norm::Linf,
                 },
             ),
         ] {

@@ -205,14 +205,19 @@ pub(crate) struct TrainArgs {
     /// Training method.
     #[arg(long, value_enum, default_value = "clean")]
     method: MethodArg,
-    /// L∞ budget of adversarial training (inputs in [0, 1]).
-    #[arg(long, default_value_t = 0.1)]
-    eps: f32,
-    /// PGD training: iterations and step size.
+    /// The threat model of adversarial training: linf, or l2 (on --device cpu).
+    #[arg(long, value_enum, default_value = "linf")]
+    norm: NormArg,
+    /// Budget of adversarial training in that norm, inputs in [0, 1] [default: 0.1 under L∞;
+    /// required under L2, e.g. 1].
+    #[arg(long)]
+    eps: Option<f32>,
+    /// PGD and TRADES training: iterations and step size (L∞: per coordinate; L2: the length of
+    /// a step) [default: 0.025 under L∞; required under L2, e.g. eps/4].
     #[arg(long, default_value_t = 7)]
     pgd_steps: usize,
-    #[arg(long, default_value_t = 0.025)]
-    pgd_step: f32,
+    #[arg(long)]
+    pgd_step: Option<f32>,
     /// TRADES: weight of the KL term.
     #[arg(long, default_value_t = 6.0)]
     beta: f32,
@@ -546,22 +551,58 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         arch.input == [1, 28, 28] && arch.classes == 10,
         "Fashion-MNIST needs a 1×28×28 input and 10 classes"
     );
+    // Under L2 nothing has a conventional default: the budget and PGD's step are asked for.
+    let adversarial = !matches!(a.method, MethodArg::Clean);
+    let multi_step = matches!(a.method, MethodArg::Pgd | MethodArg::Trades);
+    let (norm, eps, pgd_step, largest) = match a.norm {
+        NormArg::Linf => (
+            Norm::Linf,
+            a.eps.unwrap_or(0.1),
+            a.pgd_step.unwrap_or(0.025),
+            1.0,
+        ),
+        NormArg::L2 => {
+            anyhow::ensure!(
+                !adversarial || (a.eps.is_some() && (a.pgd_step.is_some() || !multi_step)),
+                "--norm l2 needs --eps (e.g. 1) and, for PGD and TRADES, --pgd-step (e.g. eps/4)"
+            );
+            anyhow::ensure!(
+                a.device == "cpu",
+                "--norm l2 trains on --device cpu only (burn's backends run L∞ attacks)"
+            );
+            // The diagonal of the [0, 1] image cube: no two images are further apart.
+            (
+                Norm::L2,
+                a.eps.unwrap_or(1.0),
+                a.pgd_step.unwrap_or(0.25),
+                (784f32).sqrt(),
+            )
+        }
+    };
+    anyhow::ensure!(
+        !adversarial || (eps > 0.0 && eps <= largest),
+        "--eps must be in (0, {largest}] under {}",
+        if norm == Norm::L2 { "L2" } else { "L∞" }
+    );
     let method = match a.method {
         MethodArg::Clean => Method::Clean,
         MethodArg::FgsmRs => Method::FgsmRs {
-            eps: a.eps,
-            alpha: a.alpha.unwrap_or(1.25 * a.eps),
+            eps,
+            alpha: a.alpha.unwrap_or(1.25 * eps),
+            norm,
         },
         MethodArg::Trades => Method::Trades {
-            eps: a.eps,
-            step: a.pgd_step,
+            eps,
+            step: pgd_step,
             steps: a.pgd_steps,
             beta: a.beta,
+            norm,
         },
         MethodArg::Pgd => Method::Pgd {
-            eps: a.eps,
-            step: a.pgd_step,
+            eps,
+            step: pgd_step,
             steps: a.pgd_steps,
+            norm,
         },
     };
     let optim = match a.optimizer {
@@ -720,8 +761,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     let total_steps = batches * a.epochs;
     // Validation attack: PGD-10 with step eps/4 (cheap, and strong enough to see catastrophic
     // overfitting, which shows as a collapse of PGD accuracy while FGSM accuracy stays high).
-    let val_attack =
-        (method.eps() > 0.0).then(|| Pgd::linf(method.eps(), method.eps() / 4.0, 10, 1));
+    let val_attack = (method.eps() > 0.0).then(|| Pgd {
+        norm: method.norm(),
+        ..Pgd::linf(method.eps(), method.eps() / 4.0, 10, 1)
+    });
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
     let start = Instant::now();

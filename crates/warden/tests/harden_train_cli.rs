@@ -76,6 +76,47 @@ fn train_eval_record() {
     let model = warden_harden::weights::from_safetensors(&arch, &st).unwrap();
     assert_eq!(model.param_count(), 225_034);
 
+    // Training under L2: the card's method carries the norm, and validation attacks in it.
+    let l2_hard = tmp.path().join("l2-hard");
+    train(&l2_hard, "pgd", &["--norm", "l2", "--eps", "1"]);
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l2_hard.join("model-card.json")).unwrap()).unwrap();
+    let method = &card["recipe"]["method"];
+    assert_eq!(
+        (&method["type"], &method["norm"]),
+        (&"pgd".into(), &"l2".into())
+    );
+    assert_eq!(
+        (method["eps"].as_f64(), method["steps"].as_u64()),
+        (Some(1.0), Some(2))
+    );
+    assert!(card["history"][1]["val_robust_accuracy"].is_number());
+    for (args, why) in [
+        (&["--eps", "1"][..], "--pgd-step"),
+        (&["--pgd-step", "0.2"], "needs --eps"),
+        (&["--eps", "29", "--pgd-step", "1"], "(0, 28]"),
+        (
+            &["--eps", "1", "--pgd-step", "0.2", "--device", "flex"],
+            "cpu only",
+        ),
+    ] {
+        let mut v = vec![
+            "harden",
+            "train",
+            "--method",
+            "pgd",
+            "--norm",
+            "l2",
+            "-o",
+            "/nonexistent/x",
+        ];
+        v.extend(args);
+        let o = warden(&v, None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+
     // Augmentation is part of the recipe the card records.
     let aug = tmp.path().join("aug");
     train(&aug, "clean", &["--flip", "--shift", "1"]);
