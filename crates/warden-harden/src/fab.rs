@@ -113,6 +113,17 @@ pub fn run(
     })
 }
 
+/// `c = b − w·p`: what a step from `p` must add to `w·z` to reach the hyperplane `w·z = b`;
+/// `None` when `p` is on it already or `c` is not finite.
+fn gap(p: &[f32], w: &[f32], b: f64) -> Option<f64> {
+    let c = b - p
+        .iter()
+        .zip(w)
+        .map(|(&p, &w)| f64::from(p) * f64::from(w))
+        .sum::<f64>();
+    (c != 0.0 && c.is_finite()).then_some(c)
+}
+
 /// The smallest L∞ step `d` that takes `p` onto the hyperplane `w·z = b` while `p + d` stays in
 /// `[lo, hi]`, written to `d`. Where the box does not reach the hyperplane, the step to the corner
 /// of the box that comes closest. Returns the step's L∞ length.
@@ -131,14 +142,9 @@ pub fn project_linf(
     scratch: &mut Vec<(f64, f64, usize)>,
 ) -> f32 {
     d.fill(0.0);
-    let c = b - p
-        .iter()
-        .zip(w)
-        .map(|(&p, &w)| f64::from(p) * f64::from(w))
-        .sum::<f64>();
-    if c == 0.0 || !c.is_finite() {
+    let Some(c) = gap(p, w, b) else {
         return 0.0;
-    }
+    };
     let up = |w: f32| (w > 0.0) == (c > 0.0);
     scratch.clear();
     let mut w_left = 0.0f64;
@@ -193,14 +199,9 @@ pub fn project_l2(
     scratch: &mut Vec<(f64, f64, usize)>,
 ) -> f32 {
     d.fill(0.0);
-    let c = b - p
-        .iter()
-        .zip(w)
-        .map(|(&p, &w)| f64::from(p) * f64::from(w))
-        .sum::<f64>();
-    if c == 0.0 || !c.is_finite() {
+    let Some(c) = gap(p, w, b) else {
         return 0.0;
-    }
+    };
     let up = |w: f32| (w > 0.0) == (c > 0.0);
     let room = |i: usize| f64::from(if up(w[i]) { hi - p[i] } else { p[i] - lo }.max(0.0));
     scratch.clear();
