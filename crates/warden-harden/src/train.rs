@@ -1299,6 +1299,33 @@ mod tests {
         let arch = Arch::small_cnn();
         let (x, y) = blobs(64, 3);
         let mut t = Trainer::new(Model::init(&arch, 5).unwrap(), OptimSpec::adam(1e-3), 2);
+        // Every method under L2 too: its attack is the L2 one.
+        let l2 = [
+            Method::Trades {
+                eps: 1.0,
+                step: 0.2,
+                steps: 2,
+                beta: 6.0,
+                norm: Norm::L2,
+            },
+            Method::FgsmRs {
+                eps: 1.0,
+                alpha: 1.25,
+                norm: Norm::L2,
+            },
+            Method::Pgd {
+                eps: 1.0,
+                step: 0.4,
+                steps: 3,
+                norm: Norm::L2,
+            },
+        ];
+        for m in l2 {
+            assert_eq!(m.norm(), Norm::L2);
+            assert_eq!(m.attack(1.0).unwrap().norm, Norm::L2);
+            let s = t.step(&x, &y, &m.objective(1.0), 1).unwrap();
+            assert!(s.loss.is_finite() && s.examples == 64);
+        }
         for m in [
             Method::Trades {
                 eps: 0.1,

@@ -885,7 +885,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         "recipe": recipe,
         "privacy": dp.as_ref().map(|(_, j)| j),
         "selected_epoch": best_epoch,
-        "selection": if dp.is_some() { "the last epoch (private training)" } else if val_attack.is_some() { "best validation accuracy under PGD-10 (step eps/4) at the full budget" } else { "best validation accuracy" },
+        "selection": if dp.is_some() { "the last epoch (private training)" } else if val_attack.is_none() { "best validation accuracy" } else if method.norm() == Norm::L2 { "best validation accuracy under L2 PGD-10 (step eps/4) at the full budget" } else { "best validation accuracy under PGD-10 (step eps/4) at the full budget" },
         "validation_score": score,
         "history": history,
         "data": {

@@ -91,6 +91,7 @@ fn train_eval_record() {
         (Some(1.0), Some(2))
     );
     assert!(card["history"][1]["val_robust_accuracy"].is_number());
+    assert!(card["selection"].as_str().unwrap().contains("L2 PGD-10"));
     for (args, why) in [
         (&["--eps", "1"][..], "--pgd-step"),
         (&["--pgd-step", "0.2"], "needs --eps"),
