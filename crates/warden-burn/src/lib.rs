@@ -4,9 +4,9 @@
 //! What stays the same as on the CPU engine (`warden_harden::train`):
 //! - the model: the same [`Arch`], its parameters moved in PyTorch's layout (`[Cout, Cin, kh, kw]`
 //!   convolutions, `[out, in]` linear weights, channel-first flattening), which is burn's own;
-//! - the objectives: clean, PGD / FGSM-RS with a uniform random start in the L∞ ball, and TRADES
-//!   (KL attack from a Gaussian start of σ 0.001, loss CE + β·KL), attacks taking gradients with
-//!   respect to the input only;
+//! - the objectives: clean, PGD / FGSM-RS with a uniform random start in the L∞ or L2 ball, and
+//!   TRADES (KL attack from a Gaussian start of σ 0.001, loss CE + β·KL), attacks taking gradients
+//!   with respect to the input only;
 //! - the optimiser rules (PyTorch's Adam with L2 weight decay, SGD with momentum), the learning-rate
 //!   factor per batch, the shuffling of each epoch, the augmentation of each batch (the same draws)
 //!   and the weight average with its warm-up.
@@ -270,27 +270,74 @@ fn correct<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> usize {
     usize::try_from(v).unwrap_or(0)
 }
 
-/// The L∞ ball of an attack around `x`, cut to the input bounds: where its points may go.
-struct Ball<F: Backend> {
-    lo: Tensor<F, 2>,
-    hi: Tensor<F, 2>,
-    step: f32,
+/// The ball of an attack around `x` (one row per example), cut to the input bounds: where its
+/// points may go.
+enum Ball<F: Backend> {
+    /// Per coordinate, the L∞ ball's edges inside the bounds.
+    Linf {
+        lo: Tensor<F, 2>,
+        hi: Tensor<F, 2>,
+        step: f32,
+    },
+    L2 {
+        x: Tensor<F, 2>,
+        eps: f32,
+        step: f32,
+        lo: f32,
+        hi: f32,
+    },
+}
+
+/// Each row's L2 length, as an `n × 1` column.
+fn row_norms<F: Backend>(t: Tensor<F, 2>) -> Tensor<F, 2> {
+    t.powf_scalar(2.0).sum_dim(1).sqrt()
 }
 
 impl<F: Backend> Ball<F> {
     fn around(x: &Tensor<F, 2>, a: &Pgd) -> Ball<F> {
-        Ball {
-            lo: x.clone().sub_scalar(a.eps).clamp_min(a.lo),
-            hi: x.clone().add_scalar(a.eps).clamp_max(a.hi),
-            step: a.step,
+        match a.norm {
+            Norm::Linf => Ball::Linf {
+                lo: x.clone().sub_scalar(a.eps).clamp_min(a.lo),
+                hi: x.clone().add_scalar(a.eps).clamp_max(a.hi),
+                step: a.step,
+            },
+            Norm::L2 => Ball::L2 {
+                x: x.clone(),
+                eps: a.eps,
+                step: a.step,
+                lo: a.lo,
+                hi: a.hi,
+            },
         }
     }
 
-    /// One signed step along `g`, projected back on the ball (the CPU engine's `step_project`).
+    /// One step along `g`, projected back on the ball, as the CPU engine's `step_project`: under
+    /// L∞ a signed step, under L2 a step of length `step` along `g` (none where `g` is zero),
+    /// then the perturbation shrunk to length `eps` where longer, then the bounds.
     fn step(&self, adv: Tensor<F, 2>, g: Tensor<F, 2>) -> Tensor<F, 2> {
-        (adv + g.sign().mul_scalar(self.step))
-            .max_pair(self.lo.clone())
-            .min_pair(self.hi.clone())
+        match self {
+            Ball::Linf { lo, hi, step } => (adv + g.sign().mul_scalar(*step))
+                .max_pair(lo.clone())
+                .min_pair(hi.clone()),
+            Ball::L2 {
+                x,
+                eps,
+                step,
+                lo,
+                hi,
+            } => {
+                // A zero gradient divided by the floor stays zero: no move, as on the CPU.
+                let gn = row_norms(g.clone()).clamp_min(1e-30);
+                let moved = adv + g.div(gn).mul_scalar(*step);
+                let delta = moved - x.clone();
+                let shrink = row_norms(delta.clone())
+                    .clamp_min(1e-30)
+                    .recip()
+                    .mul_scalar(*eps)
+                    .clamp_max(1.0);
+                (x.clone() + delta.mul(shrink)).clamp(*lo, *hi)
+            }
+        }
     }
 }
 
@@ -522,27 +569,39 @@ impl<B: AutodiffBackend> Engine<B> {
             .ok_or_else(|| BurnError::Input("no gradient reached the input".into()))
     }
 
-    /// L∞ PGD against the current weights, as the CPU engine's training attack: a uniform start
-    /// in the ball when `a.random_start`, `a.steps` signed steps of `a.step`, each projected on the
-    /// ball and the input bounds; the last iterate.
+    /// PGD against the current weights, as the CPU engine's training attack: a uniform start in
+    /// the ball when `a.random_start`, `a.steps` steps of `a.step` (signed under L∞, along the
+    /// normalised gradient under L2), each projected on the ball and the input bounds; the last
+    /// iterate.
     pub fn pgd(
         &self,
         x: Tensor<Inner<B>, 2>,
         y: Tensor<Inner<B>, 1, Int>,
         a: &Pgd,
     ) -> Result<Tensor<Inner<B>, 2>, BurnError> {
-        if a.norm != Norm::Linf || a.goal != Goal::Untargeted {
+        if a.goal != Goal::Untargeted {
             return Err(BurnError::Unsupported(
-                "training attacks are untargeted L∞".into(),
+                "training attacks are untargeted".into(),
             ));
         }
         let ball = Ball::around(&x, a);
         let mut adv = if a.random_start {
-            let noise = Tensor::random(
-                x.dims(),
-                Distribution::Uniform(-f64::from(a.eps), f64::from(a.eps)),
-                &self.device,
-            );
+            let noise = match a.norm {
+                Norm::Linf => Tensor::random(
+                    x.dims(),
+                    Distribution::Uniform(-f64::from(a.eps), f64::from(a.eps)),
+                    &self.device,
+                ),
+                Norm::L2 => {
+                    // A uniform point of the L2 ball: a Gaussian direction, radius eps·u^(1/d).
+                    let [n, d] = x.dims();
+                    let dir = Tensor::random([n, d], Distribution::Normal(0.0, 1.0), &self.device);
+                    let u = Tensor::random([n, 1], Distribution::Uniform(0.0, 1.0), &self.device);
+                    let radius = u.powf_scalar(1.0 / d as f32).mul_scalar(a.eps);
+                    let length = row_norms(dir.clone()).clamp_min(1e-30);
+                    dir.div(length).mul(radius)
+                }
+            };
             (x + noise).clamp(a.lo, a.hi)
         } else {
             x
@@ -957,7 +1016,7 @@ impl Session {
         dispatch!(&mut self.inner, e, d => e.epoch(d, idx, batch, objective, lr, seed, on_batch))
     }
 
-    /// Adversarial points of `attack` (untargeted L∞, the last iterate) against the current
+    /// Adversarial points of `attack` (untargeted, L∞ or L2, the last iterate) against the current
     /// weights for `y.len()` examples given on the host; uploads them and reads the points back
     /// (so a timing of this call includes both transfers).
     pub fn attack(&self, x: &[f32], y: &[u8], attack: &Pgd) -> Result<Vec<f32>, BurnError> {

@@ -219,6 +219,48 @@ fn pgd_points_equal_the_cpu_engine_without_random_start() {
     );
 }
 
+/// Under L2 too: without a random start the burn path's points equal the CPU engine's (steps
+/// along the normalised gradient, each shrunk back to length eps); with one, every point of PGD
+/// and of the TRADES attack lies in the L2 ball and the bounds, and the attack moves.
+#[test]
+fn l2_attack_points_equal_the_cpu_engine_and_stay_in_the_ball() {
+    let model = Model::init(&Arch::small_cnn(), 11).unwrap();
+    let (x, y) = inputs(&model, 8, 6);
+    let len = model.input_len();
+    let fixed = Pgd {
+        norm: Norm::L2,
+        random_start: false,
+        keep_first_success: false,
+        ..Pgd::linf(1.0, 0.3, 5, 1)
+    };
+    let want =
+        warden_harden::attack::generate(&model, &mut Pool::new(1), &fixed, &x, &y, 0).unwrap();
+    let e = Engine::<Ad>::new(&model, OptimSpec::adam(1e-3), dev()).unwrap();
+    let data = upload(&x, &y, len);
+    let got = host(e.pgd(data.x.clone(), data.y.clone(), &fixed).unwrap());
+    let gap = got
+        .iter()
+        .zip(&want)
+        .fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
+    assert!(gap < 1e-3, "burn and the CPU engine differ by {gap}");
+    let a = Pgd {
+        random_start: true,
+        ..fixed
+    };
+    let p = activation::softmax(e.predict_logits(data.x.clone()).unwrap(), 1);
+    for adv in [
+        e.pgd(data.x.clone(), data.y.clone(), &a).unwrap(),
+        e.trades_attack(data.x.clone(), p, &a).unwrap(),
+    ] {
+        let adv = host(adv);
+        assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
+        for d in warden_harden::attack::distances(Norm::L2, &x, &adv, len) {
+            assert!(d <= 1.0 + 1e-4, "{d} beyond the L2 ball");
+            assert!(d > 0.5, "the attack hardly moved: {d}");
+        }
+    }
+}
+
 /// Every point of the training attacks lies in the ε-ball and the input bounds.
 #[test]
 fn attack_points_stay_in_the_ball_and_the_bounds() {

@@ -205,7 +205,7 @@ pub(crate) struct TrainArgs {
     /// Training method.
     #[arg(long, value_enum, default_value = "clean")]
     method: MethodArg,
-    /// The threat model of adversarial training: linf, or l2 (on --device cpu).
+    /// The threat model of adversarial training: linf, or l2.
     #[arg(long, value_enum, default_value = "linf")]
     norm: NormArg,
     /// Budget of adversarial training in that norm, inputs in [0, 1] [default: 0.1 under L∞;
@@ -565,10 +565,6 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
             anyhow::ensure!(
                 !adversarial || (a.eps.is_some() && (a.pgd_step.is_some() || !multi_step)),
                 "--norm l2 needs --eps (e.g. 1) and, for PGD and TRADES, --pgd-step (e.g. eps/4)"
-            );
-            anyhow::ensure!(
-                a.device == "cpu",
-                "--norm l2 trains on --device cpu only (burn's backends run L∞ attacks)"
             );
             // The diagonal of the [0, 1] image cube: no two images are further apart.
             (

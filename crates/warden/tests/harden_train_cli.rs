@@ -96,10 +96,6 @@ fn train_eval_record() {
         (&["--eps", "1"][..], "--pgd-step"),
         (&["--pgd-step", "0.2"], "needs --eps"),
         (&["--eps", "29", "--pgd-step", "1"], "(0, 28]"),
-        (
-            &["--eps", "1", "--pgd-step", "0.2", "--device", "flex"],
-            "cpu only",
-        ),
     ] {
         let mut v = vec![
             "harden",
