@@ -1,15 +1,15 @@
-//! FAB-T (Croce and Hein, ICML 2020, "Minimally distorted adversarial examples with a fast adaptive
-//! boundary attack") under L∞ and L2: the targeted form that AutoAttack's standard version runs
-//! after APGD-T. Where APGD climbs a loss inside the ball, FAB walks to the decision boundary: it looks
-//! for the smallest perturbation that misclassifies, so it breaks points whose loss surface is flat
-//! or masked but whose boundary is near.
+//! FAB-T (Croce and Hein, ICML 2020, "Minimally distorted adversarial examples with a fast
+//! adaptive boundary attack") under L∞ and L2: the targeted form that AutoAttack's standard
+//! version runs after APGD-T. Where APGD climbs a loss inside the ball, FAB walks to the decision
+//! boundary: it looks for the smallest perturbation that misclassifies, so it breaks points whose
+//! loss surface is flat or masked but whose boundary is near.
 //!
 //! Per example and target class `t` (the classes ranked second, third, … by the clean logits, as
 //! APGD-T ranks them), each iteration:
 //! 1. linearises `z_t − z_y` at the iterate `x₁`: the boundary becomes the hyperplane
 //!    `w·z = b` with `w = ∇(z_t − z_y)` and `b = w·x₁ − (z_t − z_y)`;
 //! 2. projects both `x₁` and the original `x₀` onto that hyperplane inside the input box, with the
-//!    smallest step in the threat model's norm ([`project_linf`], [`project_l2`]): `d₁`, `d₂`;
+//!    smallest step in the threat model's norm ([`project`]): `d₁`, `d₂`;
 //! 3. moves to `(x₁ + η·d₁)(1 − α) + (x₀ + η·d₂)·α`, clipped to the box, with the overshoot
 //!    `η = 1.05` and `α = min(‖d₁‖/(‖d₁‖ + ‖d₂‖), α_max = 0.1)`, a bias towards the original;
 //! 4. if the new point is misclassified, keeps it when it is the closest so far, and steps back
@@ -124,77 +124,26 @@ fn gap(p: &[f32], w: &[f32], b: f64) -> Option<f64> {
     (c != 0.0 && c.is_finite()).then_some(c)
 }
 
-/// The smallest L∞ step `d` that takes `p` onto the hyperplane `w·z = b` while `p + d` stays in
-/// `[lo, hi]`, written to `d`. Where the box does not reach the hyperplane, the step to the corner
-/// of the box that comes closest. Returns the step's L∞ length.
+/// The smallest step `d`, in `norm`, that takes `p` onto the hyperplane `w·z = b` while `p + d`
+/// stays in `[lo, hi]`, written to `d`. Where the box does not reach the hyperplane, the step to
+/// the corner of the box that comes closest. Returns the step's length in `norm`.
 ///
 /// With `c = b − w·p`, each coordinate may move by at most its room `u_i` towards the side that
-/// raises `sign(c)·w·z`; a step of length `t` gains at most `S(t) = Σ |w_i|·min(t, u_i)`, which is
-/// piecewise linear and increasing. The answer is the `t` where `S(t) = |c|`, found by walking the
-/// rooms in increasing order, with every coordinate moved by `min(t, u_i)`.
-pub fn project_linf(
-    p: &[f32],
-    w: &[f32],
-    b: f64,
-    lo: f32,
-    hi: f32,
-    d: &mut [f32],
-    scratch: &mut Vec<(f64, f64, usize)>,
-) -> f32 {
-    d.fill(0.0);
-    let Some(c) = gap(p, w, b) else {
-        return 0.0;
-    };
-    let up = |w: f32| (w > 0.0) == (c > 0.0);
-    scratch.clear();
-    let mut w_left = 0.0f64;
-    for (i, (&p, &w)) in p.iter().zip(w).enumerate() {
-        if w == 0.0 || !w.is_finite() {
-            continue;
-        }
-        let room = if up(w) { hi - p } else { p - lo };
-        let aw = f64::from(w.abs());
-        scratch.push((f64::from(room.max(0.0)), aw, i));
-        w_left += aw;
-    }
-    scratch.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let need = c.abs();
-    let mut gained = 0.0f64;
-    let mut t = f64::INFINITY;
-    for &(room, aw, _) in scratch.iter() {
-        if gained + room * w_left >= need {
-            // `w_left` is kept by subtraction; the cap keeps a cancelled sum from overshooting.
-            t = ((need - gained) / w_left).min(room);
-            break;
-        }
-        gained += aw * room;
-        w_left -= aw;
-    }
-    let mut norm = 0.0f32;
-    for &(room, _, i) in scratch.iter() {
-        let step = t.min(room) as f32;
-        d[i] = if up(w[i]) { step } else { -step };
-        norm = norm.max(step);
-    }
-    norm
-}
-
-/// The smallest L2 step `d` that takes `p` onto the hyperplane `w·z = b` while `p + d` stays in
-/// `[lo, hi]`, written to `d`. Where the box does not reach the hyperplane, the step to the corner
-/// of the box that comes closest. Returns the step's L2 length.
+/// raises `sign(c)·w·z`. Both problems are solved by one walk over a scale `s`, along which the
+/// total gain is piecewise linear and increasing, with a bend where each coordinate saturates:
+/// - **L∞:** `s` is the step's length `t`; coordinate `i` moves by `min(t, u_i)` and gains
+///   `|w_i|·min(t, u_i)`, so it saturates at `t = u_i`.
+/// - **L2:** the problem is a convex quadratic programme whose solution is `d_i = λ·w_i` clipped
+///   to the room, for the one multiplier `λ` where `w·d = c`; `s` is `λ`, coordinate `i` moves by
+///   `min(λ·|w_i|, u_i)` and gains `|w_i|` times that, so it saturates at `λ = u_i/|w_i|`.
 ///
-/// The problem is a convex quadratic programme; its solution is `d_i = clip(λ·w_i)` to the room
-/// each coordinate has, for the one `λ` (of the sign of `c = b − w·p`) where `w·d = c`. With
-/// `u_i` the room towards the side that raises `sign(c)·w·z`, coordinate `i` gains
-/// `|w_i|·min(λ·|w_i|, u_i)`, so the total gain is piecewise linear and increasing in `λ`, with a
-/// bend where each coordinate saturates (`λ = u_i/|w_i|`). The answer is found by walking the bends
-/// in increasing order, as in [`project_linf`] with `λ·|w_i|` in place of `t`.
-pub fn project_l2(
+/// The walk visits the bends in increasing order until the gain reaches `|c|`.
+pub fn project(
+    norm: Norm,
     p: &[f32],
     w: &[f32],
     b: f64,
-    lo: f32,
-    hi: f32,
+    (lo, hi): (f32, f32),
     d: &mut [f32],
     scratch: &mut Vec<(f64, f64, usize)>,
 ) -> f32 {
@@ -204,51 +153,52 @@ pub fn project_l2(
     };
     let up = |w: f32| (w > 0.0) == (c > 0.0);
     let room = |i: usize| f64::from(if up(w[i]) { hi - p[i] } else { p[i] - lo }.max(0.0));
+    // How fast an unsaturated coordinate gains per unit of `s`.
+    let rate = |aw: f64| match norm {
+        Norm::Linf => aw,
+        Norm::L2 => aw * aw,
+    };
     scratch.clear();
-    let mut w2_left = 0.0f64;
+    let mut rate_left = 0.0f64;
     for (i, &w) in w.iter().enumerate() {
         if w == 0.0 || !w.is_finite() {
             continue;
         }
         let aw = f64::from(w.abs());
-        scratch.push((room(i) / aw, aw, i));
-        w2_left += aw * aw;
+        let bend = match norm {
+            Norm::Linf => room(i),
+            Norm::L2 => room(i) / aw,
+        };
+        scratch.push((bend, aw, i));
+        rate_left += rate(aw);
     }
     scratch.sort_by(|a, b| a.0.total_cmp(&b.0));
     let need = c.abs();
     let mut gained = 0.0f64;
-    let mut lambda = f64::INFINITY;
+    let mut s = f64::INFINITY;
     for &(bend, aw, i) in scratch.iter() {
-        if gained + bend * w2_left >= need {
-            // `w2_left` is kept by subtraction; the cap keeps a cancelled sum from overshooting.
-            lambda = ((need - gained) / w2_left).min(bend);
+        if gained + bend * rate_left >= need {
+            // `rate_left` is kept by subtraction; the cap keeps a cancelled sum from overshooting.
+            s = ((need - gained) / rate_left).min(bend);
             break;
         }
         gained += aw * room(i);
-        w2_left -= aw * aw;
+        rate_left -= rate(aw);
     }
-    let mut sq = 0.0f64;
+    let (mut top, mut squares) = (0.0f32, 0.0f64);
     for &(_, aw, i) in scratch.iter() {
-        let step = (lambda * aw).min(room(i));
-        sq += step * step;
-        d[i] = if up(w[i]) { step as f32 } else { -step as f32 };
+        let step = match norm {
+            Norm::Linf => s.min(room(i)),
+            Norm::L2 => (s * aw).min(room(i)),
+        };
+        let step32 = step as f32;
+        d[i] = if up(w[i]) { step32 } else { -step32 };
+        top = top.max(step32);
+        squares += step * step;
     }
-    sq.sqrt() as f32
-}
-
-/// The projection of `a`'s norm.
-#[allow(clippy::too_many_arguments)]
-fn project(
-    a: &Fab,
-    p: &[f32],
-    w: &[f32],
-    b: f64,
-    d: &mut [f32],
-    scratch: &mut Vec<(f64, f64, usize)>,
-) -> f32 {
-    match a.norm {
-        Norm::Linf => project_linf(p, w, b, a.lo, a.hi, d, scratch),
-        Norm::L2 => project_l2(p, w, b, a.lo, a.hi, d, scratch),
+    match norm {
+        Norm::Linf => top,
+        Norm::L2 => squares.sqrt() as f32,
     }
 }
 
@@ -362,8 +312,9 @@ fn shard(
                             .map(|(&v, &w)| f64::from(v) * f64::from(w))
                             .sum::<f64>()
                             - df[j];
-                    let n1 = project(a, &s.x1, w, b, &mut d1, &mut scratch);
-                    let n2 = project(a, x0, w, b, &mut d2, &mut scratch);
+                    let bounds = (a.lo, a.hi);
+                    let n1 = project(a.norm, &s.x1, w, b, bounds, &mut d1, &mut scratch);
+                    let n2 = project(a.norm, x0, w, b, bounds, &mut d2, &mut scratch);
                     let (n1, n2) = (n1.max(1e-8), n2.max(1e-8));
                     let alpha = (n1 / (n1 + n2)).clamp(0.0, a.alpha_max);
                     for (((v, &o), &s1), &s2) in s.x1.iter_mut().zip(x0).zip(&d1).zip(&d2) {
@@ -441,7 +392,7 @@ mod tests {
             let wp: f64 = p.iter().zip(&w).map(|(&a, &b)| f64::from(a * b)).sum();
             let c = (rng.uniform() * 2.0 - 1.0) * 24.0;
             let b = wp + c;
-            let norm = project_linf(&p, &w, b, 0.0, 1.0, &mut d, &mut scratch);
+            let norm = project(Norm::Linf, &p, &w, b, (0.0, 1.0), &mut d, &mut scratch);
             let z: Vec<f32> = p.iter().zip(&d).map(|(a, b)| a + b).collect();
             assert!(z.iter().all(|v| (0.0..=1.0).contains(v)), "case {case}");
             let top = d.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -479,15 +430,23 @@ mod tests {
         assert!(feasible > 50 && infeasible > 50, "{feasible} {infeasible}");
         // Already on the hyperplane: no step.
         let p = [0.25f32, 0.5];
-        let norm = project_linf(&p, &[1.0, 1.0], 0.75, 0.0, 1.0, &mut d[..2], &mut scratch);
+        let norm = project(
+            Norm::Linf,
+            &p,
+            &[1.0, 1.0],
+            0.75,
+            (0.0, 1.0),
+            &mut d[..2],
+            &mut scratch,
+        );
         assert_eq!((norm, d[0], d[1]), (0.0, 0.0, 0.0));
     }
 
     /// The L2 projection is the solution of its quadratic programme. Checked by the KKT
     /// conditions, which are sufficient for a convex problem: one multiplier `λ` with
     /// `d_i = λ·w_i` on every coordinate strictly inside its box, and `λ·w_i` beyond the bound on
-    /// every coordinate at one; and by 2,000 random moves along the hyperplane inside the box,
-    /// none of which is shorter. Out of reach, it goes to the corner, as under L∞.
+    /// every coordinate at one; and by random moves along the hyperplane inside the box (over
+    /// 500 of them valid), none of which is shorter. Out of reach, it goes to the corner, as under L∞.
     #[test]
     fn l2_projection_solves_its_quadratic_programme() {
         let mut rng = Rng::new(6);
@@ -507,7 +466,7 @@ mod tests {
             let wp: f64 = p.iter().zip(&w).map(|(&a, &b)| f64::from(a * b)).sum();
             let c = (rng.uniform() * 2.0 - 1.0) * 14.0;
             let b = wp + c;
-            let norm = project_l2(&p, &w, b, 0.0, 1.0, &mut d, &mut scratch);
+            let norm = project(Norm::L2, &p, &w, b, (0.0, 1.0), &mut d, &mut scratch);
             let z: Vec<f32> = p.iter().zip(&d).map(|(a, b)| a + b).collect();
             assert!(z.iter().all(|v| (0.0..=1.0).contains(v)), "case {case}");
             let length = d.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
@@ -569,18 +528,19 @@ mod tests {
             "{feasible} {infeasible} {moves}"
         );
         let p = [0.25f32, 0.5];
-        let norm = project_l2(&p, &[1.0, 1.0], 0.75, 0.0, 1.0, &mut d[..2], &mut scratch);
-        assert_eq!((norm, d[0], d[1]), (0.0, 0.0, 0.0));
-        // Without the box in the way it is the textbook projection, c·w/‖w‖².
-        let norm = project_l2(
+        let norm = project(
+            Norm::L2,
             &p,
-            &[3.0, 4.0],
-            2.75 + 0.5,
-            0.0,
-            1.0,
+            &[1.0, 1.0],
+            0.75,
+            (0.0, 1.0),
             &mut d[..2],
             &mut scratch,
         );
+        assert_eq!((norm, d[0], d[1]), (0.0, 0.0, 0.0));
+        // Without the box in the way it is the textbook projection, c·w/‖w‖².
+        let (w, b) = ([3.0, 4.0], 2.75 + 0.5);
+        let norm = project(Norm::L2, &p, &w, b, (0.0, 1.0), &mut d[..2], &mut scratch);
         assert!(
             (norm - 0.1).abs() < 1e-6 && (d[0] - 0.06).abs() < 1e-6 && (d[1] - 0.08).abs() < 1e-6
         );
@@ -619,10 +579,7 @@ mod tests {
                 .map(|j| {
                     let wd: Vec<f32> = (0..784).map(|i| w[j * 784 + i] - w[yi * 784 + i]).collect();
                     let b = -f64::from(bias[j] - bias[yi]);
-                    let t = match norm {
-                        Norm::Linf => project_linf(&x, &wd, b, 0.0, 1.0, &mut d, &mut scratch),
-                        Norm::L2 => project_l2(&x, &wd, b, 0.0, 1.0, &mut d, &mut scratch),
-                    };
+                    let t = project(norm, &x, &wd, b, (0.0, 1.0), &mut d, &mut scratch);
                     let z: f64 = x
                         .iter()
                         .zip(&d)
