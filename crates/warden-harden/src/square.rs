@@ -302,6 +302,14 @@ fn window_side(norm: Norm, p: f32, h: usize, w: usize) -> usize {
     }
 }
 
+/// The top-left corner of a random `side × side` window inside an `h × w` image.
+fn corner(rng: &mut Rng, h: usize, w: usize, side: usize) -> (usize, usize) {
+    (
+        rng.below((h - side + 1) as u64) as usize,
+        rng.below((w - side + 1) as u64) as usize,
+    )
+}
+
 /// L∞ start: vertical stripes of ±eps, one sign per (column, channel), channels-last.
 fn stripes(
     a: &Square,
@@ -334,10 +342,7 @@ fn linf_query(
     x0: &[f32],
     img: &mut [f32],
 ) {
-    let (r0, c0) = (
-        rng.below((h - side + 1) as u64) as usize,
-        rng.below((w - side + 1) as u64) as usize,
-    );
+    let (r0, c0) = corner(rng, h, w, side);
     for _ in 0..10 {
         let mut changed = false;
         for ch in 0..c {
@@ -475,14 +480,8 @@ fn l2_query(
     img: &mut [f32],
     l2: &mut L2Scratch,
 ) {
-    let (r1, c1) = (
-        rng.below((h - s + 1) as u64) as usize,
-        rng.below((w - s + 1) as u64) as usize,
-    );
-    let (r2, c2) = (
-        rng.below((h - s + 1) as u64) as usize,
-        rng.below((w - s + 1) as u64) as usize,
-    );
+    let (r1, c1) = corner(rng, h, w, s);
+    let (r2, c2) = corner(rng, h, w, s);
     let in_first =
         |row: usize, col: usize| (r1..r1 + s).contains(&row) && (c1..c1 + s).contains(&col);
     let in_second =
