@@ -27,7 +27,7 @@ use warden_harden::weights::transpose_blocks;
 use warden_ledger::Kind;
 
 use crate::harden_model::{
-    NormArg, Progress, command_line, load_model_dir, sha256_hex, write_atomic,
+    NormArg, Progress, command_line, load_model_dir, norm_name, sha256_hex, write_atomic,
 };
 use crate::{Outcome, ledger_dir};
 
@@ -243,11 +243,7 @@ impl Drop for Subprocess {
 /// `warden harden eval-blackbox -- PROGRAM ARGS…`: clean accuracy and Square robust accuracy of
 /// a model seen only through an oracle program.
 pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
-    // The largest meaningful budget: the side of the [0, 1] cube under L∞, its diagonal under L2.
-    let (norm, largest) = match a.norm {
-        NormArg::Linf => (Norm::Linf, 1.0),
-        NormArg::L2 => (Norm::L2, (784f32).sqrt()),
-    };
+    let (norm, largest) = a.norm.norm_and_largest();
     if !(a.eps >= 0.0 && a.eps <= largest) {
         bail!("--eps must be in [0, {largest}] under {}", norm_name(norm));
     }
@@ -345,11 +341,4 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
-}
-
-fn norm_name(norm: Norm) -> &'static str {
-    match norm {
-        Norm::Linf => "L∞",
-        Norm::L2 => "L2",
-    }
 }

@@ -184,6 +184,25 @@ pub(crate) enum NormArg {
     L2,
 }
 
+impl NormArg {
+    /// The norm, and the largest budget that means anything on Fashion-MNIST's `[0, 1]` 28×28
+    /// images: the cube's side under L∞, its diagonal under L2 (no two images are further apart).
+    pub(crate) fn norm_and_largest(self) -> (Norm, f32) {
+        match self {
+            NormArg::Linf => (Norm::Linf, 1.0),
+            NormArg::L2 => (Norm::L2, (784f32).sqrt()),
+        }
+    }
+}
+
+/// A norm as the messages write it.
+pub(crate) fn norm_name(norm: Norm) -> &'static str {
+    match norm {
+        Norm::Linf => "L∞",
+        Norm::L2 => "L2",
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OptimArg {
     Adam,
@@ -554,31 +573,22 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     // Under L2 nothing has a conventional default: the budget and PGD's step are asked for.
     let adversarial = !matches!(a.method, MethodArg::Clean);
     let multi_step = matches!(a.method, MethodArg::Pgd | MethodArg::Trades);
-    let (norm, eps, pgd_step, largest) = match a.norm {
-        NormArg::Linf => (
-            Norm::Linf,
-            a.eps.unwrap_or(0.1),
-            a.pgd_step.unwrap_or(0.025),
-            1.0,
-        ),
-        NormArg::L2 => {
+    let (norm, largest) = a.norm.norm_and_largest();
+    let (eps, pgd_step) = match norm {
+        Norm::Linf => (a.eps.unwrap_or(0.1), a.pgd_step.unwrap_or(0.025)),
+        Norm::L2 => {
             anyhow::ensure!(
                 !adversarial || (a.eps.is_some() && (a.pgd_step.is_some() || !multi_step)),
                 "--norm l2 needs --eps (e.g. 1) and, for PGD and TRADES, --pgd-step (e.g. eps/4)"
             );
-            // The diagonal of the [0, 1] image cube: no two images are further apart.
-            (
-                Norm::L2,
-                a.eps.unwrap_or(1.0),
-                a.pgd_step.unwrap_or(0.25),
-                (784f32).sqrt(),
-            )
+            // Given wherever they are used; clean training and FGSM-RS's step never read them.
+            (a.eps.unwrap_or_default(), a.pgd_step.unwrap_or_default())
         }
     };
     anyhow::ensure!(
         !adversarial || (eps > 0.0 && eps <= largest),
         "--eps must be in (0, {largest}] under {}",
-        if norm == Norm::L2 { "L2" } else { "L∞" }
+        norm_name(norm)
     );
     let method = match a.method {
         MethodArg::Clean => Method::Clean,
@@ -958,25 +968,23 @@ pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
 pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
     // Under L2 nothing has a conventional default: the budgets and PGD's step are asked for.
-    let (norm, eps, pgd_step, largest) = match a.norm {
-        NormArg::Linf => (
-            Norm::Linf,
+    let (norm, largest) = a.norm.norm_and_largest();
+    let (eps, pgd_step) = match norm {
+        Norm::Linf => (
             if a.eps.is_empty() {
                 vec![0.05, 0.1, 0.15, 0.2]
             } else {
                 a.eps.clone()
             },
             a.pgd_step.unwrap_or(0.01),
-            1.0,
         ),
-        NormArg::L2 => {
+        Norm::L2 => {
             let (false, Some(step)) = (a.eps.is_empty(), a.pgd_step) else {
                 bail!(
                     "--norm l2 needs --eps (e.g. 0.5,1,1.5) and --pgd-step (e.g. a quarter of the largest budget)"
                 );
             };
-            // The diagonal of the [0, 1] image cube: no two images are further apart.
-            (Norm::L2, a.eps.clone(), step, (784f32).sqrt())
+            (a.eps.clone(), step)
         }
     };
     anyhow::ensure!(
