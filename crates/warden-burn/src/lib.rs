@@ -326,7 +326,12 @@ impl<F: Backend> Ball<F> {
                 lo,
                 hi,
             } => {
-                // A zero gradient divided by the floor stays zero: no move, as on the CPU.
+                // The direction g/|g| is taken from g scaled by its largest entry, so that
+                // squaring neither underflows (entries below about 1e-19 would square to zero in
+                // f32, where the CPU engine sums in f64) nor overflows. A zero gradient stays
+                // zero: no move, as on the CPU.
+                let top = g.clone().abs().max_dim(1).clamp_min(f32::MIN_POSITIVE);
+                let g = g.div(top);
                 let gn = row_norms(g.clone()).clamp_min(1e-30);
                 let moved = adv + g.div(gn).mul_scalar(*step);
                 let delta = moved - x.clone();

@@ -261,6 +261,43 @@ fn l2_attack_points_equal_the_cpu_engine_and_stay_in_the_ball() {
     }
 }
 
+/// The L2 step's direction does not depend on the gradient's scale: gradients scaled by 1e-25
+/// (whose squares underflow in f32) and by 1e25 (whose squares overflow) give the same point as
+/// the unscaled one, and a zero gradient does not move.
+#[test]
+fn l2_step_is_independent_of_the_gradient_scale() {
+    let (n, len) = (3, 16);
+    let mut rng = Rng::new(4);
+    let x: Vec<f32> = (0..n * len)
+        .map(|_| 0.25 + 0.5 * rng.uniform() as f32)
+        .collect();
+    let g: Vec<f32> = (0..n * len).map(|_| rng.uniform() as f32 - 0.5).collect();
+    let a = Pgd {
+        norm: Norm::L2,
+        ..Pgd::linf(0.3, 0.2, 1, 1)
+    };
+    let xt = Tensor::<Flex, 2>::from_data(TensorData::new(x.clone(), [n, len]), &dev());
+    let ball = Ball::around(&xt, &a);
+    let step = |scale: f32| {
+        let gs: Vec<f32> = g.iter().map(|v| v * scale).collect();
+        let gt = Tensor::<Flex, 2>::from_data(TensorData::new(gs, [n, len]), &dev());
+        host(ball.step(xt.clone(), gt))
+    };
+    let want = step(1.0);
+    for d in warden_harden::attack::distances(Norm::L2, &x, &want, len) {
+        assert!((d - 0.2).abs() < 1e-5, "a step of length {d}, not 0.2");
+    }
+    for scale in [1e-25, 1e25] {
+        let got = step(scale);
+        let gap = got
+            .iter()
+            .zip(&want)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(gap < 1e-6, "scale {scale}: {gap} from the unscaled step");
+    }
+    assert_eq!(step(0.0), x, "a zero gradient moved the point");
+}
+
 /// Every point of the training attacks lies in the ε-ball and the input bounds.
 #[test]
 fn attack_points_stay_in_the_ball_and_the_bounds() {
