@@ -178,17 +178,36 @@ fn optimiser_steps_equal_the_cpu_engine() {
             );
             assert_eq!(a.accuracy, b.accuracy);
         }
-        // Adam divides by √v: where a gradient is near zero, a difference in its last bits moves
-        // the weight by a visible fraction of the learning rate.
-        let tol = match spec {
-            OptimSpec::Adam { .. } => 1e-3,
-            OptimSpec::Sgd { .. } => 1e-5,
-        };
+        // Adam divides by √v: where a gradient is near zero, a difference in its last bits (the
+        // two engines' matrix kernels sum in different orders, and the `gemm` crate picks its
+        // kernels by processor) can flip the sign of a step and move that weight by up to twice
+        // the summed learning rates. So under Adam a few weights in 10,000 may fall outside the
+        // tolerance, within that bound; under SGD every weight must be within it. A wrong moment,
+        // bias correction or decay moves most weights, and fails either way.
         let got = e.model().unwrap();
+        let (mut off, mut total) = (0usize, 0usize);
         for (g, w) in got.params().iter().zip(cpu.model.params()) {
-            let d = rel_diff(g, w);
-            assert!(d < tol, "{spec:?}: weights differ by {d}");
+            let scale = w.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            for (a, b) in g.iter().zip(w.iter()) {
+                let d = (a - b).abs();
+                assert!(d.is_finite(), "{spec:?}: a weight is not finite");
+                match spec {
+                    OptimSpec::Sgd { .. } => assert!(
+                        d <= 1e-5 * scale,
+                        "{spec:?}: weights differ by {d} (scale {scale})"
+                    ),
+                    OptimSpec::Adam { lr, .. } => {
+                        assert!(d <= 2.0 * 1.75 * lr, "{spec:?}: a weight moved {d} apart");
+                        off += usize::from(d > 1e-3 * scale);
+                    }
+                }
+            }
+            total += w.len();
         }
+        assert!(
+            off * 10_000 <= total,
+            "{spec:?}: {off} of {total} weights differ beyond 1e-3 of their tensor's scale"
+        );
     }
 }
 
