@@ -28,17 +28,20 @@ robust figure from above).
 """
 import argparse
 import copy
-import gzip
 import json
 import math
 import os
-import struct
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The IDX reader of the speed benchmark and the safetensors writer of the CPU reference, beside
+# this file.
+from torch_fmnist_bench import load
+from torch_fmnist_harden import save_safetensors
 
 
 def conv(i, o):
@@ -87,15 +90,6 @@ def build(layers):
         else:
             raise ValueError(t)
     return nn.Sequential(*mods)
-
-
-def load(data, prefix):
-    with gzip.open(f"{data}/{prefix}-images-idx3-ubyte.gz") as f:
-        img = np.frombuffer(f.read(), np.uint8, offset=16)
-    with gzip.open(f"{data}/{prefix}-labels-idx1-ubyte.gz") as f:
-        lab = np.frombuffer(f.read(), np.uint8, offset=8)
-    x = torch.from_numpy(img.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
-    return x, torch.from_numpy(lab.astype(np.int64))
 
 
 def project(xa, x, eps):
@@ -168,20 +162,6 @@ def make_opt(a, net):
     return torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4)
 
 
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, t in tensors.items():
-        data = t.detach().cpu().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -210,8 +190,8 @@ def main():
     torch.backends.cudnn.allow_tf32 = True
     amp = not a.no_amp and dev.type == "cuda"
     torch.manual_seed(a.seed)
-    x, y = load(a.data, "train")
-    xt, yt = load(a.data, "t10k")
+    x, y = load("train", a.data)
+    xt, yt = load("t10k", a.data)
     rng = np.random.default_rng(a.seed)
     held = np.concatenate([rng.permutation(np.flatnonzero(y.numpy() == c))[:100] for c in range(10)])
     keep = np.setdiff1d(np.arange(len(y)), held)

@@ -74,7 +74,7 @@ def pgd_train_points(net, x, y, eps, step, steps):
 def save_safetensors(path, tensors):
     header, offset, blobs = {}, 0, []
     for name, t in tensors.items():
-        data = t.detach().contiguous().numpy().astype("<f4").tobytes()
+        data = t.detach().cpu().contiguous().numpy().astype("<f4").tobytes()
         header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
         blobs.append(data)
