@@ -15,8 +15,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, run_sharded, sign};
-use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
+use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, sign};
+use crate::net::{Compute, Network};
+use crate::nn::{Model, ModelError, Pool, argmax, softmax_xent};
 use crate::rng::Rng;
 
 /// The loss APGD ascends.
@@ -104,22 +105,33 @@ pub fn run(
     y: &[u8],
     seed: u64,
 ) -> Result<AttackOutput, ModelError> {
+    run_on(&mut Compute::Cpu { model, pool }, a, x, y, seed)
+}
+
+/// [`run`] on any engine.
+pub fn run_on(
+    c: &mut Compute<'_>,
+    a: &Apgd,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, ModelError> {
     a.validate().map_err(ModelError::Input)?;
-    if a.loss == ApgdLoss::Dlr && model.classes() < 3 {
+    let classes = c.classes();
+    if a.loss == ApgdLoss::Dlr && classes < 3 {
         return Err(ModelError::Input(
             "APGD-DLR needs at least 3 classes".into(),
         ));
     }
-    if a.loss == ApgdLoss::DlrTargeted && (model.classes() < 4 || a.targets >= model.classes()) {
+    if a.loss == ApgdLoss::DlrTargeted && (classes < 4 || a.targets >= classes) {
         return Err(ModelError::Input(format!(
-            "APGD-T needs at least 4 classes and fewer targets than classes ({} targets, {} classes)",
+            "APGD-T needs at least 4 classes and fewer targets than classes ({} targets, {classes} classes)",
             a.targets,
-            model.classes()
         )));
     }
-    check_inputs(model, x, y, a.lo, a.hi)?;
-    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
-        shard(model, ws, a, xs, ys, first, seed, adv, ok)
+    check_inputs(c, x, y, a.lo, a.hi)?;
+    c.run_sharded(x, y, |net, first, xs, ys, adv, ok| {
+        shard(net, a, xs, ys, first, seed, adv, ok)
     })
 }
 
@@ -212,22 +224,22 @@ pub(crate) fn wrong_classes(z: &[f32], y: u8) -> Vec<usize> {
 /// (they need no attack) and, with `rank`, lists each example's [`wrong_classes`], the targets of
 /// APGD-T and FAB-T in order. `None` if the forward pass fails.
 pub(crate) fn clean_pass(
-    model: &Model,
-    ws: &mut Workspace,
+    net: &mut dyn Network,
     x: &[f32],
     y: &[u8],
     ok: &mut [bool],
     rank: bool,
-) -> Option<Vec<Vec<usize>>> {
-    let logits = model.forward(ws, x, y.len()).ok()?;
+) -> Result<Vec<Vec<usize>>, ModelError> {
+    let classes = net.classes();
+    let logits = net.logits(x, y.len())?;
     let mut ranks = Vec::new();
-    for (i, row) in logits.chunks_exact(model.classes()).enumerate() {
+    for (i, row) in logits.chunks_exact(classes).enumerate() {
         ok[i] = argmax(row) != usize::from(y[i]);
         if rank {
             ranks.push(wrong_classes(row, y[i]));
         }
     }
-    Some(ranks)
+    Ok(ranks)
 }
 
 /// Projects `v` onto the `norm` ball of radius `eps` around `x`, then into the bounds.
@@ -259,8 +271,7 @@ fn l2(v: impl Iterator<Item = f32>) -> f64 {
 
 #[allow(clippy::too_many_arguments)]
 fn shard(
-    model: &Model,
-    ws: &mut Workspace,
+    net: &mut dyn Network,
     a: &Apgd,
     x: &[f32],
     y: &[u8],
@@ -268,14 +279,13 @@ fn shard(
     seed: u64,
     adv: &mut [f32],
     ok: &mut [bool],
-) {
-    let len = model.input_len();
-    let classes = model.classes();
+) -> Result<(), ModelError> {
+    let len = net.input_len();
+    let classes = net.classes();
     let n = y.len();
     // Examples already misclassified need no attack. APGD-T's k-th target of an example is the
     // wrong class with the k-th largest clean logit.
-    let ranks =
-        clean_pass(model, ws, x, y, ok, a.loss == ApgdLoss::DlrTargeted).unwrap_or_default();
+    let ranks = clean_pass(net, x, y, ok, a.loss == ApgdLoss::DlrTargeted)?;
     // One round per restart, per target class for APGD-T.
     let rounds: Vec<Option<usize>> = if a.loss == ApgdLoss::DlrTargeted {
         (0..a.targets)
@@ -365,9 +375,7 @@ fn shard(
                 }
             }
             let m = states.len();
-            let Ok(logits) = model.forward(ws, &bx, m) else {
-                return;
-            };
+            let logits = net.forward(&bx, m)?;
             let hits: Vec<bool> = logits
                 .chunks_exact(classes)
                 .zip(&by)
@@ -375,8 +383,7 @@ fn shard(
                 .collect();
             losses.resize(m, 0.0);
             loss_and_grad(a.loss, logits, &by, &bt, classes, &mut dl, &mut losses);
-            model.backward(ws, &bx, &dl, None, true);
-            let g = ws.input_grad();
+            let g = net.input_grad(&bx, &dl)?;
             for (k, s) in states.iter_mut().enumerate() {
                 if hits[k] {
                     adv[s.id * len..(s.id + 1) * len].copy_from_slice(&s.xa);
@@ -426,6 +433,7 @@ fn shard(
             adv[s.id * len..(s.id + 1) * len].copy_from_slice(&s.best);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

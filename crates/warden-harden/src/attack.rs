@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
+use crate::net::{Compute, Network};
+use crate::nn::{Model, ModelError, Pool, argmax, softmax_xent};
 use crate::rng::Rng;
 
 /// The norm of the threat model (L∞ where a configuration does not say).
@@ -151,10 +152,21 @@ pub fn run(
     y: &[u8],
     seed: u64,
 ) -> Result<AttackOutput, ModelError> {
+    run_on(&mut Compute::Cpu { model, pool }, attack, x, y, seed)
+}
+
+/// [`run`] on any engine.
+pub fn run_on(
+    c: &mut Compute<'_>,
+    attack: &Pgd,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, ModelError> {
     attack.validate().map_err(ModelError::Input)?;
-    check_inputs(model, x, y, attack.lo, attack.hi)?;
-    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
-        attack_shard(model, ws, attack, xs, ys, first, seed, adv, ok, false);
+    check_inputs(c, x, y, attack.lo, attack.hi)?;
+    c.run_sharded(x, y, |net, first, xs, ys, adv, ok| {
+        attack_shard(net, attack, xs, ys, first, seed, adv, ok, false)
     })
 }
 
@@ -169,13 +181,14 @@ pub fn generate(
     seed: u64,
 ) -> Result<Vec<f32>, ModelError> {
     attack.validate().map_err(ModelError::Input)?;
-    check_inputs(model, x, y, attack.lo, attack.hi)?;
+    let mut c = Compute::Cpu { model, pool };
+    check_inputs(&c, x, y, attack.lo, attack.hi)?;
     let plain = Pgd {
         keep_first_success: false,
         ..*attack
     };
-    let out = run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
-        attack_shard(model, ws, &plain, xs, ys, first, seed, adv, ok, true);
+    let out = c.run_sharded(x, y, |net, first, xs, ys, adv, ok| {
+        attack_shard(net, &plain, xs, ys, first, seed, adv, ok, true)
     })?;
     Ok(out.adversarial)
 }
@@ -204,13 +217,14 @@ pub(crate) fn check_iterative(
 }
 
 pub(crate) fn check_inputs(
-    model: &Model,
+    c: &Compute<'_>,
     x: &[f32],
     y: &[u8],
     lo: f32,
     hi: f32,
 ) -> Result<(), ModelError> {
-    let len = model.input_len();
+    let len = c.input_len();
+    let classes = c.classes();
     let n = y.len();
     if x.len() != n * len {
         return Err(ModelError::Input(format!(
@@ -218,10 +232,9 @@ pub(crate) fn check_inputs(
             x.len()
         )));
     }
-    if let Some(&bad) = y.iter().find(|&&c| usize::from(c) >= model.classes()) {
+    if let Some(&bad) = y.iter().find(|&&l| usize::from(l) >= classes) {
         return Err(ModelError::Input(format!(
-            "label {bad} for a model of {} classes",
-            model.classes()
+            "label {bad} for a model of {classes} classes"
         )));
     }
     if x.iter().any(|v| !v.is_finite() || *v < lo || *v > hi) {
@@ -230,56 +243,6 @@ pub(crate) fn check_inputs(
         )));
     }
     Ok(())
-}
-
-/// Examples a thread attacks at once, at most (fewer for models with large activations).
-const ATTACK_CHUNK: usize = 128;
-
-/// Shards `n` examples over the pool and runs `f(ws, first index, x, y, adv, success)` on each
-/// shard; `adv` starts as a copy of `x`, `success` as false.
-pub(crate) fn run_sharded(
-    model: &Model,
-    pool: &mut Pool,
-    x: &[f32],
-    y: &[u8],
-    f: impl Fn(&mut Workspace, usize, &[f32], &[u8], &mut [f32], &mut [bool]) + Sync,
-) -> Result<AttackOutput, ModelError> {
-    let len = model.input_len();
-    let n = y.len();
-    let mut adversarial = x.to_vec();
-    let mut success = vec![false; n];
-    let mut parts = Vec::new();
-    let (mut adv_rest, mut ok_rest) = (adversarial.as_mut_slice(), success.as_mut_slice());
-    for r in pool.shards(n) {
-        let k = r.end - r.start;
-        let (a, at) = std::mem::take(&mut adv_rest).split_at_mut(k * len);
-        let (s, st) = std::mem::take(&mut ok_rest).split_at_mut(k);
-        adv_rest = at;
-        ok_rest = st;
-        parts.push((r, a, s));
-    }
-    pool.run_parts(parts, |ws, (r, adv, ok)| {
-        // In chunks, so that memory does not grow with the number of examples (randomness is
-        // drawn per example index, so chunking does not change the result).
-        let chunk = model.chunk(ATTACK_CHUNK);
-        for start in (r.start..r.end).step_by(chunk) {
-            let end = (start + chunk).min(r.end);
-            let (a, b) = (start - r.start, end - r.start);
-            f(
-                ws,
-                start,
-                &x[start * len..end * len],
-                &y[start..end],
-                &mut adv[a * len..b * len],
-                &mut ok[a..b],
-            );
-        }
-        Ok::<(), ModelError>(())
-    })?;
-    Ok(AttackOutput {
-        adversarial,
-        success,
-    })
 }
 
 /// Per-thread scratch for the attack loop.
@@ -297,8 +260,7 @@ struct Active {
 /// iterate are skipped (`ok` is then meaningless): training only needs the points.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attack_shard(
-    model: &Model,
-    ws: &mut Workspace,
+    net: &mut dyn Network,
     a: &Pgd,
     x: &[f32],
     y: &[u8],
@@ -307,19 +269,16 @@ pub(crate) fn attack_shard(
     adv: &mut [f32],
     ok: &mut [bool],
     for_training: bool,
-) {
-    let len = model.input_len();
-    let classes = model.classes();
+) -> Result<(), ModelError> {
+    let len = net.input_len();
+    let classes = net.classes();
     let n = y.len();
     adv.copy_from_slice(x);
     ok.fill(false);
     // Examples the model already gets wrong need no attack (untargeted).
     let mut st = Active::default();
-    if a.goal == Goal::Untargeted
-        && a.keep_first_success
-        && !for_training
-        && let Ok(logits) = model.forward(ws, x, n)
-    {
+    if a.goal == Goal::Untargeted && a.keep_first_success && !for_training {
+        let logits = net.logits(x, n)?;
         for (i, row) in logits.chunks_exact(classes).enumerate() {
             ok[i] = a.success(argmax(row), y[i], classes);
         }
@@ -360,9 +319,7 @@ pub(crate) fn attack_shard(
                 }
                 break;
             }
-            let Ok(logits) = model.forward(ws, &st.xa, m) else {
-                return;
-            };
+            let logits = net.forward(&st.xa, m)?;
             // Which iterates already meet the goal (checked before each step and after the last).
             let mut keep = Vec::with_capacity(m);
             for (k, row) in logits.chunks_exact(classes).enumerate() {
@@ -391,10 +348,9 @@ pub(crate) fn attack_shard(
                 break;
             }
             softmax_xent(logits, &st.y, classes, 1.0, &mut st.dl, None);
-            // The workspace holds the forward pass of all m examples, so the backward pass runs on
+            // The network holds the forward pass of all m examples, so the backward pass runs on
             // all of them; finished ones leave the batch after the update.
-            model.backward(ws, &st.xa, &st.dl, None, true);
-            let g = ws.input_grad();
+            let g = net.input_grad(&st.xa, &st.dl)?;
             for k in 0..m {
                 let (xk, xak, gk) = (
                     &st.x[k * len..(k + 1) * len],
@@ -408,6 +364,7 @@ pub(crate) fn attack_shard(
             }
         }
     }
+    Ok(())
 }
 
 fn gather(ids: &[usize], x: &[f32], len: usize, out: &mut Vec<f32>) {

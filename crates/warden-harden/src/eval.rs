@@ -16,6 +16,7 @@ enum Attack {
 }
 use crate::corrupt::{self, Corruption};
 use crate::data::Dataset;
+use crate::net::Compute;
 use crate::nn::{Model, ModelError, Pool};
 use crate::train::to_f32;
 
@@ -205,21 +206,20 @@ pub struct AttackResult {
 /// rounding), and the model's prediction there is wrong. AutoAttack does the same check at the
 /// end of a run. Returns the verified successes and how many claims were rejected.
 fn verify(
-    model: &Model,
-    pool: &mut Pool,
+    c: &mut Compute<'_>,
     norm: Norm,
     eps: f32,
     x: &[f32],
     y: &[u8],
     out: &attack::AttackOutput,
 ) -> Result<(Vec<bool>, usize), ModelError> {
-    let len = model.input_len();
+    let len = c.input_len();
     let claimed: Vec<usize> = (0..y.len()).filter(|&k| out.success[k]).collect();
     let mut points = Vec::with_capacity(claimed.len() * len);
     for &k in &claimed {
         points.extend_from_slice(&out.adversarial[k * len..(k + 1) * len]);
     }
-    let pred = model.predict(pool, &points, claimed.len())?;
+    let pred = c.predict(&points, claimed.len())?;
     let limit = eps * (1.0 + 1e-5);
     let mut success = vec![false; y.len()];
     for (j, &k) in claimed.iter().enumerate() {
@@ -287,20 +287,30 @@ pub fn evaluate(
     cfg: &EvalConfig,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<ModelEval, ModelError> {
+    evaluate_on(&mut Compute::Cpu { model, pool }, test, cfg, progress)
+}
+
+/// [`evaluate`] on any engine.
+pub fn evaluate_on(
+    c: &mut Compute<'_>,
+    test: &Dataset,
+    cfg: &EvalConfig,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<ModelEval, ModelError> {
     let x = to_f32(&test.images);
     let y = &test.labels;
     let n = y.len();
     if n == 0 {
         return Err(ModelError::Input("an empty test set".into()));
     }
-    cfg.validate(model.classes()).map_err(ModelError::Input)?;
+    cfg.validate(c.classes()).map_err(ModelError::Input)?;
     let fraction = |k: usize| k as f64 / n as f64;
     let corr_total = Corruption::ALL.len() * cfg.corruption_severities.len();
     let per_eps = cfg.attacks_at(0.0).len();
     let total = 1 + per_eps * cfg.eps.len() + corr_total;
     let mut done = 0;
     progress(done, total, "clean");
-    let pred = model.predict(pool, &x, n)?;
+    let pred = c.predict(&x, n)?;
     let correct: Vec<bool> = pred.iter().zip(y).map(|(p, y)| p == y).collect();
     let clean_accuracy = fraction(correct.iter().filter(|c| **c).count());
     done += 1;
@@ -312,7 +322,7 @@ pub fn evaluate(
     // An adversarial example inside a smaller ball is one inside every larger ball: the worst case
     // carries breaks forward, so it is monotone in eps by construction.
     let mut broken: Vec<bool> = correct.iter().map(|c| !c).collect();
-    let len = model.input_len();
+    let len = c.input_len();
     for &eps in &eps_sorted {
         let list = cfg.attacks_at(eps);
         for (name, a) in list {
@@ -329,13 +339,13 @@ pub fn evaluate(
             }
             let ys: Vec<u8> = ids.iter().map(|&i| y[i]).collect();
             let out = match &a {
-                Attack::Pgd(p) => attack::run(model, pool, p, &xs, &ys, cfg.seed)?,
-                Attack::Apgd(p) => apgd::run(model, pool, p, &xs, &ys, cfg.seed)?,
-                Attack::Fab(p) => fab::run(model, pool, p, &xs, &ys, cfg.seed)?,
-                Attack::Square(p) => square::run(model, pool, p, &xs, &ys, cfg.seed)?,
+                Attack::Pgd(p) => attack::run_on(c, p, &xs, &ys, cfg.seed)?,
+                Attack::Apgd(p) => apgd::run_on(c, p, &xs, &ys, cfg.seed)?,
+                Attack::Fab(p) => fab::run_on(c, p, &xs, &ys, cfg.seed)?,
+                Attack::Square(p) => square::run_on(c, p, &xs, &ys, cfg.seed)?,
             };
             let seconds = t.elapsed().as_secs_f64();
-            let (success, rejected) = verify(model, pool, cfg.norm, eps, &xs, &ys, &out)?;
+            let (success, rejected) = verify(c, cfg.norm, eps, &xs, &ys, &out)?;
             let mut newly_broken = 0;
             for (&i, &s) in ids.iter().zip(&success) {
                 if s && !broken[i] {
@@ -366,14 +376,14 @@ pub fn evaluate(
         ));
     }
     let mut corruptions = Vec::new();
-    for c in Corruption::ALL {
+    for kind in Corruption::ALL {
         for &s in &cfg.corruption_severities {
-            progress(done, total, &format!("{} severity {s}", c.name()));
-            let set = corrupt::corrupt_dataset(test, c, s, cfg.seed);
-            let p = model.predict(pool, &to_f32(&set.images), n)?;
+            progress(done, total, &format!("{} severity {s}", kind.name()));
+            let set = corrupt::corrupt_dataset(test, kind, s, cfg.seed);
+            let p = c.predict(&to_f32(&set.images), n)?;
             let accuracy = fraction(p.iter().zip(y).filter(|(p, y)| p == y).count());
             corruptions.push(CorruptionResult {
-                corruption: c.name().into(),
+                corruption: kind.name().into(),
                 severity: s,
                 accuracy,
             });
@@ -513,11 +523,33 @@ mod tests {
             adversarial: adv,
             success: vec![true, true, true, true, true, false],
         };
-        let (ok, rejected) = verify(&m, &mut pool, Norm::Linf, 0.1, &x, &y, &out).unwrap();
+        let (ok, rejected) = verify(
+            &mut Compute::Cpu {
+                model: &m,
+                pool: &mut pool,
+            },
+            Norm::Linf,
+            0.1,
+            &x,
+            &y,
+            &out,
+        )
+        .unwrap();
         assert_eq!(ok, vec![false, false, false, true, false, false]);
         assert_eq!(rejected, 4);
         // Under L2 the same point 0 is within a budget of 0.25.
-        let (ok, _) = verify(&m, &mut pool, Norm::L2, 0.25, &x, &y, &out).unwrap();
+        let (ok, _) = verify(
+            &mut Compute::Cpu {
+                model: &m,
+                pool: &mut pool,
+            },
+            Norm::L2,
+            0.25,
+            &x,
+            &y,
+            &out,
+        )
+        .unwrap();
         assert!(ok[0] && ok[3] && !ok[4]);
     }
 
@@ -645,5 +677,166 @@ mod tests {
                 .iter()
                 .any(|a| a.attack == "Square-30" && a.eps == 1.5)
         );
+    }
+
+    /// Warden's engine as an outside network owning its model and workspace: what drives
+    /// [`Compute::Device`] in these tests. With `fail_at`, the input gradient of that call (from 1)
+    /// fails, as a device out of memory would.
+    struct Owned {
+        model: Model,
+        ws: crate::nn::Workspace,
+        grads: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl crate::net::Network for Owned {
+        fn input(&self) -> [usize; 3] {
+            self.model.arch().input
+        }
+        fn classes(&self) -> usize {
+            self.model.classes()
+        }
+        fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], ModelError> {
+            self.model.forward(&mut self.ws, x, n)
+        }
+        fn input_grad(&mut self, x: &[f32], dlogits: &[f32]) -> Result<&[f32], ModelError> {
+            self.grads += 1;
+            if self.fail_at == Some(self.grads) {
+                return Err(ModelError::Engine("out of memory".into()));
+            }
+            self.model.backward(&mut self.ws, x, dlogits, None, true);
+            Ok(self.ws.input_grad())
+        }
+    }
+
+    /// Every attack of the protocol, a few iterations each, at two budgets, and one corruption.
+    fn every_attack() -> EvalConfig {
+        EvalConfig {
+            norm: Norm::Linf,
+            eps: vec![0.03, 0.1],
+            pgd_steps: 5,
+            pgd_step: 0.01,
+            restarts: 2,
+            apgd_iters: 5,
+            apgd_restarts: 1,
+            apgd_targets: 2,
+            fab_targets: 2,
+            fab_iters: 5,
+            square_queries: 30,
+            independent: false,
+            corruption_severities: vec![3],
+            seed: 5,
+        }
+    }
+
+    /// The same attacks driven through [`Compute::Device`] give the CPU path's report exactly,
+    /// whatever the chunk size: randomness is drawn per example index, not per chunk, and each
+    /// chunk's examples keep their indices.
+    #[test]
+    fn the_device_path_gives_the_cpu_paths_report() {
+        let model = Model::init(&Arch::small_cnn(), 4).unwrap();
+        let mut set = random_set(40);
+        // Labelled as the model predicts, so that every example is attacked.
+        set.labels = model
+            .predict(&mut Pool::new(1), &to_f32(&set.images), 40)
+            .unwrap();
+        let cfg = every_attack();
+        let cpu = evaluate(&model, &mut Pool::new(1), &set, &cfg, &mut |_, _, _| {}).unwrap();
+        assert_eq!(cpu.clean_accuracy, 1.0);
+        assert!(
+            cpu.worst_at(0.1).unwrap() < 0.9,
+            "the attacks break something: {:?}",
+            cpu.worst_case
+        );
+        for chunk in [40, 7] {
+            let mut net = Owned {
+                model: model.clone(),
+                ws: Default::default(),
+                grads: 0,
+                fail_at: None,
+            };
+            let mut c = Compute::Device {
+                net: &mut net,
+                chunk,
+            };
+            let dev = evaluate_on(&mut c, &set, &cfg, &mut |_, _, _| {}).unwrap();
+            assert!(net.grads > 0);
+            assert_eq!(dev.clean_accuracy, cpu.clean_accuracy);
+            assert_eq!(dev.worst_case, cpu.worst_case, "chunk {chunk}");
+            assert_eq!(dev.corruptions, cpu.corruptions, "chunk {chunk}");
+            assert_eq!(dev.attacks.len(), cpu.attacks.len());
+            for (d, c) in dev.attacks.iter().zip(&cpu.attacks) {
+                assert_eq!(
+                    (
+                        &d.attack,
+                        d.attacked,
+                        d.newly_broken,
+                        d.robust_accuracy,
+                        d.rejected
+                    ),
+                    (
+                        &c.attack,
+                        c.attacked,
+                        c.newly_broken,
+                        c.robust_accuracy,
+                        c.rejected
+                    ),
+                    "chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    /// An engine that fails part-way stops the evaluation with its error: an attack that could
+    /// not run must not read as one that found nothing. A network that answers the wrong number
+    /// of logits is refused too.
+    #[test]
+    fn a_failing_engine_stops_the_evaluation() {
+        let model = Model::init(&Arch::small_cnn(), 4).unwrap();
+        let mut set = random_set(12);
+        set.labels = model
+            .predict(&mut Pool::new(1), &to_f32(&set.images), 12)
+            .unwrap();
+        for fail_at in [1, 9] {
+            let mut net = Owned {
+                model: model.clone(),
+                ws: Default::default(),
+                grads: 0,
+                fail_at: Some(fail_at),
+            };
+            let mut c = Compute::Device {
+                net: &mut net,
+                chunk: 5,
+            };
+            let r = evaluate_on(&mut c, &set, &every_attack(), &mut |_, _, _| {});
+            assert!(
+                matches!(r, Err(ModelError::Engine(ref m)) if m == "out of memory"),
+                "{r:?}"
+            );
+        }
+        struct Short(Model, crate::nn::Workspace);
+        impl crate::net::Network for Short {
+            fn input(&self) -> [usize; 3] {
+                self.0.arch().input
+            }
+            fn classes(&self) -> usize {
+                self.0.classes()
+            }
+            fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], ModelError> {
+                let l = self.0.forward(&mut self.1, x, n)?;
+                Ok(&l[..l.len() - 1])
+            }
+            fn input_grad(&mut self, x: &[f32], d: &[f32]) -> Result<&[f32], ModelError> {
+                self.0.backward(&mut self.1, x, d, None, true);
+                Ok(self.1.input_grad())
+            }
+        }
+        let mut net = Short(model, Default::default());
+        let mut c = Compute::Device {
+            net: &mut net,
+            chunk: 5,
+        };
+        let r = evaluate_on(&mut c, &set, &every_attack(), &mut |_, _, _| {});
+        assert!(matches!(r, Err(ModelError::Input(_))), "{r:?}");
     }
 }

@@ -25,8 +25,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apgd::clean_pass;
-use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, distance, run_sharded};
-use crate::nn::{Model, ModelError, Pool, Workspace, argmax};
+use crate::attack::{AttackOutput, Norm, check_inputs, check_iterative, distance};
+use crate::net::{Compute, Network};
+use crate::nn::{Model, ModelError, Pool, argmax};
 use crate::rng::Rng;
 
 /// FAB-T (AutoAttack's settings from [`Fab::targeted`]).
@@ -99,17 +100,28 @@ pub fn run(
     y: &[u8],
     seed: u64,
 ) -> Result<AttackOutput, ModelError> {
+    run_on(&mut Compute::Cpu { model, pool }, a, x, y, seed)
+}
+
+/// [`run`] on any engine.
+pub fn run_on(
+    c: &mut Compute<'_>,
+    a: &Fab,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, ModelError> {
     a.validate().map_err(ModelError::Input)?;
-    if model.classes() < 2 || a.targets >= model.classes() {
+    let classes = c.classes();
+    if classes < 2 || a.targets >= classes {
         return Err(ModelError::Input(format!(
-            "FAB-T needs fewer targets than classes ({} targets, {} classes)",
+            "FAB-T needs fewer targets than classes ({} targets, {classes} classes)",
             a.targets,
-            model.classes()
         )));
     }
-    check_inputs(model, x, y, a.lo, a.hi)?;
-    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
-        shard(model, ws, a, xs, ys, first, seed, adv, ok)
+    check_inputs(c, x, y, a.lo, a.hi)?;
+    c.run_sharded(x, y, |net, first, xs, ys, adv, ok| {
+        shard(net, a, xs, ys, first, seed, adv, ok)
     })
 }
 
@@ -232,8 +244,7 @@ struct State {
 
 #[allow(clippy::too_many_arguments)]
 fn shard(
-    model: &Model,
-    ws: &mut Workspace,
+    net: &mut dyn Network,
     a: &Fab,
     x: &[f32],
     y: &[u8],
@@ -241,15 +252,13 @@ fn shard(
     seed: u64,
     adv: &mut [f32],
     ok: &mut [bool],
-) {
-    let len = model.input_len();
-    let classes = model.classes();
+) -> Result<(), ModelError> {
+    let len = net.input_len();
+    let classes = net.classes();
     let n = y.len();
     // Examples already misclassified need no attack; the k-th target of the others is the wrong
     // class with the k-th largest clean logit.
-    let Some(ranks) = clean_pass(model, ws, x, y, ok, true) else {
-        return;
-    };
+    let ranks = clean_pass(net, x, y, ok, true)?;
     let (mut bx, mut dl, mut df) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d1, mut d2, mut scratch) = (vec![0.0f32; len], vec![0.0f32; len], Vec::new());
     let mut wbuf = Vec::with_capacity(len);
@@ -280,9 +289,7 @@ fn shard(
                     bx.extend_from_slice(&s.x1);
                 }
                 // The gradient of z_t − z_y at every iterate, in one backward pass.
-                let Ok(logits) = model.forward(ws, &bx, m) else {
-                    return;
-                };
+                let logits = net.forward(&bx, m)?;
                 df.clear();
                 dl.clear();
                 dl.resize(m * classes, 0.0);
@@ -293,8 +300,7 @@ fn shard(
                     dl[j * classes + s.target] += 1.0;
                     dl[j * classes + yi] -= 1.0;
                 }
-                model.backward(ws, &bx, &dl, None, true);
-                let g = ws.input_grad();
+                let g = net.input_grad(&bx, &dl)?;
                 for (j, s) in states.iter_mut().enumerate() {
                     let x0 = &x[s.id * len..(s.id + 1) * len];
                     // A non-finite entry would make the whole hyperplane non-finite: drop it, and
@@ -328,9 +334,7 @@ fn shard(
                 for s in &states {
                     bx.extend_from_slice(&s.x1);
                 }
-                let Ok(logits) = model.forward(ws, &bx, m) else {
-                    return;
-                };
+                let logits = net.logits(&bx, m)?;
                 for (j, s) in states.iter_mut().enumerate() {
                     let row = &logits[j * classes..(j + 1) * classes];
                     if argmax(row) == usize::from(y[s.id]) {
@@ -350,6 +354,7 @@ fn shard(
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod data;
 pub mod eval;
 pub mod fab;
 pub mod mia;
+pub mod net;
 pub mod nn;
 pub mod onnx;
 pub mod optim;

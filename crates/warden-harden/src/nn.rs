@@ -111,6 +111,9 @@ pub enum ModelError {
     Arch(String),
     #[error("input: {0}")]
     Input(String),
+    /// An engine outside this crate (a GPU through `warden-burn`) failed.
+    #[error("engine: {0}")]
+    Engine(String),
 }
 
 impl Arch {

@@ -22,7 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{AttackOutput, Norm, check_inputs, run_sharded};
+use crate::attack::{AttackOutput, Norm, check_inputs};
+use crate::net::Compute;
 use crate::nn::{Model, ModelError, Pool};
 use crate::rng::Rng;
 
@@ -108,30 +109,41 @@ pub fn run(
     y: &[u8],
     seed: u64,
 ) -> Result<AttackOutput, ModelError> {
+    run_on(&mut Compute::Cpu { model, pool }, a, x, y, seed)
+}
+
+/// [`run`] on any engine (logits only).
+pub fn run_on(
+    c: &mut Compute<'_>,
+    a: &Square,
+    x: &[f32],
+    y: &[u8],
+    seed: u64,
+) -> Result<AttackOutput, ModelError> {
     a.validate().map_err(ModelError::Input)?;
-    check_inputs(model, x, y, a.lo, a.hi)?;
-    let [c, h, w] = model.arch().input;
-    let classes = model.classes();
-    run_sharded(model, pool, x, y, |ws, first, xs, ys, adv, ok| {
+    check_inputs(c, x, y, a.lo, a.hi)?;
+    let [ch, h, w] = c.input();
+    let classes = c.classes();
+    c.run_sharded(x, y, |net, first, xs, ys, adv, ok| {
         let mut forward = |batch: &[f32], n: usize, out: &mut Vec<f32>| {
-            let logits = model.forward(ws, batch, n).map_err(|e| e.to_string())?;
+            let logits = net.logits(batch, n).map_err(|e| e.to_string())?;
             out.clear();
             out.extend_from_slice(logits);
             Ok(())
         };
-        // The engine's own model cannot fail on validated inputs.
-        let _ = shard(
+        shard(
             &mut forward,
             classes,
             a,
-            (c, h, w),
+            (ch, h, w),
             xs,
             ys,
             first,
             seed,
             adv,
             ok,
-        );
+        )
+        .map_err(ModelError::Input)
     })
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{self, Goal, Norm, Pgd};
 use crate::augment::Augment;
+use crate::net::CpuNet;
 use crate::nn::{Model, ModelError, Pool, Workspace, argmax, softmax_xent};
 use crate::optim::{OptimSpec, Optimizer};
 use crate::rng::Rng;
@@ -561,8 +562,7 @@ impl Trainer {
                         sc.adv.resize(xs.len(), 0.0);
                         sc.ok.resize(ys.len(), false);
                         attack::attack_shard(
-                            model,
-                            ws,
+                            &mut CpuNet { model, ws },
                             a,
                             xs,
                             ys,
@@ -571,7 +571,7 @@ impl Trainer {
                             &mut sc.adv,
                             &mut sc.ok,
                             true,
-                        );
+                        )?;
                         &sc.adv
                     }
                     Objective::Clean => xs,
