@@ -30,6 +30,9 @@ use warden_harden::optim::OptimSpec;
 use warden_harden::train::{EpochTotals, Objective, Stats, augment_seed, epoch_order};
 use warden_harden::weights;
 
+mod eval;
+pub use eval::{DeviceNet, Evaluator};
+
 /// Why a burn run was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BurnError {

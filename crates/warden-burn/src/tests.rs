@@ -711,3 +711,114 @@ fn augmented_epochs_equal_the_cpu_engine() {
         .is_err()
     );
 }
+
+/// The evaluation network answers as the CPU engine does, on every named architecture: logits
+/// with and without a graph, and input gradients of an arbitrary linear function of the logits,
+/// whether or not a forward pass on the same inputs came first.
+#[test]
+fn device_network_answers_as_the_cpu_engine() {
+    use warden_harden::net::Network;
+    for arch in archs() {
+        let model = Model::init(&arch, 11).unwrap();
+        let (x, _) = inputs(&model, 5, 4);
+        let mut ws = Workspace::default();
+        let want = model.forward(&mut ws, &x, 5).unwrap().to_vec();
+        let mut rng = Rng::new(6);
+        let dl: Vec<f32> = (0..want.len())
+            .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+            .collect();
+        model.backward(&mut ws, &x, &dl, None, true);
+        let want_grad = ws.input_grad().to_vec();
+        let mut net = DeviceNet::<Ad>::new(&model, dev()).unwrap();
+        assert_eq!(net.input(), model.arch().input);
+        assert_eq!(net.classes(), model.classes());
+        let d = rel_diff(net.logits(&x, 5).unwrap(), &want);
+        assert!(d < 1e-5, "{}: logits differ by {d}", arch.name);
+        // Without a graph (the last call was `logits`), the gradient builds its own.
+        let d = rel_diff(net.input_grad(&x, &dl).unwrap(), &want_grad);
+        assert!(d < 1e-4, "{}: input gradients differ by {d}", arch.name);
+        let d = rel_diff(net.forward(&x, 5).unwrap(), &want);
+        assert!(d < 1e-5, "{}: logits differ by {d}", arch.name);
+        let d = rel_diff(net.input_grad(&x, &dl).unwrap(), &want_grad);
+        assert!(d < 1e-4, "{}: input gradients differ by {d}", arch.name);
+        // Ragged inputs are refused, not panicked on.
+        assert!(net.forward(&x[1..], 5).is_err());
+        assert!(net.input_grad(&x, &dl[1..]).is_err());
+        assert!(net.logits(&[], 0).is_err());
+    }
+}
+
+/// The whole evaluation (FGSM, PGD with restarts, APGD-CE, -DLR, -T, FAB-T, Square, a corruption)
+/// on burn's CPU backend gives the CPU engine's report: the same clean and corruption accuracy,
+/// and robust accuracy within an example of 40 per attack (the engines round differently, which
+/// can turn a signed step where a gradient entry is near zero). No claimed example is rejected.
+#[test]
+fn evaluation_on_burn_gives_the_cpu_engines_report() {
+    use warden_harden::eval::{self, EvalConfig};
+    use warden_harden::net::Compute;
+    let model = Model::init(&Arch::small_cnn(), 4).unwrap();
+    let n = 40;
+    let (x, _) = inputs(&model, n, 8);
+    let images: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
+    let xs = warden_harden::train::to_f32(&images);
+    let labels = model.predict(&mut Pool::new(1), &xs, n).unwrap();
+    let set = warden_harden::Dataset {
+        name: "random".into(),
+        rows: 28,
+        cols: 28,
+        images,
+        labels,
+        sources: Vec::new(),
+    };
+    let cfg = EvalConfig {
+        norm: Norm::Linf,
+        eps: vec![0.03, 0.1],
+        pgd_steps: 5,
+        pgd_step: 0.01,
+        restarts: 2,
+        apgd_iters: 5,
+        apgd_restarts: 1,
+        apgd_targets: 2,
+        fab_targets: 2,
+        fab_iters: 5,
+        square_queries: 30,
+        independent: true,
+        corruption_severities: vec![3],
+        seed: 5,
+    };
+    let cpu = eval::evaluate(&model, &mut Pool::new(2), &set, &cfg, &mut |_, _, _| {}).unwrap();
+    let mut net = Evaluator::new(Device::Flex, &model).unwrap();
+    assert!(net.backend().contains("Flex"));
+    let on_burn = eval::evaluate_on(
+        &mut Compute::Device {
+            net: &mut net,
+            chunk: 16,
+        },
+        &set,
+        &cfg,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(cpu.clean_accuracy, 1.0);
+    assert_eq!(on_burn.clean_accuracy, cpu.clean_accuracy);
+    assert_eq!(on_burn.corruptions, cpu.corruptions);
+    assert_eq!(on_burn.attacks.len(), cpu.attacks.len());
+    let mut broke = false;
+    for (b, c) in on_burn.attacks.iter().zip(&cpu.attacks) {
+        assert_eq!(
+            (&b.attack, b.eps, b.attacked),
+            (&c.attack, c.eps, c.attacked)
+        );
+        assert_eq!((b.rejected, c.rejected), (0, 0), "{}", b.attack);
+        assert!(
+            (b.robust_accuracy - c.robust_accuracy).abs() <= 1.0 / n as f64 + 1e-9,
+            "{} at {}: {} on burn, {} on the CPU engine",
+            b.attack,
+            b.eps,
+            b.robust_accuracy,
+            c.robust_accuracy
+        );
+        broke |= c.robust_accuracy < 0.9;
+    }
+    assert!(broke, "the attacks break something: {:?}", cpu.attacks);
+}
