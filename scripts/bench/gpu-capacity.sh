@@ -30,10 +30,8 @@ arm vgg-l-pgd10 --arch vgg-l --method pgd &
 arm vgg-l-trades --arch vgg-l --method trades &
 
 # burn's CUDA path under both norms, and the CPU engine on the same recipe (the same binary).
-libdirs=$(find /usr/local /opt /usr/lib /usr/lib64 \( -name 'libnvrtc.so*' -o -name 'libcuda.so*' \) \
-  -not -path '*/stubs/*' -not -path '*/compat/*' -printf '%h\n' 2>/dev/null | sort -ru | tr '\n' ':')
 (
-  export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}${libdirs%:}
+  . scripts/cuda-libs.sh
   common=(harden train --arch small-cnn --method pgd --pgd-steps 3 --epochs 2 --limit 12800 --threads 4)
   for dev in cuda cpu; do
     "$bin" "${common[@]}" --device "$dev" --norm l2 --eps 1 --pgd-step 0.25 -o "$work/burn-l2-$dev"

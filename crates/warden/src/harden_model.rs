@@ -160,9 +160,41 @@ pub(crate) fn check_device(device: &str) -> Result<()> {
     }
     #[cfg(not(feature = "burn"))]
     bail!(
-        "--device {device:?}: this build trains on the CPU only; build with \
+        "--device {device:?}: this build runs on the CPU only; build with \
          `cargo build --release -p warden --features cuda` for cuda, or `--features burn` for flex"
     )
+}
+
+/// `eval::evaluate` on `device`: Warden's engine on the pool for cpu, otherwise burn's backend,
+/// `chunk` examples per pass; with the engine's name.
+fn evaluate_on_device(
+    device: &str,
+    chunk: usize,
+    model: &Model,
+    pool: &mut Pool,
+    test: &warden_harden::Dataset,
+    cfg: &EvalConfig,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<(ModelEval, String)> {
+    if device == "cpu" {
+        let e = eval::evaluate(model, pool, test, cfg, progress)?;
+        return Ok((e, "warden (CPU)".into()));
+    }
+    #[cfg(feature = "burn")]
+    {
+        let mut net = warden_burn::Evaluator::new(warden_burn::Device::parse(device)?, model)?;
+        let name = net.backend();
+        let mut c = warden_harden::net::Compute::Device {
+            net: &mut net,
+            chunk,
+        };
+        Ok((eval::evaluate_on(&mut c, test, cfg, progress)?, name))
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (chunk, test, cfg, progress);
+        bail!("--device {device:?}: not available")
+    }
 }
 
 /// Largest architecture or model-card file read.
@@ -386,6 +418,16 @@ pub(crate) struct EvalArgs {
     seed: u64,
     #[arg(long, default_value_t = default_threads())]
     threads: usize,
+    /// Where the attacks' forward and backward passes run: cpu (Warden's engine, on --threads
+    /// threads), cuda or cuda:N (burn's CUDA backend, in a build with `--features cuda`), or flex
+    /// (burn's CPU backend, in a build with `--features burn`). The attacks themselves (random
+    /// starts, steps, schedules, the check of every adversarial example) are the same code on
+    /// every device.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Examples per forward and backward pass on a --device other than cpu.
+    #[arg(long, default_value_t = 2048)]
+    device_chunk: usize,
     #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
     fashion_mnist: PathBuf,
     /// The JSON report.
@@ -967,6 +1009,11 @@ pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
 
 pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
     anyhow::ensure!((1..=1024).contains(&a.threads), "--threads 1 to 1024");
+    anyhow::ensure!(
+        (1..=65_536).contains(&a.device_chunk),
+        "--device-chunk 1 to 65536"
+    );
+    check_device(&a.device)?;
     // Under L2 nothing has a conventional default: the budgets and PGD's step are asked for.
     let (norm, largest) = a.norm.norm_and_largest();
     let (eps, pgd_step) = match norm {
@@ -1042,6 +1089,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         test = test.subset(&idx, &format!("{} (first {})", test.name, idx.len()));
     }
     let mut pool = Pool::new(a.threads);
+    let mut engine = String::new();
     let mut run = |dir: &Path, role: &str| -> Result<(LoadedModel, ModelEval)> {
         let m = load_model_dir(dir)?;
         anyhow::ensure!(
@@ -1050,9 +1098,16 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
             dir.display()
         );
         let mut progress = Progress::new(&format!("eval {role}"));
-        let e = eval::evaluate(&m.model, &mut pool, &test, &cfg, &mut |d, t, what| {
-            progress.update(d, t, what)
-        })?;
+        let (e, name) = evaluate_on_device(
+            &a.device,
+            a.device_chunk,
+            &m.model,
+            &mut pool,
+            &test,
+            &cfg,
+            &mut |d, t, what| progress.update(d, t, what),
+        )?;
+        engine = name;
         for r in e.attacks.iter().filter(|r| r.rejected > 0) {
             let _ = writeln!(
                 std::io::stderr().lock(),
@@ -1130,6 +1185,8 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
                      "baseline_clean_accuracy": base.as_ref().map(|(_, e)| e.clean_accuracy),
                      "baseline_robust_accuracy": base.as_ref().and_then(|(_, e)| e.worst_at(headline_eps)), "reduction": headline},
         "threads": a.threads,
+        "engine": {"device": a.device, "backend": engine,
+                   "chunk": (a.device != "cpu").then_some(a.device_chunk)},
         "seconds": start.elapsed().as_secs_f64(),
         "command": command_line(),
         "warden_version": env!("CARGO_PKG_VERSION"),

@@ -416,8 +416,8 @@ fn train_eval_record() {
 }
 
 /// A PyTorch model exported to ONNX evaluates like a Warden model directory.
-/// A build without burn trains on the CPU only, and says how to get the other devices; a device
-/// nobody knows is refused by every build. Nothing is written either way.
+/// A build without burn trains and evaluates on the CPU only, and says how to get the other
+/// devices; a device nobody knows is refused by every build. Nothing is written either way.
 #[test]
 fn devices_other_than_the_cpu_are_refused_with_the_build_to_use() {
     let tmp = tempfile::tempdir().unwrap();
@@ -452,7 +452,39 @@ fn devices_other_than_the_cpu_are_refused_with_the_build_to_use() {
             assert!(err.contains("--features cuda"), "{device}: {err}");
         }
         assert!(!out.join("model.safetensors").exists());
+        let report = tmp.path().join("r.json");
+        let o = warden(
+            &[
+                "harden",
+                "eval",
+                out.to_str().unwrap(),
+                "--device",
+                device,
+                "-o",
+                report.to_str().unwrap(),
+            ],
+            None,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "eval {device}: {err}");
+        assert!(
+            err.contains("--device") || err.contains(device),
+            "eval {device}: {err}"
+        );
+        if cfg!(not(feature = "burn")) {
+            assert!(err.contains("--features cuda"), "eval {device}: {err}");
+        }
+        assert!(!report.exists());
     }
+    let o = warden(
+        &["harden", "eval", "m", "--device-chunk", "0", "-o", "r.json"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--device-chunk"),
+        "{err}"
+    );
 }
 
 #[test]
