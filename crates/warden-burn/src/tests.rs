@@ -771,20 +771,8 @@ fn evaluation_on_burn_gives_the_cpu_engines_report() {
         sources: Vec::new(),
     };
     let cfg = EvalConfig {
-        norm: Norm::Linf,
-        eps: vec![0.03, 0.1],
-        pgd_steps: 5,
-        pgd_step: 0.01,
-        restarts: 2,
-        apgd_iters: 5,
-        apgd_restarts: 1,
-        apgd_targets: 2,
-        fab_targets: 2,
-        fab_iters: 5,
-        square_queries: 30,
         independent: true,
-        corruption_severities: vec![3],
-        seed: 5,
+        ..EvalConfig::brief()
     };
     let cpu = eval::evaluate(&model, &mut Pool::new(2), &set, &cfg, &mut |_, _, _| {}).unwrap();
     let mut net = Evaluator::new(Device::Flex, &model).unwrap();

@@ -90,6 +90,28 @@ impl Default for EvalConfig {
 }
 
 impl EvalConfig {
+    /// Every attack of the protocol for a few iterations each (PGD-5 with two restarts, APGD-CE,
+    /// -DLR and -T at 5 iterations, FAB-T, Square-30), at L∞ budgets 0.03 and 0.1, with one
+    /// corruption severity: a quick check that everything runs, not an evaluation to report.
+    pub fn brief() -> EvalConfig {
+        EvalConfig {
+            norm: Norm::Linf,
+            eps: vec![0.03, 0.1],
+            pgd_steps: 5,
+            pgd_step: 0.01,
+            restarts: 2,
+            apgd_iters: 5,
+            apgd_restarts: 1,
+            apgd_targets: 2,
+            fab_targets: 2,
+            fab_iters: 5,
+            square_queries: 30,
+            independent: false,
+            corruption_severities: vec![3],
+            seed: 5,
+        }
+    }
+
     /// Checks every attack's settings at every budget, for a model of `classes` classes: what
     /// [`evaluate`] checks before it starts, and what a caller can check before loading anything.
     pub fn validate(&self, classes: usize) -> Result<(), String> {
@@ -709,26 +731,6 @@ mod tests {
         }
     }
 
-    /// Every attack of the protocol, a few iterations each, at two budgets, and one corruption.
-    fn every_attack() -> EvalConfig {
-        EvalConfig {
-            norm: Norm::Linf,
-            eps: vec![0.03, 0.1],
-            pgd_steps: 5,
-            pgd_step: 0.01,
-            restarts: 2,
-            apgd_iters: 5,
-            apgd_restarts: 1,
-            apgd_targets: 2,
-            fab_targets: 2,
-            fab_iters: 5,
-            square_queries: 30,
-            independent: false,
-            corruption_severities: vec![3],
-            seed: 5,
-        }
-    }
-
     /// The same attacks driven through [`Compute::Device`] give the CPU path's report exactly,
     /// whatever the chunk size: randomness is drawn per example index, not per chunk, and each
     /// chunk's examples keep their indices.
@@ -740,7 +742,7 @@ mod tests {
         set.labels = model
             .predict(&mut Pool::new(1), &to_f32(&set.images), 40)
             .unwrap();
-        let cfg = every_attack();
+        let cfg = EvalConfig::brief();
         let cpu = evaluate(&model, &mut Pool::new(1), &set, &cfg, &mut |_, _, _| {}).unwrap();
         assert_eq!(cpu.clean_accuracy, 1.0);
         assert!(
@@ -808,7 +810,7 @@ mod tests {
                 net: &mut net,
                 chunk: 5,
             };
-            let r = evaluate_on(&mut c, &set, &every_attack(), &mut |_, _, _| {});
+            let r = evaluate_on(&mut c, &set, &EvalConfig::brief(), &mut |_, _, _| {});
             assert!(
                 matches!(r, Err(ModelError::Engine(ref m)) if m == "out of memory"),
                 "{r:?}"
@@ -836,7 +838,7 @@ mod tests {
             net: &mut net,
             chunk: 5,
         };
-        let r = evaluate_on(&mut c, &set, &every_attack(), &mut |_, _, _| {});
+        let r = evaluate_on(&mut c, &set, &EvalConfig::brief(), &mut |_, _, _| {});
         assert!(matches!(r, Err(ModelError::Input(_))), "{r:?}");
     }
 }

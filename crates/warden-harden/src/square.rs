@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{AttackOutput, Norm, check_inputs};
-use crate::net::Compute;
+use crate::net::{Compute, Network};
 use crate::nn::{Model, ModelError, Pool};
 use crate::rng::Rng;
 
@@ -125,13 +125,21 @@ pub fn run_on(
     let [ch, h, w] = c.input();
     let classes = c.classes();
     c.run_sharded(x, y, |net, first, xs, ys, adv, ok| {
-        let mut forward = |batch: &[f32], n: usize, out: &mut Vec<f32>| {
-            let logits = net.logits(batch, n).map_err(|e| e.to_string())?;
-            out.clear();
-            out.extend_from_slice(logits);
-            Ok(())
+        // The network's own error, rather than its message, is what the run returns.
+        let mut failure = None;
+        let mut forward = |batch: &[f32], n: usize, out: &mut Vec<f32>| match net.logits(batch, n) {
+            Ok(logits) => {
+                out.clear();
+                out.extend_from_slice(logits);
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                failure = Some(e);
+                Err(msg)
+            }
         };
-        shard(
+        let r = shard(
             &mut forward,
             classes,
             a,
@@ -142,8 +150,8 @@ pub fn run_on(
             seed,
             adv,
             ok,
-        )
-        .map_err(ModelError::Input)
+        );
+        r.map_err(|msg| failure.take().unwrap_or(ModelError::Input(msg)))
     })
 }
 
@@ -157,54 +165,42 @@ pub fn run_oracle(
     y: &[u8],
     seed: u64,
 ) -> Result<AttackOutput, String> {
-    a.validate()?;
-    let [c, h, w] = oracle.input();
-    let classes = oracle.classes();
-    let len = c * h * w;
-    let n = y.len();
-    if len == 0 || x.len() != n * len {
-        return Err(format!("{} values for {n} inputs of {len}", x.len()));
+    if oracle.input().contains(&0) || oracle.classes() == 0 {
+        return Err("an oracle with an empty input or no classes".into());
     }
-    if let Some(&bad) = y.iter().find(|&&l| usize::from(l) >= classes) {
-        return Err(format!("label {bad} for an oracle of {classes} classes"));
-    }
-    if x.iter().any(|v| !v.is_finite() || *v < a.lo || *v > a.hi) {
-        return Err(format!(
-            "inputs must be finite and inside [{}, {}]",
-            a.lo, a.hi
-        ));
-    }
-    let mut adversarial = x.to_vec();
-    let mut success = vec![false; n];
-    let mut forward = |batch: &[f32], k: usize, out: &mut Vec<f32>| {
-        oracle.logits(batch, k, out)?;
-        if out.len() != k * classes || out.iter().any(|v| !v.is_finite()) {
-            return Err(format!(
-                "the oracle answered {} values for {k} inputs of {classes} classes, or non-finite ones",
-                out.len()
-            ));
-        }
-        Ok(())
+    let mut net = OracleNet {
+        oracle,
+        logits: Vec::new(),
     };
-    for start in (0..n).step_by(ORACLE_BATCH) {
-        let end = (start + ORACLE_BATCH).min(n);
-        shard(
-            &mut forward,
-            classes,
-            a,
-            (c, h, w),
-            &x[start * len..end * len],
-            &y[start..end],
-            start,
-            seed,
-            &mut adversarial[start * len..end * len],
-            &mut success[start..end],
-        )?;
+    let mut c = Compute::Device {
+        net: &mut net,
+        chunk: ORACLE_BATCH,
+    };
+    run_on(&mut c, a, x, y, seed).map_err(|e| e.to_string())
+}
+
+/// An oracle as a network that answers logits only (Square needs nothing else).
+struct OracleNet<'a> {
+    oracle: &'a mut dyn Oracle,
+    logits: Vec<f32>,
+}
+
+impl Network for OracleNet<'_> {
+    fn input(&self) -> [usize; 3] {
+        self.oracle.input()
     }
-    Ok(AttackOutput {
-        adversarial,
-        success,
-    })
+    fn classes(&self) -> usize {
+        self.oracle.classes()
+    }
+    fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], ModelError> {
+        self.oracle
+            .logits(x, n, &mut self.logits)
+            .map_err(ModelError::Engine)?;
+        Ok(&self.logits)
+    }
+    fn input_grad(&mut self, _: &[f32], _: &[f32]) -> Result<&[f32], ModelError> {
+        Err(ModelError::Engine("an oracle answers no gradients".into()))
+    }
 }
 
 fn margins(logits: &[f32], y: &[u8], classes: usize, out: &mut Vec<f32>) {
