@@ -211,14 +211,7 @@ impl Evaluator {
             Device::Flex => EvalInner::Flex(Box::new(DeviceNet::new(model, Default::default())?)),
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
-                let net = crate::without_panics(|| {
-                    DeviceNet::new(model, burn::backend::cuda::CudaDevice::new(i))
-                })
-                .map_err(|why| {
-                    BurnError::Device(format!(
-                        "cuda:{i} could not be started (is there an NVIDIA driver and GPU {i}?): {why}"
-                    ))
-                })??;
+                let net = crate::start_cuda(i, |dev| DeviceNet::new(model, dev))?;
                 EvalInner::Cuda(Box::new(net))
             }
         };

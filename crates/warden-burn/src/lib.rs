@@ -919,6 +919,20 @@ fn without_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// Runs `f` on CUDA device `i`. The first upload starts the CUDA runtime, which panics (in a
+/// worker thread and then here) when there is no driver or no such GPU: turned into an error.
+#[cfg(feature = "cuda")]
+fn start_cuda<T>(
+    i: usize,
+    f: impl FnOnce(burn::backend::cuda::CudaDevice) -> Result<T, BurnError>,
+) -> Result<T, BurnError> {
+    without_panics(|| f(burn::backend::cuda::CudaDevice::new(i))).map_err(|why| {
+        BurnError::Device(format!(
+            "cuda:{i} could not be started (is there an NVIDIA driver and GPU {i}?): {why}"
+        ))
+    })?
+}
+
 macro_rules! dispatch {
     (ref $s:expr, $e:ident, $d:ident => $body:expr) => {
         match $s {
@@ -967,18 +981,10 @@ impl Session {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
-                // The first upload starts the CUDA runtime, which panics (in a worker thread and
-                // then here) when there is no driver or no such GPU: turned into an error.
-                let started = without_panics(|| {
-                    let dev = burn::backend::cuda::CudaDevice::new(i);
+                let started = start_cuda(i, |dev| {
                     let data = DeviceData::new(x, y, len, &dev)?;
-                    Ok::<_, BurnError>((Engine::new(model, optim, dev)?, data))
-                })
-                .map_err(|why| {
-                    BurnError::Device(format!(
-                        "cuda:{i} could not be started (is there an NVIDIA driver and GPU {i}?): {why}"
-                    ))
-                })??;
+                    Ok((Engine::new(model, optim, dev)?, data))
+                })?;
                 SessionInner::Cuda(Box::new(started))
             }
         };

@@ -731,17 +731,23 @@ mod tests {
         }
     }
 
+    /// A random model, and `n` random images labelled as it predicts them (so every example is
+    /// attacked).
+    fn self_labelled(n: usize) -> (Model, Dataset) {
+        let model = Model::init(&Arch::small_cnn(), 4).unwrap();
+        let mut set = random_set(n);
+        set.labels = model
+            .predict(&mut Pool::new(1), &to_f32(&set.images), n)
+            .unwrap();
+        (model, set)
+    }
+
     /// The same attacks driven through [`Compute::Device`] give the CPU path's report exactly,
     /// whatever the chunk size: randomness is drawn per example index, not per chunk, and each
     /// chunk's examples keep their indices.
     #[test]
     fn the_device_path_gives_the_cpu_paths_report() {
-        let model = Model::init(&Arch::small_cnn(), 4).unwrap();
-        let mut set = random_set(40);
-        // Labelled as the model predicts, so that every example is attacked.
-        set.labels = model
-            .predict(&mut Pool::new(1), &to_f32(&set.images), 40)
-            .unwrap();
+        let (model, set) = self_labelled(40);
         let cfg = EvalConfig::brief();
         let cpu = evaluate(&model, &mut Pool::new(1), &set, &cfg, &mut |_, _, _| {}).unwrap();
         assert_eq!(cpu.clean_accuracy, 1.0);
@@ -794,11 +800,7 @@ mod tests {
     /// of logits is refused too.
     #[test]
     fn a_failing_engine_stops_the_evaluation() {
-        let model = Model::init(&Arch::small_cnn(), 4).unwrap();
-        let mut set = random_set(12);
-        set.labels = model
-            .predict(&mut Pool::new(1), &to_f32(&set.images), 12)
-            .unwrap();
+        let (model, set) = self_labelled(12);
         for fail_at in [1, 9] {
             let mut net = Owned {
                 model: model.clone(),
