@@ -8,7 +8,9 @@
 # Usage: bash scripts/gpu-eval.sh WARDEN_CUDA_BINARY OUT_DIR SECONDS MODEL_DIR...
 #   SECONDS  how long the script may run: each evaluation is cut at the time left (exit 124), and
 #            one that would start with under 30 s left is skipped.
-# Writes into OUT_DIR: NAME.json (the report, with per-attack seconds), NAME.md, NAME.log, gpu.txt.
+# Writes into OUT_DIR one file, gpu-eval.tar.gz, holding NAME.json (the report, with per-attack
+# seconds), NAME.md and NAME.log per evaluation, and gpu.txt (a device call returns at most eight
+# files; the first run of this script lost a report to that limit).
 # Needs: the NVIDIA driver and NVRTC, Fashion-MNIST in $WARDEN_FASHION_MNIST or Debian's package.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,8 @@ out=$2
 budget=$3
 shift 3
 mkdir -p "$out"
+final=$out
+out=$(mktemp -d)
 . scripts/cuda-libs.sh
 start=$(date +%s)
 threads=$(nproc)
@@ -45,3 +49,4 @@ shift
 for m in "$@"; do
   ev "$(basename "$m")-cuda" "$m" --device cuda
 done
+tar -C "$out" -czf "$final/gpu-eval.tar.gz" .
