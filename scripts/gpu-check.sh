@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of `warden-burn`, as one short script for a machine with an NVIDIA GPU: the CUDA
-# build's throughput against Warden's CPU engine on the same machine (same binary, same data), and
+# build's throughput against Warden's CPU engine on the same machine (same binary, same data),
 # two short adversarial training runs on the GPU (without and with AWP) whose models are scored
-# by the CPU engine.
+# by the CPU engine, and the first model's evaluation (the acceptance cascade on 1,000 test images)
+# on the GPU and on the CPU engine, which should agree within an example or two.
 #
 # Usage: bash scripts/gpu-check.sh [WARDEN_BINARY] [OUT_DIR]
 #   WARDEN_BINARY  a `cargo build --release -p warden --features cuda` binary (built here when
@@ -38,4 +39,10 @@ echo "== the same with adversarial weight perturbation (one more pass per step)"
 "$bin" harden train --device cuda --arch cnn4 --method pgd --pgd-steps 3 --pgd-step 0.04 \
   --epochs 2 --eps-warmup 1 --lr 2e-3 --awp 0.005 --threads "$threads" -o "$out/cnn4-pgd3-awp-cuda" 2>&1 |
   grep -E '^(epoch [0-9]+:|wrote)' | tee "$out/train-awp-cuda.log"
+echo "== evaluation of the first model on the GPU and on the CPU engine (1,000 test images)"
+for dev in cuda cpu; do
+  "$bin" harden eval "$out/cnn4-pgd3-cuda" --eps 0.1 --severities 0 --limit 1000 --device "$dev" \
+    --threads "$threads" -o "$out/eval-$dev.json" 2> "$out/eval-$dev.log"
+  echo "$dev: $(tail -1 "$out/eval-$dev.log")"
+done
 echo "gpu-check: ok ($out)"
