@@ -11,9 +11,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use warden_harden::net::Network;
 use warden_harden::nn::{Model, ModelError};
-use warden_harden::weights;
 
-use crate::{BurnError, Device, Inner, Step, forward, plan};
+use crate::{BurnError, Device, Inner, Step, forward, plan, upload_params};
 
 /// A model's weights on a burn backend `B`, answering [`Network`]'s queries.
 #[derive(Debug)]
@@ -36,13 +35,7 @@ fn engine(e: impl std::fmt::Display) -> ModelError {
 impl<B: AutodiffBackend> DeviceNet<B> {
     /// Moves `model`'s weights to `device`.
     pub fn new(model: &Model, device: B::Device) -> Result<Self, BurnError> {
-        let params = weights::torch_layout(model)
-            .into_iter()
-            .map(|p| {
-                let n = p.len();
-                Tensor::from_data(TensorData::new(p, [n]), &device)
-            })
-            .collect();
+        let params = upload_params(model, &device);
         Ok(DeviceNet {
             steps: plan(model.arch()),
             template: model.clone(),

@@ -245,6 +245,17 @@ fn forward<F: Backend>(
     }
 }
 
+/// `model`'s parameters on `device`, flat, in PyTorch's layout (burn's own).
+fn upload_params<F: Backend>(model: &Model, device: &F::Device) -> Vec<Tensor<F, 1>> {
+    weights::torch_layout(model)
+        .into_iter()
+        .map(|p| {
+            let n = p.len();
+            Tensor::from_data(TensorData::new(p, [n]), device)
+        })
+        .collect()
+}
+
 /// Cross-entropy of `logits` against `y`, summed over the batch.
 fn xent_sum<F: Backend>(logits: Tensor<F, 2>, y: Tensor<F, 1, Int>) -> Tensor<F, 1> {
     let lp = activation::log_softmax(logits, 1);
@@ -420,13 +431,7 @@ impl<B: AutodiffBackend> Engine<B> {
     /// Moves `model`'s parameters to `device` with a fresh optimiser state.
     pub fn new(model: &Model, optim: OptimSpec, device: B::Device) -> Result<Self, BurnError> {
         optim.validate().map_err(BurnError::Input)?;
-        let params: Vec<Tensor<Inner<B>, 1>> = weights::torch_layout(model)
-            .into_iter()
-            .map(|p| {
-                let n = p.len();
-                Tensor::from_data(TensorData::new(p, [n]), &device)
-            })
-            .collect();
+        let params: Vec<Tensor<Inner<B>, 1>> = upload_params(model, &device);
         let zeros = || -> Vec<Tensor<Inner<B>, 1>> {
             params
                 .iter()

@@ -581,20 +581,11 @@ mod tests {
     fn monotone_in_eps_and_equal_to_clean_at_zero() {
         let m = Model::init(&Arch::small_cnn(), 4).unwrap();
         let cfg = EvalConfig {
-            norm: Norm::Linf,
             eps: vec![0.0, 0.02, 0.05, 0.1],
-            pgd_steps: 5,
-            pgd_step: 0.01,
             restarts: 1,
-            apgd_iters: 5,
-            apgd_restarts: 1,
-            apgd_targets: 2,
-            fab_targets: 2,
-            fab_iters: 5,
-            square_queries: 30,
             independent: true,
-            corruption_severities: vec![3],
             seed: 1,
+            ..EvalConfig::brief()
         };
         let e = evaluate(
             &m,

@@ -123,11 +123,11 @@ impl Compute<'_> {
             Compute::Device { net, chunk } => {
                 let classes = net.classes();
                 let chunk = (*chunk).max(1);
+                let mut checked = Checked { net: &mut **net };
                 let mut out = Vec::with_capacity(n);
                 for start in (0..n).step_by(chunk) {
                     let end = (start + chunk).min(n);
-                    let logits = net.logits(&x[start * len..end * len], end - start)?;
-                    check_logits(logits, end - start, classes)?;
+                    let logits = checked.logits(&x[start * len..end * len], end - start)?;
                     out.extend(logits.chunks_exact(classes).map(|r| argmax(r) as u8));
                 }
                 Ok(out)
