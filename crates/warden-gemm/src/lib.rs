@@ -5,6 +5,14 @@
 //! calling thread: Warden parallelises over the batch itself, which on a 2-core machine is faster
 //! than splitting each small product, and keeps results independent of scheduling.
 //!
+//! Each row of `C` is computed the same way whatever the number of rows: a row's result depends on
+//! its own row of `A` (and of `C`, when accumulating) and on `B`, bit for bit. The `gemm` crate
+//! alone does not promise this: it blocks a long inner dimension by the product's shape and sends
+//! small products to other kernels, and either changes the order of a sum. [`sgemm`] gives it the
+//! inner dimension in fixed chunks and pads small products with zero rows. Warden's passes are then
+//! batch-invariant, which is what lets an attack give the same points for any thread count while it
+//! shards its batch and drops the examples it has broken.
+//!
 //! This crate is the workspace's only `unsafe`: one call, after the checks in [`View::check`] prove
 //! that every element the kernel can touch lies inside its slice and that `C`'s elements are
 //! distinct (so a write never lands on another output or on an input: `C` is a `&mut` borrow).
@@ -141,8 +149,104 @@ pub fn sgemm(
         }
         return Ok(());
     }
-    call(a, a_shape, b, b_shape, c, c_shape, accumulate);
+    if m < 2 || m * n <= SMALL {
+        padded(a, a_shape, b, b_shape, c, c_shape, accumulate);
+    } else {
+        chunked(a, a_shape, b, b_shape, c, c_shape, accumulate);
+    }
     Ok(())
+}
+
+/// The most inner-dimension terms given to the kernel in one call. The `gemm` crate splits a
+/// longer inner dimension into blocks whose length depends on the product's shape, and with it the
+/// order of each element's sum; every block it makes from one of these chunks is the whole chunk.
+const KC: usize = 512;
+
+/// Products with at most this many output elements (or one row) take other kernels in `gemm`
+/// (dot products with a horizontal sum, or a matrix-vector product), which sum in another order.
+const SMALL: usize = 256;
+
+/// `C (+)= A·B` in inner-dimension chunks of [`KC`], each added to the last, so that every
+/// element of `C` is summed in the same order whatever the number of rows: a row's result
+/// depends on that row alone. Views must have passed [`check`].
+fn chunked(
+    a: &[f32],
+    a_shape: Shape,
+    b: &[f32],
+    b_shape: Shape,
+    c: &mut [f32],
+    c_shape: Shape,
+    accumulate: bool,
+) {
+    let k = a_shape.cols;
+    let mut k0 = 0;
+    while k0 < k {
+        let kb = KC.min(k - k0);
+        // Column k0 of A and row k0 of B are inside their slices (`check`), so these offsets
+        // are too, and the views shrink from there.
+        let sa = Shape {
+            cols: kb,
+            ..a_shape
+        };
+        let sb = Shape {
+            rows: kb,
+            ..b_shape
+        };
+        call(
+            &a[k0 * a_shape.col_stride..],
+            sa,
+            &b[k0 * b_shape.row_stride..],
+            sb,
+            c,
+            c_shape,
+            accumulate || k0 > 0,
+        );
+        k0 += kb;
+    }
+}
+
+/// A product too small for [`chunked`]'s guarantee, computed with zero rows added so that it is
+/// not: the extra rows change none of the others.
+fn padded(
+    a: &[f32],
+    a_shape: Shape,
+    b: &[f32],
+    b_shape: Shape,
+    c: &mut [f32],
+    c_shape: Shape,
+    accumulate: bool,
+) {
+    let (m, n, k) = (c_shape.rows, c_shape.cols, a_shape.cols);
+    let rows = (SMALL / n + 1).max(2);
+    let mut pa = vec![0.0f32; rows * k];
+    for (r, row) in pa.chunks_exact_mut(k).take(m).enumerate() {
+        for (p, v) in row.iter_mut().enumerate() {
+            *v = a[r * a_shape.row_stride + p * a_shape.col_stride];
+        }
+    }
+    let mut pc = vec![0.0f32; rows * n];
+    let at = |r: usize, col: usize| r * c_shape.row_stride + col * c_shape.col_stride;
+    if accumulate {
+        for (r, row) in pc.chunks_exact_mut(n).take(m).enumerate() {
+            for (col, v) in row.iter_mut().enumerate() {
+                *v = c[at(r, col)];
+            }
+        }
+    }
+    chunked(
+        &pa,
+        Shape::row_major(rows, k),
+        b,
+        b_shape,
+        &mut pc,
+        Shape::row_major(rows, n),
+        accumulate,
+    );
+    for (r, row) in pc.chunks_exact(n).take(m).enumerate() {
+        for (col, &v) in row.iter().enumerate() {
+            c[at(r, col)] = v;
+        }
+    }
 }
 
 #[allow(unsafe_code)]
@@ -235,6 +339,68 @@ mod tests {
                 sgemm(&a, sa, &b, sb, &mut c, Shape::row_major(m, n), true).unwrap();
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - 2.0 * y).abs() <= 2e-4 * (1.0 + y.abs()));
+                }
+            }
+        }
+    }
+
+    /// Each row of `C` is bit for bit the same whether its row of `A` is multiplied alone or with
+    /// others: shapes that take each of the `gemm` crate's paths (one row, at most 256 outputs,
+    /// more than [`KC`] inner terms, few or many rows), `B` in both layouts, with and without
+    /// accumulation.
+    #[test]
+    fn a_rows_result_depends_on_that_row_alone() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let m = 70;
+        for (n, k) in [
+            (10, 3136),
+            (10, 200),
+            (64, 700),
+            (300, 37),
+            (1, 600),
+            (7, 1030),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let c0: Vec<f32> = (0..m * n).map(|_| next()).collect();
+            for sb in [Shape::row_major(k, n), Shape::transposed(n, k)] {
+                for accumulate in [false, true] {
+                    let mut whole = c0.clone();
+                    let sc = Shape::row_major(m, n);
+                    sgemm(
+                        &a,
+                        Shape::row_major(m, k),
+                        &b,
+                        sb,
+                        &mut whole,
+                        sc,
+                        accumulate,
+                    )
+                    .unwrap();
+                    for rows in [1, 2, 25, 26, 64, 65] {
+                        let mut part = c0.clone();
+                        let mut lo = 0;
+                        while lo < m {
+                            let hi = (lo + rows).min(m);
+                            let sa = Shape::row_major(hi - lo, k);
+                            let sc = Shape::row_major(hi - lo, n);
+                            let (a, c) = (&a[lo * k..hi * k], &mut part[lo * n..hi * n]);
+                            sgemm(a, sa, &b, sb, c, sc, accumulate).unwrap();
+                            lo = hi;
+                        }
+                        assert!(
+                            part.iter()
+                                .zip(&whole)
+                                .all(|(p, q)| p.to_bits() == q.to_bits()),
+                            "{n} outputs, {k} terms, {rows} rows at a time, {accumulate}"
+                        );
+                    }
                 }
             }
         }

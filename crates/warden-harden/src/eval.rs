@@ -734,8 +734,9 @@ mod tests {
     }
 
     /// The same attacks driven through [`Compute::Device`] give the CPU path's report exactly,
-    /// whatever the chunk size: randomness is drawn per example index, not per chunk, and each
-    /// chunk's examples keep their indices.
+    /// whatever the chunk size, and the CPU path gives it for any thread count: randomness is
+    /// drawn per example index, not per chunk or shard, each chunk's examples keep their indices,
+    /// and the passes are batch-invariant.
     #[test]
     fn the_device_path_gives_the_cpu_paths_report() {
         let (model, set) = self_labelled(40);
@@ -747,24 +748,12 @@ mod tests {
             "the attacks break something: {:?}",
             cpu.worst_case
         );
-        for chunk in [40, 7] {
-            let mut net = Owned {
-                model: model.clone(),
-                ws: Default::default(),
-                grads: 0,
-                fail_at: None,
-            };
-            let mut c = Compute::Device {
-                net: &mut net,
-                chunk,
-            };
-            let dev = evaluate_on(&mut c, &set, &cfg, &mut |_, _, _| {}).unwrap();
-            assert!(net.grads > 0);
-            assert_eq!(dev.clean_accuracy, cpu.clean_accuracy);
-            assert_eq!(dev.worst_case, cpu.worst_case, "chunk {chunk}");
-            assert_eq!(dev.corruptions, cpu.corruptions, "chunk {chunk}");
-            assert_eq!(dev.attacks.len(), cpu.attacks.len());
-            for (d, c) in dev.attacks.iter().zip(&cpu.attacks) {
+        let same = |other: &ModelEval, what: &str| {
+            assert_eq!(other.clean_accuracy, cpu.clean_accuracy, "{what}");
+            assert_eq!(other.worst_case, cpu.worst_case, "{what}");
+            assert_eq!(other.corruptions, cpu.corruptions, "{what}");
+            assert_eq!(other.attacks.len(), cpu.attacks.len(), "{what}");
+            for (d, c) in other.attacks.iter().zip(&cpu.attacks) {
                 assert_eq!(
                     (
                         &d.attack,
@@ -780,9 +769,26 @@ mod tests {
                         c.robust_accuracy,
                         c.rejected
                     ),
-                    "chunk {chunk}"
+                    "{what}"
                 );
             }
+        };
+        let three = evaluate(&model, &mut Pool::new(3), &set, &cfg, &mut |_, _, _| {}).unwrap();
+        same(&three, "3 threads");
+        for chunk in [40, 7] {
+            let mut net = Owned {
+                model: model.clone(),
+                ws: Default::default(),
+                grads: 0,
+                fail_at: None,
+            };
+            let mut c = Compute::Device {
+                net: &mut net,
+                chunk,
+            };
+            let dev = evaluate_on(&mut c, &set, &cfg, &mut |_, _, _| {}).unwrap();
+            assert!(net.grads > 0);
+            same(&dev, &format!("chunk {chunk}"));
         }
     }
 

@@ -2349,4 +2349,60 @@ mod tests {
         }
         assert!(f.iter().all(|&v| v >= 0.0), "after the fused ReLU");
     }
+
+    /// Logits and input gradients of an example do not depend on the batch it is in (nor on
+    /// where in the batch), bit for bit: attacks shard and shrink batches as examples break,
+    /// and their results must not depend on the thread count.
+    #[test]
+    fn passes_are_batch_invariant() {
+        // wk-wide's first linear layer sums 3,136 terms (more than a kernel block); its last
+        // has 10 outputs, which take other kernels below 26 rows.
+        for name in ["small-cnn", "mlp", "wk-wide"] {
+            let arch = Arch::named(name).unwrap();
+            let m = Model::init(&arch, 7).unwrap();
+            let (len, classes) = (m.input_len(), m.classes());
+            let n = 66;
+            let mut rng = Rng::new(11);
+            let x: Vec<f32> = (0..n * len).map(|_| rng.uniform() as f32).collect();
+            let d: Vec<f32> = (0..n * classes)
+                .map(|_| rng.uniform() as f32 - 0.5)
+                .collect();
+            let pass = |lo: usize, hi: usize| {
+                let mut ws = Workspace::default();
+                let z = m
+                    .forward(&mut ws, &x[lo * len..hi * len], hi - lo)
+                    .unwrap()
+                    .to_vec();
+                m.backward(
+                    &mut ws,
+                    &x[lo * len..hi * len],
+                    &d[lo * classes..hi * classes],
+                    None,
+                    true,
+                );
+                (z, ws.input_grad().to_vec())
+            };
+            let (z, g) = pass(0, n);
+            for size in [1, 2, 7, 25, 26, 65] {
+                let mut lo = 0;
+                while lo < n {
+                    let hi = (lo + size).min(n);
+                    let (zs, gs) = pass(lo, hi);
+                    let same = |a: &[f32], b: &[f32]| {
+                        a.len() == b.len()
+                            && a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())
+                    };
+                    assert!(
+                        same(&zs, &z[lo * classes..hi * classes]),
+                        "{name}: logits of {lo}..{hi} in batches of {size}"
+                    );
+                    assert!(
+                        same(&gs, &g[lo * len..hi * len]),
+                        "{name}: input gradients of {lo}..{hi} in batches of {size}"
+                    );
+                    lo = hi;
+                }
+            }
+        }
+    }
 }
