@@ -1,6 +1,7 @@
 """Checks a Warden ONNX export with the onnx checker and onnxruntime, and against the same weights
 loaded into PyTorch from the model directory's safetensors file, in the nn.Sequential that the
-directory's arch.json describes (any Warden architecture: strides, paddings, tanh, pools).
+directory's arch.json describes (any Warden architecture: strides, paddings, activations, pools,
+residual blocks as a module with `body` and `shortcut` nn.Sequentials).
 
 Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx
 (needs torch, onnx, onnxruntime, safetensors in that venv).
@@ -23,8 +24,26 @@ with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as
 ours = ort.InferenceSession(path).run(["logits"], {"x": x})[0]
 
 
+class Residual(nn.Module):
+    """Warden's residual layer: body(x) + shortcut(x), an empty shortcut being the identity."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.shortcut = nn.Sequential(*shortcut)
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
 def module(layer):
     t = layer["type"]
+    if t == "residual":
+        return Residual([module(l) for l in layer["body"]], [module(l) for l in layer.get("shortcut", [])])
+    if t == "avg_pool2d":
+        return nn.AvgPool2d(layer["kernel"], stride=layer.get("stride"))
+    if t == "global_avg_pool":
+        return nn.AdaptiveAvgPool2d(1)
     if t == "conv2d":
         return nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel"],
                          stride=layer.get("stride", 1), padding=layer.get("padding", 0))
@@ -32,7 +51,7 @@ def module(layer):
         return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"))
     if t == "linear":
         return nn.Linear(layer["in_features"], layer["out_features"])
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "flatten": nn.Flatten}[t]()
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "flatten": nn.Flatten}[t]()
 
 
 with open(f"{model_dir}/arch.json") as f:

@@ -117,42 +117,70 @@ enum Step {
     Linear {
         param: usize,
     },
+    /// A residual block starts: its input is kept for the shortcut.
+    Fork,
+    /// The body has ended: its output is kept and the shortcut starts from the block's input.
+    Shortcut,
+    /// The block ends: the body's output plus the shortcut's.
+    Join,
 }
 
 fn plan(arch: &Arch) -> Vec<Step> {
     let mut param = 0;
-    arch.layers
-        .iter()
-        .map(|l| match *l {
-            LayerSpec::Conv2d {
-                padding, stride, ..
-            } => {
-                param += 2;
-                Step::Conv {
-                    param: param - 2,
-                    stride,
-                    pad: padding,
-                }
+    let mut steps = Vec::new();
+    for l in &arch.layers {
+        plan_layer(l, &mut param, &mut steps);
+    }
+    steps
+}
+
+/// Appends `l`'s steps; `param` counts parameter tensors in [`Model::param_infos`]'s order
+/// (a residual block's body, then its shortcut).
+fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
+    let step = match *l {
+        LayerSpec::Conv2d {
+            padding, stride, ..
+        } => {
+            *param += 2;
+            Step::Conv {
+                param: *param - 2,
+                stride,
+                pad: padding,
             }
-            LayerSpec::Relu => Step::Relu,
-            LayerSpec::Tanh => Step::Tanh,
-            LayerSpec::Elu => Step::Elu,
-            LayerSpec::MaxPool2d { kernel, stride } => Step::Pool {
-                k: kernel,
-                stride: stride.unwrap_or(kernel),
-            },
-            LayerSpec::AvgPool2d { kernel, stride } => Step::AvgPool {
-                k: kernel,
-                stride: stride.unwrap_or(kernel),
-            },
-            LayerSpec::GlobalAvgPool => Step::GlobalAvgPool,
-            LayerSpec::Flatten => Step::Flatten,
-            LayerSpec::Linear { .. } => {
-                param += 2;
-                Step::Linear { param: param - 2 }
+        }
+        LayerSpec::Relu => Step::Relu,
+        LayerSpec::Tanh => Step::Tanh,
+        LayerSpec::Elu => Step::Elu,
+        LayerSpec::MaxPool2d { kernel, stride } => Step::Pool {
+            k: kernel,
+            stride: stride.unwrap_or(kernel),
+        },
+        LayerSpec::AvgPool2d { kernel, stride } => Step::AvgPool {
+            k: kernel,
+            stride: stride.unwrap_or(kernel),
+        },
+        LayerSpec::GlobalAvgPool => Step::GlobalAvgPool,
+        LayerSpec::Flatten => Step::Flatten,
+        LayerSpec::Linear { .. } => {
+            *param += 2;
+            Step::Linear { param: *param - 2 }
+        }
+        LayerSpec::Residual {
+            ref body,
+            ref shortcut,
+        } => {
+            steps.push(Step::Fork);
+            for b in body {
+                plan_layer(b, param, steps);
             }
-        })
-        .collect()
+            steps.push(Step::Shortcut);
+            for b in shortcut {
+                plan_layer(b, param, steps);
+            }
+            Step::Join
+        }
+    };
+    steps.push(step);
 }
 
 /// An activation: an image batch (`N × C × H × W`) or a batch of vectors.
@@ -183,8 +211,24 @@ fn forward<F: Backend>(
         <[usize; 2]>::try_from(shapes[i].torch_shape.as_slice())
             .map_err(|_| BurnError::Arch(format!("parameter {i}: not a 2-D weight")))
     };
+    // Residual blocks' kept values: the block's input, then the body's output.
+    let mut kept: Vec<Tensor<F, 4>> = Vec::new();
+    let unbalanced = || BurnError::Arch("a residual block's steps out of order".into());
     for s in steps {
         a = match (*s, a) {
+            (Step::Fork, Act::Img(t)) => {
+                kept.push(t.clone());
+                Act::Img(t)
+            }
+            (Step::Shortcut, Act::Img(t)) => {
+                let input = kept.pop().ok_or_else(unbalanced)?;
+                kept.push(t);
+                Act::Img(input)
+            }
+            (Step::Join, Act::Img(t)) => Act::Img(kept.pop().ok_or_else(unbalanced)? + t),
+            (Step::Fork | Step::Shortcut | Step::Join, Act::Flat(_)) => {
+                return Err(BurnError::Arch("a residual block after flattening".into()));
+            }
             (Step::Conv { param, stride, pad }, Act::Img(t)) => {
                 let wt = params[param].clone().reshape(shape4(param)?);
                 let b = params[param + 1].clone();

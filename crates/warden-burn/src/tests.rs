@@ -103,6 +103,40 @@ fn archs() -> Vec<Arch> {
             },
         ],
     });
+    // Residual blocks: one with an identity shortcut, one that halves the image with a strided
+    // 1×1 convolution on its shortcut.
+    let conv = |cin, cout, kernel, padding, stride| LayerSpec::Conv2d {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        padding,
+        stride,
+    };
+    v.push(Arch {
+        name: "residual".into(),
+        input: [1, 28, 28],
+        classes: 10,
+        layers: vec![
+            conv(1, 8, 3, 1, 2),
+            LayerSpec::Relu,
+            LayerSpec::Residual {
+                body: vec![conv(8, 8, 3, 1, 1), LayerSpec::Relu, conv(8, 8, 3, 1, 1)],
+                shortcut: vec![],
+            },
+            LayerSpec::Relu,
+            LayerSpec::Residual {
+                body: vec![conv(8, 16, 3, 1, 2), LayerSpec::Relu, conv(16, 16, 3, 1, 1)],
+                shortcut: vec![conv(8, 16, 1, 0, 2)],
+            },
+            LayerSpec::Relu,
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 16,
+                out_features: 10,
+            },
+        ],
+    });
     v
 }
 

@@ -80,6 +80,33 @@ pub enum LayerSpec {
         in_features: usize,
         out_features: usize,
     },
+    /// `body(x) + shortcut(x)`, the shortcut being the identity when it is empty: a ResNet
+    /// block, before the activation that usually follows it (a separate layer). Both branches
+    /// hold image layers only and must give the same shape. In PyTorch, a module with two
+    /// `nn.Sequential`s, `body` and `shortcut`, whose forward is `self.body(x) +
+    /// self.shortcut(x)`; parameters are named `{index}.body.{j}.weight` and
+    /// `{index}.shortcut.{j}.weight`.
+    Residual {
+        body: Vec<LayerSpec>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shortcut: Vec<LayerSpec>,
+    },
+}
+
+impl LayerSpec {
+    /// Layers in this one, itself and those inside it.
+    pub fn count(&self) -> usize {
+        match self {
+            LayerSpec::Residual { body, shortcut } => {
+                1 + body
+                    .iter()
+                    .chain(shortcut)
+                    .map(LayerSpec::count)
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
 }
 
 fn one() -> usize {
@@ -417,6 +444,10 @@ enum Op {
     Relu,
     Tanh,
     Elu,
+    /// The sum of the value this op reads and value `other` (the end of a residual block).
+    Add {
+        other: usize,
+    },
     Linear {
         layer: usize,
         inf: usize,
@@ -462,6 +493,9 @@ pub(crate) enum ParamKind {
 pub struct Model {
     arch: Arch,
     ops: Vec<Op>,
+    /// The value each op reads: 0 for the input, `j + 1` for op `j`'s output. `i` (the op
+    /// before) except where a residual block forks and joins.
+    srcs: Vec<usize>,
     dims: Vec<Dims>,
     params: Vec<Vec<f32>>,
     infos: Vec<ParamInfo>,
@@ -492,7 +526,7 @@ impl Model {
 
     /// A model with every parameter zero (to be loaded).
     pub fn zeros(arch: &Arch) -> Result<Model, ModelError> {
-        let (ops, dims, infos) = plan(arch)?;
+        let (ops, srcs, dims, infos) = plan(arch)?;
         let params = infos
             .iter()
             .map(|p| vec![0.0f32; p.torch_shape.iter().product()])
@@ -500,6 +534,7 @@ impl Model {
         let m = Model {
             arch: arch.clone(),
             ops,
+            srcs,
             dims,
             params,
             infos,
@@ -568,7 +603,16 @@ impl Model {
                 _ => {}
             }
         }
-        total.saturating_add(max_col).saturating_add(2 * max_act)
+        // A residual block parks up to two gradients while its branches are walked back.
+        let parked = if self.ops.iter().any(|op| matches!(op, Op::Add { .. })) {
+            2 * max_act
+        } else {
+            0
+        };
+        total
+            .saturating_add(max_col)
+            .saturating_add(2 * max_act)
+            .saturating_add(parked)
     }
 
     /// How many examples to put through one pass at a time, at most `limit`, so that a thread's
@@ -600,7 +644,8 @@ impl Model {
         ws.ensure(self.ops.len());
         for (i, op) in self.ops.iter().enumerate() {
             let (before, rest) = ws.acts.split_at_mut(i);
-            let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
+            let value = |v: usize| -> &[f32] { if v == 0 { x } else { &before[v - 1] } };
+            let input = value(self.srcs[i]);
             let out = &mut rest[0];
             match *op {
                 Op::Conv {
@@ -681,6 +726,10 @@ impl Model {
                     out.resize(input.len(), 0.0);
                     elu(input, out);
                 }
+                Op::Add { other } => {
+                    out.clear();
+                    out.extend(input.iter().zip(value(other)).map(|(p, q)| p + q));
+                }
             }
         }
         Ok(&ws.acts[self.ops.len() - 1])
@@ -698,19 +747,20 @@ impl Model {
         input_grad: bool,
     ) {
         let n = ws.n;
-        ws.ga.clear();
-        ws.ga.extend_from_slice(dlogits);
+        self.start_backward(ws, dlogits);
         let last_needed = if input_grad { 0 } else { self.first_param_op() };
         for i in (0..self.ops.len()).rev() {
+            self.gather(ws, i);
             self.mask_output_grad(ws, i);
             if let Some(g) = grads.as_deref_mut() {
-                let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+                let input = value_of(x, &ws.acts, self.srcs[i]);
                 self.weight_grads(i, &ws.ga, input, &ws.cols[i], n, g);
             }
             if !(i > last_needed || (i == 0 && input_grad)) {
                 break;
             }
             self.input_grad_of(ws, i, x);
+            self.scatter(ws, i);
         }
     }
 
@@ -737,13 +787,13 @@ impl Model {
     ) {
         let n = ws.n;
         let mut sq = vec![0.0f64; n];
-        ws.ga.clear();
-        ws.ga.extend_from_slice(dlogits);
+        self.start_backward(ws, dlogits);
         let first = self.first_param_op();
         let square = |v: &[f32]| v.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
         for i in (first..self.ops.len()).rev() {
+            self.gather(ws, i);
             self.mask_output_grad(ws, i);
-            let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+            let input = value_of(x, &ws.acts, self.srcs[i]);
             match self.ops[i] {
                 Op::Conv {
                     cin,
@@ -784,6 +834,7 @@ impl Model {
             }
             if i > first {
                 self.input_grad_of(ws, i, x);
+                self.scatter(ws, i);
             }
         }
         norms.clear();
@@ -804,8 +855,61 @@ impl Model {
                     *v *= f;
                 }
             }
-            let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+            let input = value_of(x, &ws.acts, self.srcs[i]);
             self.weight_grads(i, &ws.stash[i], input, &ws.cols[i], n, grads);
+        }
+    }
+
+    /// Sets up a backward pass: `ws.ga` holds the gradient of the last op's output.
+    fn start_backward(&self, ws: &mut Workspace, dlogits: &[f32]) {
+        ws.ga.clear();
+        ws.ga.extend_from_slice(dlogits);
+        ws.at = self.ops.len();
+        let parked = ws.pending.drain(..).map(|(_, b)| b);
+        ws.spare.extend(parked);
+    }
+
+    /// Before back-propagating through op `i`: makes `ws.ga` the gradient of op `i`'s output.
+    /// In a chain it already is. Where a residual block forks, the running gradient belongs to
+    /// another value (the block's input, reached from the shortcut): it is parked, and the
+    /// gradient parked for this op's output (by the sum at the block's end) taken up.
+    fn gather(&self, ws: &mut Workspace, i: usize) {
+        let v = i + 1;
+        if ws.at == v {
+            return;
+        }
+        let running = std::mem::take(&mut ws.ga);
+        park(ws, ws.at, running);
+        ws.ga = match ws.pending.iter().position(|(k, _)| *k == v) {
+            Some(p) => ws.pending.swap_remove(p).1,
+            // Nothing reads this value: its gradient is zero.
+            None => {
+                let mut b = ws.spare.pop().unwrap_or_default();
+                b.clear();
+                b.resize(ws.n * self.dims[v].len(), 0.0);
+                b
+            }
+        };
+        ws.at = v;
+    }
+
+    /// After back-propagating through op `i`: `ws.ga` is the gradient of the value op `i`
+    /// reads. A sum parks a copy for its other operand; a gradient parked for this value (from
+    /// the other branch of a block) is added in.
+    fn scatter(&self, ws: &mut Workspace, i: usize) {
+        if let Op::Add { other } = self.ops[i] {
+            let mut b = ws.spare.pop().unwrap_or_default();
+            b.clear();
+            b.extend_from_slice(&ws.ga);
+            park(ws, other, b);
+        }
+        ws.at = self.srcs[i];
+        if let Some(p) = ws.pending.iter().position(|(k, _)| *k == ws.at) {
+            let (_, b) = ws.pending.swap_remove(p);
+            for (g, v) in ws.ga.iter_mut().zip(&b) {
+                *g += v;
+            }
+            ws.spare.push(b);
         }
     }
 
@@ -878,7 +982,7 @@ impl Model {
     /// already applied) by the gradient with respect to its input.
     fn input_grad_of(&self, ws: &mut Workspace, i: usize, x: &[f32]) {
         let n = ws.n;
-        let input: &[f32] = if i == 0 { x } else { &ws.acts[i - 1] };
+        let input = value_of(x, &ws.acts, self.srcs[i]);
         match self.ops[i] {
             Op::Conv {
                 cin,
@@ -956,8 +1060,9 @@ impl Model {
                 ws.gb.resize(input.len(), 0.0);
                 avgpool(&ws.ga, n, image, win, out_hw, &mut ws.gb, true);
             }
-            // The derivative was applied in place by `mask_output_grad`.
-            Op::Relu | Op::Tanh | Op::Elu => return,
+            // The derivative was applied in place by `mask_output_grad`; a sum passes its
+            // gradient to both operands (`scatter` hands the other its copy).
+            Op::Relu | Op::Tanh | Op::Elu | Op::Add { .. } => return,
         }
         std::mem::swap(&mut ws.ga, &mut ws.gb);
     }
@@ -966,18 +1071,17 @@ impl Model {
     /// Width of the penultimate features: the input of the last layer (after its activation),
     /// what feature-space detectors (Mahalanobis, kNN) look at. `None` for a single-layer model.
     pub fn features_len(&self) -> Option<usize> {
-        let n = self.ops.len();
-        (n >= 2).then(|| self.dims[n - 1].len())
+        let src = *self.srcs.last()?;
+        (src >= 1).then(|| self.dims[src].len())
     }
 
     /// The penultimate features (`n × features_len()`) of the last [`Model::forward`] in `ws`.
     /// Empty for a single-layer model or before any forward pass.
     pub fn features<'w>(&self, ws: &'w Workspace) -> &'w [f32] {
-        let n = self.ops.len();
-        if n < 2 || ws.acts.len() < n - 1 {
-            return &[];
+        match self.srcs.last() {
+            Some(&src) if src >= 1 && ws.acts.len() >= src => &ws.acts[src - 1],
+            _ => &[],
         }
-        &ws.acts[n - 2]
     }
 
     fn first_param_op(&self) -> usize {
@@ -1016,7 +1120,9 @@ impl Model {
     }
 }
 
-type Plan = (Vec<Op>, Vec<Dims>, Vec<ParamInfo>);
+/// The ops, the value each op reads (0: the input; `j + 1`: op `j`'s output), the shapes of the
+/// values, and the parameters.
+type Plan = (Vec<Op>, Vec<usize>, Vec<Dims>, Vec<ParamInfo>);
 
 fn plan(arch: &Arch) -> Result<Plan, ModelError> {
     let [c, h, w] = arch.input;
@@ -1039,20 +1145,79 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
             arch.classes
         )));
     }
-    if arch.layers.is_empty() || arch.layers.len() > MAX_LAYERS {
+    let count = arch.layers.iter().map(LayerSpec::count).sum::<usize>();
+    if arch.layers.is_empty() || count > MAX_LAYERS {
         return Err(ModelError::Arch(format!(
-            "{} layers (1 to {MAX_LAYERS})",
-            arch.layers.len()
+            "{count} layers (1 to {MAX_LAYERS}, counting those inside residual blocks)"
         )));
     }
-    let mut cur = Dims::Image { h, w, c };
-    let mut dims = vec![cur];
-    let mut ops: Vec<Op> = Vec::new();
-    let mut infos = Vec::new();
-    let mut total = 0usize;
-    let mut flattened_from: Option<(usize, usize, usize)> = None;
-    let bad = |layer: usize, reason: String| ModelError::Layer { layer, reason };
+    let mut p = Planner {
+        cur: Dims::Image { h, w, c },
+        dims: vec![Dims::Image { h, w, c }],
+        ops: Vec::new(),
+        srcs: Vec::new(),
+        infos: Vec::new(),
+        total: 0,
+        flattened_from: None,
+        seq: 0,
+        val: 0,
+    };
     for (li, spec) in arch.layers.iter().enumerate() {
+        p.seq += 1;
+        p.layer(li, &li.to_string(), spec, false)?;
+    }
+    if p.cur != Dims::Flat(arch.classes) {
+        return Err(ModelError::Arch(format!(
+            "the last layer gives {:?}, expected {} logits",
+            p.cur, arch.classes
+        )));
+    }
+    if !matches!(p.ops.last(), Some(Op::Linear { relu: false, .. })) {
+        return Err(ModelError::Arch(
+            "the last layer must be a linear layer (logits)".into(),
+        ));
+    }
+    Ok((p.ops, p.srcs, p.dims, p.infos))
+}
+
+/// The state of [`plan`] as it walks the layers.
+struct Planner {
+    /// The shape of the current value.
+    cur: Dims,
+    dims: Vec<Dims>,
+    ops: Vec<Op>,
+    srcs: Vec<usize>,
+    infos: Vec<ParamInfo>,
+    total: usize,
+    flattened_from: Option<(usize, usize, usize)>,
+    /// A running number of the layer being planned, nested ones included (ReLU fusion asks
+    /// whether two layers are neighbours).
+    seq: usize,
+    /// The value the next op reads.
+    val: usize,
+}
+
+impl Planner {
+    /// Appends an op that reads the current value and gives a value of shape `out`, which
+    /// becomes the current one.
+    fn push(&mut self, op: Op, out: Dims) {
+        self.ops.push(op);
+        self.srcs.push(self.val);
+        self.dims.push(out);
+        self.val = self.ops.len();
+        self.cur = out;
+    }
+
+    /// Plans layer `spec`, part of the architecture's layer `li` (for errors); its parameters
+    /// are named `{name}.weight` and `{name}.bias`.
+    fn layer(
+        &mut self,
+        li: usize,
+        name: &str,
+        spec: &LayerSpec,
+        nested: bool,
+    ) -> Result<(), ModelError> {
+        let bad = |layer: usize, reason: String| ModelError::Layer { layer, reason };
         match *spec {
             LayerSpec::Conv2d {
                 in_channels,
@@ -1061,7 +1226,7 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                 padding,
                 stride,
             } => {
-                let Dims::Image { h, w, c } = cur else {
+                let Dims::Image { h, w, c } = self.cur else {
                     return Err(bad(li, "conv2d needs an image input".into()));
                 };
                 if in_channels != c {
@@ -1073,11 +1238,11 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     || kernel > 15
                     || padding >= kernel
                     || stride == 0
-                    || stride > kernel
+                    || stride > 15
                 {
                     return Err(bad(
                         li,
-                        "out_channels, kernel (1 to 15), padding (< kernel) or stride (1 to kernel) out of range".into(),
+                        "out_channels, kernel (1 to 15), padding (< kernel) or stride (1 to 15) out of range".into(),
                     ));
                 }
                 let (ph, pw) = (h + 2 * padding, w + 2 * padding);
@@ -1099,9 +1264,9 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     ));
                 }
                 let count = out_channels * in_channels * kernel * kernel;
-                total = total.saturating_add(count + out_channels);
-                infos.push(ParamInfo {
-                    name: format!("{li}.weight"),
+                self.total = self.total.saturating_add(count + out_channels);
+                self.infos.push(ParamInfo {
+                    name: format!("{name}.weight"),
                     torch_shape: vec![out_channels, in_channels, kernel, kernel],
                     kind: ParamKind::ConvWeight {
                         cout: out_channels,
@@ -1109,34 +1274,38 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                         k: kernel,
                     },
                 });
-                infos.push(ParamInfo {
-                    name: format!("{li}.bias"),
+                self.infos.push(ParamInfo {
+                    name: format!("{name}.bias"),
                     torch_shape: vec![out_channels],
                     kind: ParamKind::Plain,
                 });
-                ops.push(Op::Conv {
-                    layer: li,
-                    cin: c,
-                    cout: out_channels,
-                    k: kernel,
-                    pad: padding,
-                    stride,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    relu: false,
-                    param: infos.len() - 2,
-                });
-                cur = Dims::Image {
-                    h: oh,
-                    w: ow,
-                    c: out_channels,
-                };
-                dims.push(cur);
+                self.push(
+                    Op::Conv {
+                        layer: self.seq,
+                        cin: c,
+                        cout: out_channels,
+                        k: kernel,
+                        pad: padding,
+                        stride,
+                        h,
+                        w,
+                        oh,
+                        ow,
+                        relu: false,
+                        param: self.infos.len() - 2,
+                    },
+                    Dims::Image {
+                        h: oh,
+                        w: ow,
+                        c: out_channels,
+                    },
+                );
             }
             LayerSpec::Relu => {
-                match ops.last_mut() {
+                // Fused into the layer before when nothing sits in between and nothing else
+                // reads that layer's output.
+                let last_is_current = self.val == self.ops.len();
+                match self.ops.last_mut() {
                     // Fused into the layer before when nothing sits in between.
                     Some(
                         Op::Conv {
@@ -1149,24 +1318,19 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                             layer,
                             ..
                         },
-                    ) if *layer + 1 == li => *r = true,
-                    _ => {
-                        ops.push(Op::Relu);
-                        dims.push(cur);
-                    }
+                    ) if *layer + 1 == self.seq && last_is_current => *r = true,
+                    _ => self.push(Op::Relu, self.cur),
                 }
             }
             LayerSpec::Tanh => {
-                ops.push(Op::Tanh);
-                dims.push(cur);
+                self.push(Op::Tanh, self.cur);
             }
             LayerSpec::Elu => {
-                ops.push(Op::Elu);
-                dims.push(cur);
+                self.push(Op::Elu, self.cur);
             }
             LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
                 let max = matches!(spec, LayerSpec::MaxPool2d { .. });
-                let Dims::Image { h, w, c } = cur else {
+                let Dims::Image { h, w, c } = self.cur else {
                     let name = if max { "max_pool2d" } else { "avg_pool2d" };
                     return Err(bad(li, format!("{name} needs an image input")));
                 };
@@ -1178,7 +1342,7 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                     ));
                 }
                 let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
-                ops.push(if max {
+                let op = if max {
                     Op::Pool {
                         k: kernel,
                         stride,
@@ -1194,34 +1358,34 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                         win: [kernel, kernel, stride, stride],
                         out_hw: [oh, ow],
                     }
-                });
-                cur = Dims::Image { h: oh, w: ow, c };
-                dims.push(cur);
+                };
+                self.push(op, Dims::Image { h: oh, w: ow, c });
             }
             LayerSpec::GlobalAvgPool => {
-                let Dims::Image { h, w, c } = cur else {
+                let Dims::Image { h, w, c } = self.cur else {
                     return Err(bad(li, "global_avg_pool needs an image input".into()));
                 };
-                ops.push(Op::AvgPool {
-                    image: [h, w, c],
-                    win: [h, w, h, w],
-                    out_hw: [1, 1],
-                });
-                cur = Dims::Image { h: 1, w: 1, c };
-                dims.push(cur);
+                self.push(
+                    Op::AvgPool {
+                        image: [h, w, c],
+                        win: [h, w, h, w],
+                        out_hw: [1, 1],
+                    },
+                    Dims::Image { h: 1, w: 1, c },
+                );
             }
             LayerSpec::Flatten => {
-                if let Dims::Image { h, w, c } = cur {
+                if let Dims::Image { h, w, c } = self.cur {
                     // A 1-channel or 1×1 image flattens the same way in either layout.
-                    flattened_from = (c > 1 && h * w > 1).then_some((c, h, w));
-                    cur = Dims::Flat(h * w * c);
+                    self.flattened_from = (c > 1 && h * w > 1).then_some((c, h, w));
+                    self.cur = Dims::Flat(h * w * c);
                 }
             }
             LayerSpec::Linear {
                 in_features,
                 out_features,
             } => {
-                let Dims::Flat(len) = cur else {
+                let Dims::Flat(len) = self.cur else {
                     return Err(bad(
                         li,
                         "linear needs a flat input (add a flatten layer)".into(),
@@ -1236,11 +1400,12 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                 if out_features == 0 || out_features > MAX_DIM {
                     return Err(bad(li, "out_features out of range".into()));
                 }
-                total =
-                    total.saturating_add(in_features.saturating_mul(out_features) + out_features);
-                let image = flattened_from.take();
-                infos.push(ParamInfo {
-                    name: format!("{li}.weight"),
+                self.total = self
+                    .total
+                    .saturating_add(in_features.saturating_mul(out_features) + out_features);
+                let image = self.flattened_from.take();
+                self.infos.push(ParamInfo {
+                    name: format!("{name}.weight"),
                     torch_shape: vec![out_features, in_features],
                     kind: match image {
                         Some((c, h, w)) => ParamKind::LinearWeightImage {
@@ -1252,46 +1417,88 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
                         None => ParamKind::Plain,
                     },
                 });
-                infos.push(ParamInfo {
-                    name: format!("{li}.bias"),
+                self.infos.push(ParamInfo {
+                    name: format!("{name}.bias"),
                     torch_shape: vec![out_features],
                     kind: ParamKind::Plain,
                 });
-                ops.push(Op::Linear {
-                    layer: li,
-                    inf: in_features,
-                    outf: out_features,
-                    relu: false,
-                    param: infos.len() - 2,
-                });
-                cur = Dims::Flat(out_features);
-                dims.push(cur);
+                self.push(
+                    Op::Linear {
+                        layer: self.seq,
+                        inf: in_features,
+                        outf: out_features,
+                        relu: false,
+                        param: self.infos.len() - 2,
+                    },
+                    Dims::Flat(out_features),
+                );
+            }
+            LayerSpec::Residual {
+                ref body,
+                ref shortcut,
+            } => {
+                if nested {
+                    return Err(bad(li, "residual blocks do not nest".into()));
+                }
+                let Dims::Image { .. } = self.cur else {
+                    return Err(bad(li, "residual needs an image input".into()));
+                };
+                if body.is_empty() {
+                    return Err(bad(li, "residual with an empty body".into()));
+                }
+                let branch = |l: &LayerSpec| {
+                    matches!(
+                        l,
+                        LayerSpec::Flatten | LayerSpec::Linear { .. } | LayerSpec::Residual { .. }
+                    )
+                };
+                if body.iter().chain(shortcut).any(branch) {
+                    return Err(bad(
+                        li,
+                        "residual branches hold image layers only (no flatten, linear or residual)"
+                            .into(),
+                    ));
+                }
+                let (input, dims) = (self.val, self.cur);
+                for (j, l) in body.iter().enumerate() {
+                    self.seq += 1;
+                    self.layer(li, &format!("{name}.body.{j}"), l, true)?;
+                }
+                let (body_out, body_dims) = (self.val, self.cur);
+                (self.val, self.cur) = (input, dims);
+                // The shortcut's first layer reads the block's input, not the body's output.
+                self.seq += 1;
+                for (j, l) in shortcut.iter().enumerate() {
+                    self.seq += 1;
+                    self.layer(li, &format!("{name}.shortcut.{j}"), l, true)?;
+                }
+                if self.cur != body_dims {
+                    return Err(bad(
+                        li,
+                        format!(
+                            "the body gives {body_dims:?} and the shortcut {:?}; they must agree",
+                            self.cur
+                        ),
+                    ));
+                }
+                let other = self.val;
+                self.val = body_out;
+                self.push(Op::Add { other }, body_dims);
             }
         }
-        if total > MAX_PARAMS {
+        if self.total > MAX_PARAMS {
             return Err(ModelError::Arch(format!(
                 "more than {MAX_PARAMS} parameters"
             )));
         }
-        if cur.len() > MAX_ACTIVATION {
+        if self.cur.len() > MAX_ACTIVATION {
             return Err(bad(
                 li,
                 format!("more than {MAX_ACTIVATION} values per example"),
             ));
         }
+        Ok(())
     }
-    if cur != Dims::Flat(arch.classes) {
-        return Err(ModelError::Arch(format!(
-            "the last layer gives {cur:?}, expected {} logits",
-            arch.classes
-        )));
-    }
-    if !matches!(ops.last(), Some(Op::Linear { relu: false, .. })) {
-        return Err(ModelError::Arch(
-            "the last layer must be a linear layer (logits)".into(),
-        ));
-    }
-    Ok((ops, dims, infos))
 }
 
 /// Buffers for one thread's forward and backward passes; grown on first use and reused.
@@ -1307,6 +1514,28 @@ pub struct Workspace {
     /// Per-example clipping: each parameter layer's output gradient, and a scratch product.
     stash: Vec<Vec<f32>>,
     tmp: Vec<f32>,
+    /// The value whose gradient `ga` holds during a backward pass, the gradients parked for
+    /// other values (residual blocks), and buffers to reuse for them.
+    at: usize,
+    pending: Vec<(usize, Vec<f32>)>,
+    spare: Vec<Vec<f32>>,
+}
+
+/// Value `v` of a forward pass: the input `x` for 0, op `v - 1`'s output otherwise.
+fn value_of<'a>(x: &'a [f32], acts: &'a [Vec<f32>], v: usize) -> &'a [f32] {
+    if v == 0 { x } else { &acts[v - 1] }
+}
+
+/// Parks `buf` as (part of) the gradient of value `v`, adding it to what is parked there.
+fn park(ws: &mut Workspace, v: usize, buf: Vec<f32>) {
+    if let Some((_, b)) = ws.pending.iter_mut().find(|(k, _)| *k == v) {
+        for (p, q) in b.iter_mut().zip(&buf) {
+            *p += q;
+        }
+        ws.spare.push(buf);
+    } else {
+        ws.pending.push((v, buf));
+    }
 }
 
 impl Workspace {
@@ -1837,6 +2066,162 @@ mod tests {
         }
     }
 
+    /// Two residual blocks: one with an identity shortcut (its body's ReLU fused into its first
+    /// convolution), one that halves the image with a strided 1×1 convolution on the shortcut,
+    /// as ResNet's downsampling blocks do; then a global pool.
+    fn tiny_residual() -> Arch {
+        use LayerSpec::*;
+        let conv = |cin, cout, kernel, padding, stride| Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel,
+            padding,
+            stride,
+        };
+        Arch {
+            name: "tiny-residual".into(),
+            input: [2, 7, 7],
+            classes: 3,
+            layers: vec![
+                conv(2, 3, 3, 1, 1),
+                Relu,
+                Residual {
+                    body: vec![conv(3, 3, 3, 1, 1), Relu, conv(3, 3, 3, 1, 1)],
+                    shortcut: vec![],
+                },
+                Relu,
+                Residual {
+                    body: vec![conv(3, 4, 3, 1, 2), Relu, conv(4, 4, 3, 1, 1)],
+                    shortcut: vec![conv(3, 4, 1, 0, 2)],
+                },
+                // Smooth, so that finite differences do not straddle a kink here.
+                Elu,
+                GlobalAvgPool,
+                Flatten,
+                Linear {
+                    in_features: 4,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
+    /// Residual blocks that cannot run are refused with the layer named: nested, empty, with a
+    /// flatten or linear layer inside, on a flat input, or with branches of different shapes.
+    #[test]
+    fn refuses_bad_residual_blocks() {
+        use LayerSpec::*;
+        let conv = |cin, cout, stride| Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: 3,
+            padding: 1,
+            stride,
+        };
+        let with = |block: LayerSpec| {
+            let mut a = tiny_residual();
+            a.layers[2] = block;
+            Model::zeros(&a).map(|_| ())
+        };
+        assert!(
+            with(Residual {
+                body: vec![conv(3, 3, 1)],
+                shortcut: vec![],
+            })
+            .is_ok()
+        );
+        let bad = [
+            Residual {
+                body: vec![],
+                shortcut: vec![conv(3, 3, 1)],
+            },
+            Residual {
+                body: vec![Residual {
+                    body: vec![conv(3, 3, 1)],
+                    shortcut: vec![],
+                }],
+                shortcut: vec![],
+            },
+            Residual {
+                body: vec![conv(3, 3, 1), Flatten],
+                shortcut: vec![],
+            },
+            // The body halves the image; the identity does not.
+            Residual {
+                body: vec![conv(3, 3, 2)],
+                shortcut: vec![],
+            },
+            // The body changes the channels; the identity does not.
+            Residual {
+                body: vec![conv(3, 4, 1)],
+                shortcut: vec![],
+            },
+        ];
+        for block in bad {
+            match with(block.clone()) {
+                Err(ModelError::Layer { layer: 2, .. }) => {}
+                other => panic!("{block:?}: {other:?}"),
+            }
+        }
+        let flat = Arch {
+            name: "flat".into(),
+            input: [1, 4, 4],
+            classes: 2,
+            layers: vec![
+                Flatten,
+                Residual {
+                    body: vec![Relu],
+                    shortcut: vec![],
+                },
+                Linear {
+                    in_features: 16,
+                    out_features: 2,
+                },
+            ],
+        };
+        assert!(matches!(
+            Model::zeros(&flat),
+            Err(ModelError::Layer { layer: 1, .. })
+        ));
+        // Nested layers count towards the limit.
+        let mut long = tiny_residual();
+        long.layers[2] = Residual {
+            body: vec![Relu; MAX_LAYERS],
+            shortcut: vec![],
+        };
+        assert!(matches!(Model::zeros(&long), Err(ModelError::Arch(_))));
+    }
+
+    /// A residual block on the input itself (its gradient joins two branches at the input).
+    fn tiny_residual_at_input() -> Arch {
+        use LayerSpec::*;
+        Arch {
+            name: "tiny-residual-input".into(),
+            input: [2, 5, 5],
+            classes: 3,
+            layers: vec![
+                Residual {
+                    body: vec![
+                        Conv2d {
+                            in_channels: 2,
+                            out_channels: 2,
+                            kernel: 3,
+                            padding: 1,
+                            stride: 1,
+                        },
+                        Tanh,
+                    ],
+                    shortcut: vec![],
+                },
+                Flatten,
+                Linear {
+                    in_features: 50,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
     /// Strided convolutions (with padding, and with an odd remainder), an overlapping stride-1
     /// pool, as in Tramèr and Boneh's DP network, and an ELU.
     fn tiny_strided() -> Arch {
@@ -1923,6 +2308,8 @@ mod tests {
         gradients_match_finite_differences_for(tiny());
         gradients_match_finite_differences_for(tiny_strided());
         gradients_match_finite_differences_for(tiny_avg());
+        gradients_match_finite_differences_for(tiny_residual());
+        gradients_match_finite_differences_for(tiny_residual_at_input());
     }
 
     /// Average pooling computed by hand: a 2-channel 5×5 image through a 2×2 pool (stride 2: a
@@ -2104,6 +2491,7 @@ mod tests {
     fn clipped_gradients_equal_per_example_clipping() {
         clipped_gradients_equal_per_example_clipping_for(tiny());
         clipped_gradients_equal_per_example_clipping_for(tiny_strided());
+        clipped_gradients_equal_per_example_clipping_for(tiny_residual());
     }
 
     fn clipped_gradients_equal_per_example_clipping_for(arch: Arch) {
@@ -2357,8 +2745,12 @@ mod tests {
     fn passes_are_batch_invariant() {
         // wk-wide's first linear layer sums 3,136 terms (more than a kernel block); its last
         // has 10 outputs, which take other kernels below 26 rows.
-        for name in ["small-cnn", "mlp", "wk-wide"] {
-            let arch = Arch::named(name).unwrap();
+        for arch in ["small-cnn", "mlp", "wk-wide"]
+            .map(|name| Arch::named(name).unwrap())
+            .into_iter()
+            .chain([tiny_residual()])
+        {
+            let name = arch.name.clone();
             let m = Model::init(&arch, 7).unwrap();
             let (len, classes) = (m.input_len(), m.classes());
             let n = 66;

@@ -1,8 +1,10 @@
 //! Import of ONNX image classifiers for evaluation (a user's PyTorch model exported with
-//! `torch.onnx.export`), white-box: a graph that is a chain of the layers Warden's engine has
-//! (`Conv`, `Relu`, `Tanh`, `Elu`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or
-//! `Reshape` to `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`) becomes an [`Arch`] and a [`Model`] with the same weights, so
-//! every attack, gradient-based ones included, runs on it. What an exported inference graph adds
+//! `torch.onnx.export`), white-box: a graph of the layers Warden's engine has (`Conv`, `Relu`,
+//! `Tanh`, `Elu`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or `Reshape` to
+//! `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`), in a chain or in residual blocks (a
+//! value read by two branches that meet in an `Add` of the two, as in a ResNet), becomes an
+//! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
+//! runs on it. What an exported inference graph adds
 //! around them is taken too: `BatchNormalization` right after a `Conv` or `Gemm` is folded into
 //! its weights, `Dropout` and `Identity` pass through, and a final `Softmax` or `LogSoftmax` is
 //! dropped so that attacks work on logits. Anything else is refused with the operator named.
@@ -405,34 +407,236 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             )));
         }
     };
-    let mut layers = Vec::new();
-    let mut tensors: Vec<Pending> = Vec::new();
-    let mut current = input_name.clone();
-    let get = |name: &str| {
-        inits
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, n) in nodes.iter().enumerate() {
+        for v in n
+            .inputs
+            .iter()
+            .filter(|v| !v.is_empty() && !inits.contains_key(*v))
+        {
+            let list = readers.entry(v.as_str()).or_default();
+            // A node reading one value twice (x + x) is one reader.
+            if list.last() != Some(&k) {
+                list.push(k);
+            }
+        }
+    }
+    let mut imp = Importer {
+        nodes: &nodes,
+        inits: &inits,
+        readers,
+        visited: vec![false; nodes.len()],
+    };
+    let (layers, tensors, _) = imp.chain(input_name, None, None)?;
+    if let Some(k) = imp.visited.iter().position(|v| !v) {
+        return Err(unsupported(format!(
+            "node {k} ({}) is not on the path from the input to the logits",
+            nodes[k].op
+        )));
+    }
+    let classes = match layers.last() {
+        Some(LayerSpec::Linear { out_features, .. }) => *out_features,
+        _ => {
+            return Err(unsupported(
+                "the graph does not end in a linear layer (logits)".into(),
+            ));
+        }
+    };
+    let arch = Arch {
+        name: "onnx-import".into(),
+        input: [chw[0], chw[1], chw[2]],
+        classes,
+        layers,
+    };
+    let mut model = Model::zeros(&arch).map_err(|e| unsupported(e.to_string()))?;
+    for (path, kind, dims, data) in tensors {
+        let name = format!("{path}.{kind}");
+        let idx = model
+            .param_infos()
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| unsupported(format!("no parameter {name}")))?;
+        let dims: Vec<u64> = dims.iter().map(|&d| d.max(0) as u64).collect();
+        set_from_torch(&mut model, idx, &dims, data)?;
+    }
+    Ok(model)
+}
+
+/// A parameter read from the graph, waiting for the model: its layer's path (`"3"`, or
+/// `"3.body.0"` inside a residual block), `"weight"` or `"bias"`, its PyTorch shape and its
+/// values.
+type Pending = (String, &'static str, Vec<i64>, Vec<f32>);
+
+/// Layers translated from a stretch of the graph, their parameters, and the value it ends on.
+type Stretch = (Vec<LayerSpec>, Vec<Pending>, String);
+
+/// Walks the graph from the input along the nodes that read each value: a value with one
+/// reader continues a chain, a value with two starts a residual block, which ends at the `Add`
+/// of two computed values that both branches reach.
+struct Importer<'g> {
+    nodes: &'g [Node],
+    inits: &'g HashMap<String, Tensor>,
+    /// The nodes that read each computed value (constants left out).
+    readers: HashMap<&'g str, Vec<usize>>,
+    visited: Vec<bool>,
+}
+
+impl Importer<'_> {
+    fn get(&self, name: &str) -> Result<&Tensor, OnnxError> {
+        self.inits
             .get(name)
             .ok_or_else(|| unsupported(format!("{name} is not a constant (initializer)")))
-    };
-    let mut i = 0;
-    while i < nodes.len() {
-        let n = &nodes[i];
+    }
+
+    fn readers(&self, value: &str) -> &[usize] {
+        self.readers.get(value).map_or(&[], Vec::as_slice)
+    }
+
+    fn visit(&mut self, k: usize) -> Result<(), OnnxError> {
+        if std::mem::replace(&mut self.visited[k], true) {
+            return Err(unsupported(format!("node {k} is reached twice")));
+        }
+        Ok(())
+    }
+
+    /// Whether node `k` is the end of a residual block: a sum of two computed values.
+    fn is_join(&self, k: usize) -> bool {
+        let n = &self.nodes[k];
+        n.op == "Add" && n.inputs.len() == 2 && n.inputs.iter().all(|v| !self.inits.contains_key(v))
+    }
+
+    /// The end of the residual block whose branch starts at node `k`: the first sum of two
+    /// computed values along the nodes that follow, each the one reader of the value before.
+    fn join_of(&self, mut k: usize) -> Result<usize, OnnxError> {
+        for _ in 0..self.nodes.len() {
+            if self.is_join(k) {
+                return Ok(k);
+            }
+            let out = self.nodes[k]
+                .outputs
+                .first()
+                .ok_or_else(|| bad("a node without an output"))?;
+            match self.readers(out) {
+                [next] => k = *next,
+                _ => {
+                    return Err(unsupported(format!(
+                        "a branch through node {k} ({}) forks again or ends before its sum (residual blocks with two branches that meet in an Add are supported)",
+                        self.nodes[k].op
+                    )));
+                }
+            }
+        }
+        Err(unsupported("a branch that never meets its sum".into()))
+    }
+
+    /// Translates the graph from value `start` (from its reader `first` when given): to the
+    /// end of the graph at the top level, or to the value that sum `join` reads in a branch.
+    fn chain(
+        &mut self,
+        start: &str,
+        first: Option<usize>,
+        join: Option<usize>,
+    ) -> Result<Stretch, OnnxError> {
+        let (mut layers, mut tensors) = (Vec::new(), Vec::new());
+        let mut current = start.to_string();
+        if let Some(k) = first {
+            current = self.node(k, &current, &mut layers, &mut tensors, join.is_none())?;
+        }
+        loop {
+            let readers = self.readers(&current).to_vec();
+            match (readers.as_slice(), join) {
+                ([k], Some(j)) if *k == j => return Ok((layers, tensors, current)),
+                ([], None) => return Ok((layers, tensors, current)),
+                ([], Some(_)) => {
+                    return Err(unsupported(format!(
+                        "a residual branch ends at {current} before its sum"
+                    )));
+                }
+                ([k], _) => {
+                    current = self.node(*k, &current, &mut layers, &mut tensors, join.is_none())?;
+                }
+                ([a, b], None) => {
+                    let j = self.join_of(*a)?;
+                    if self.join_of(*b)? != j || a == b {
+                        return Err(unsupported(format!(
+                            "{current} is read by two branches that do not meet in one sum"
+                        )));
+                    }
+                    let mut branches = Vec::new();
+                    for k in [*a, *b] {
+                        branches.push(if k == j {
+                            (Vec::new(), Vec::new(), current.clone())
+                        } else {
+                            self.chain(&current, Some(k), Some(j))?
+                        });
+                    }
+                    self.visit(j)?;
+                    let sum = &self.nodes[j];
+                    // The body is the branch that gives the sum's first operand, unless that
+                    // branch is empty.
+                    if branches[0].2 != sum.inputs[0] {
+                        branches.swap(0, 1);
+                    }
+                    // `x + body(x)` as well as `body(x) + x`: the identity is the shortcut.
+                    if branches[0].0.is_empty() {
+                        branches.swap(0, 1);
+                    }
+                    let [(body, tb, _), (shortcut, ts, _)] = <[Stretch; 2]>::try_from(branches)
+                        .map_err(|_| bad("two branches expected"))?;
+                    let li = layers.len();
+                    for (part, t) in [("body", tb), ("shortcut", ts)] {
+                        tensors.extend(
+                            t.into_iter()
+                                .map(|(p, kind, d, v)| (format!("{li}.{part}.{p}"), kind, d, v)),
+                        );
+                    }
+                    layers.push(LayerSpec::Residual { body, shortcut });
+                    current.clone_from(
+                        sum.outputs
+                            .first()
+                            .ok_or_else(|| bad("Add without an output"))?,
+                    );
+                }
+                (_, _) => {
+                    return Err(unsupported(format!(
+                        "{current} is read by {} nodes (a chain, or residual blocks of two branches, are supported)",
+                        readers.len()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Translates node `k`, which reads `current`, onto `layers` and `tensors` (`top`: outside
+    /// residual branches); the value it ends on.
+    fn node(
+        &mut self,
+        k: usize,
+        current: &str,
+        layers: &mut Vec<LayerSpec>,
+        tensors: &mut Vec<Pending>,
+        top: bool,
+    ) -> Result<String, OnnxError> {
+        self.visit(k)?;
+        let n = &self.nodes[k];
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
             return Err(unsupported(format!("operator {}::{}", n.domain, n.op)));
         }
         // Dropout may also give its mask, as long as nothing reads it.
-        let mask_unused = n.op == "Dropout"
-            && n.outputs.len() == 2
-            && !nodes.iter().any(|m| m.inputs.contains(&n.outputs[1]));
-        if n.inputs.first() != Some(&current) || !(n.outputs.len() == 1 || mask_unused) {
+        let mask_unused =
+            n.op == "Dropout" && n.outputs.len() == 2 && self.readers(&n.outputs[1]).is_empty();
+        if n.inputs.first().map(String::as_str) != Some(current)
+            || !(n.outputs.len() == 1 || mask_unused)
+        {
             return Err(unsupported(format!(
-                "node {i} ({}) does not continue a single chain from the input",
+                "node {k} ({}) does not continue a chain from the input",
                 n.op
             )));
         }
-        let li = layers.len();
+        let li = layers.len().to_string();
         match n.op.as_str() {
             "Conv" => {
-                let w = get(arg(n, 1)?)?;
+                let w = self.get(arg(n, 1)?)?;
                 let [cout, cin, kh, kw] = w.dims[..] else {
                     return Err(unsupported("Conv weight is not 4-D".into()));
                 };
@@ -468,10 +672,10 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                         .ok_or_else(|| bad("Conv stride out of range"))?,
                 });
                 let bias = match n.inputs.get(2) {
-                    Some(b) if !b.is_empty() => get(b)?.f32s()?,
+                    Some(b) if !b.is_empty() => self.get(b)?.f32s()?,
                     _ => vec![0.0; to(cout)?],
                 };
-                tensors.push((li, "weight", w.dims.clone(), w.f32s()?));
+                tensors.push((li.clone(), "weight", w.dims.clone(), w.f32s()?));
                 tensors.push((li, "bias", vec![cout], bias));
             }
             "Relu" => layers.push(LayerSpec::Relu),
@@ -526,7 +730,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                 layers.push(LayerSpec::Flatten);
             }
             "Reshape" => {
-                let shape = get(arg(n, 1)?)?.i64s()?;
+                let shape = self.get(arg(n, 1)?)?.i64s()?;
                 // Flattening keeps the batch: [N or 0 or -1, -1], or [0, K] (K is checked by the
                 // linear layer that follows).
                 let flattens = shape.len() == 2 && (shape[1] == -1 || shape[0] == 0);
@@ -547,23 +751,23 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                         "Gemm other than x·Wᵀ + b (transB = 1, alpha = beta = 1)".into(),
                     ));
                 }
-                let w = get(arg(n, 1)?)?;
+                let w = self.get(arg(n, 1)?)?;
                 let [out, inp] = w.dims[..] else {
                     return Err(unsupported("Gemm weight is not 2-D".into()));
                 };
                 let bias = match n.inputs.get(2) {
-                    Some(b) if !b.is_empty() => get(b)?.f32s()?,
+                    Some(b) if !b.is_empty() => self.get(b)?.f32s()?,
                     _ => vec![0.0; dim(out)?],
                 };
                 layers.push(LayerSpec::Linear {
                     in_features: dim(inp)?,
                     out_features: dim(out)?,
                 });
-                tensors.push((li, "weight", w.dims.clone(), w.f32s()?));
+                tensors.push((li.clone(), "weight", w.dims.clone(), w.f32s()?));
                 tensors.push((li, "bias", vec![out], bias));
             }
             "MatMul" => {
-                let w = get(arg(n, 1)?)?;
+                let w = self.get(arg(n, 1)?)?;
                 let [inp, out] = w.dims[..] else {
                     return Err(unsupported("MatMul weight is not 2-D".into()));
                 };
@@ -577,28 +781,30 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     }
                 }
                 let mut bias = vec![0.0; ou];
-                if let Some(next) = nodes
-                    .get(i + 1)
-                    .filter(|m| m.op == "Add" && m.inputs.first() == Some(&n.outputs[0]))
-                {
-                    bias = get(arg(next, 1)?)?.f32s()?;
-                    current.clone_from(
-                        next.outputs
-                            .first()
-                            .ok_or_else(|| bad("Add without an output"))?,
-                    );
-                    i += 1;
-                } else {
-                    current.clone_from(&n.outputs[0]);
+                let mut out_value = n.outputs[0].clone();
+                // A bias is an Add of a constant, the one reader of the product.
+                if let [next] = self.readers(&n.outputs[0]) {
+                    let m = &self.nodes[*next];
+                    if m.op == "Add"
+                        && m.inputs.first() == Some(&n.outputs[0])
+                        && m.inputs.get(1).is_some_and(|b| self.inits.contains_key(b))
+                    {
+                        bias = self.get(arg(m, 1)?)?.f32s()?;
+                        out_value.clone_from(
+                            m.outputs
+                                .first()
+                                .ok_or_else(|| bad("Add without an output"))?,
+                        );
+                        self.visit(*next)?;
+                    }
                 }
                 layers.push(LayerSpec::Linear {
                     in_features: iu,
                     out_features: ou,
                 });
-                tensors.push((li, "weight", vec![out, inp], t));
+                tensors.push((li.clone(), "weight", vec![out, inp], t));
                 tensors.push((li, "bias", vec![out], bias));
-                i += 1;
-                continue;
+                return Ok(out_value);
             }
             "BatchNormalization" => {
                 if n.int("training_mode", 0) != 0 || n.int("spatial", 1) != 1 {
@@ -607,21 +813,21 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
                     ));
                 }
                 let stats = (1..5)
-                    .map(|k| get(arg(n, k)?)?.f32s())
+                    .map(|k| self.get(arg(n, k)?)?.f32s())
                     .collect::<Result<Vec<_>, _>>()?;
-                fold_batch_norm(&layers, &mut tensors, &stats, n.float("epsilon", 1e-5))?;
+                fold_batch_norm(layers, tensors, &stats, n.float("epsilon", 1e-5))?;
             }
             "Dropout" | "Identity" => {
                 // The inference graph's Dropout passes its input through; a training-mode input
                 // must be a constant false (a raw boolean 0).
                 if let Some(t) = n.inputs.get(2).filter(|t| !t.is_empty()) {
-                    let t = get(t)?;
+                    let t = self.get(t)?;
                     if !(t.data_type == 9 && t.raw.as_slice() == [0]) {
                         return Err(unsupported("Dropout in training mode".into()));
                     }
                 }
             }
-            "Softmax" | "LogSoftmax" if i + 1 == nodes.len() => {
+            "Softmax" | "LogSoftmax" if top && self.readers(&n.outputs[0]).is_empty() => {
                 // Attacks need logits: a final (log-)softmax over the classes is dropped. The
                 // decisions are the same; cross-entropy and DLR losses are unchanged by
                 // LogSoftmax, and on Softmax the attacks see the logits, as AutoAttack asks.
@@ -634,44 +840,13 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Gemm, MatMul, Add, Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
-        current.clone_from(&n.outputs[0]);
-        i += 1;
+        Ok(n.outputs[0].clone())
     }
-    let classes = match layers.last() {
-        Some(LayerSpec::Linear { out_features, .. }) => *out_features,
-        _ => {
-            return Err(unsupported(
-                "the graph does not end in a linear layer (logits)".into(),
-            ));
-        }
-    };
-    let arch = Arch {
-        name: "onnx-import".into(),
-        input: [chw[0], chw[1], chw[2]],
-        classes,
-        layers,
-    };
-    let mut model = Model::zeros(&arch).map_err(|e| unsupported(e.to_string()))?;
-    for (li, kind, dims, data) in tensors {
-        let name = format!("{li}.{kind}");
-        let idx = model
-            .param_infos()
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| unsupported(format!("no parameter {name}")))?;
-        let dims: Vec<u64> = dims.iter().map(|&d| d.max(0) as u64).collect();
-        set_from_torch(&mut model, idx, &dims, data)?;
-    }
-    Ok(model)
 }
-
-/// A parameter read from the graph, waiting for the model: its layer, `"weight"` or `"bias"`, its
-/// PyTorch shape and its values.
-type Pending = (usize, &'static str, Vec<i64>, Vec<f32>);
 
 /// Folds an inference BatchNormalization (`stats`: scale, shift, mean, variance, one value per
 /// channel) into the convolution or linear layer just before it: per output channel `c`,
@@ -815,38 +990,70 @@ fn value_info_msg(name: &str, dims: &[Option<usize>]) -> Msg {
 /// the safetensors file. Any ONNX runtime can serve it.
 pub fn export(model: &Model) -> Vec<u8> {
     let arch = model.arch();
-    let mut graph = Msg::default();
-    let mut current = "x".to_string();
-    let mut node_count = 0;
     let params: HashMap<&str, (usize, &crate::nn::ParamInfo)> = model
         .param_infos()
         .iter()
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), (i, p)))
         .collect();
-    let torch = crate::weights::torch_layout(model);
+    let mut w = Writer {
+        graph: Msg::default(),
+        params,
+        torch: crate::weights::torch_layout(model),
+    };
+    let mut current = "x".to_string();
     for (li, layer) in arch.layers.iter().enumerate() {
         let out = if li + 1 == arch.layers.len() {
             "logits".to_string()
         } else {
             format!("h{li}")
         };
+        w.layer(layer, &li.to_string(), &current, &out);
+        current = out;
+    }
+    let Writer { mut graph, .. } = w;
+    graph.str(2, &arch.name);
+    let [c, h, w] = arch.input;
+    graph.msg(11, &value_info_msg("x", &[None, Some(c), Some(h), Some(w)]));
+    graph.msg(12, &value_info_msg("logits", &[None, Some(arch.classes)]));
+    let mut opset = Msg::default();
+    opset.str(1, "").int(2, 13);
+    let mut m = Msg::default();
+    m.int(1, 8)
+        .str(2, "warden")
+        .str(3, env!("CARGO_PKG_VERSION"))
+        .msg(7, &graph)
+        .msg(8, &opset);
+    m.0
+}
+
+/// The graph being written by [`export`], with the model's parameters in PyTorch's layout.
+struct Writer<'m> {
+    graph: Msg,
+    params: HashMap<&'m str, (usize, &'m crate::nn::ParamInfo)>,
+    torch: Vec<Vec<f32>>,
+}
+
+impl Writer<'_> {
+    /// Writes `layer` (named `name`, as its parameters are) reading value `input` and giving
+    /// value `out`. A residual block becomes its two branches and an `Add`.
+    fn layer(&mut self, layer: &LayerSpec, name: &str, input: &str, out: &str) {
         let mut n = Msg::default();
-        let mut inputs = vec![current.clone()];
-        let op = match *layer {
+        let mut inputs = vec![input.to_string()];
+        let op = match layer {
             LayerSpec::Conv2d {
                 kernel,
                 padding,
                 stride,
                 ..
             } => {
-                inputs.push(format!("{li}.weight"));
-                inputs.push(format!("{li}.bias"));
-                let k = kernel as i64;
-                let p = padding as i64;
+                inputs.push(format!("{name}.weight"));
+                inputs.push(format!("{name}.bias"));
+                let k = *kernel as i64;
+                let p = *padding as i64;
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
                 n.msg(5, &attr_ints("pads", &[p, p, p, p]));
-                n.msg(5, &attr_ints("strides", &[stride as i64, stride as i64]));
+                n.msg(5, &attr_ints("strides", &[*stride as i64, *stride as i64]));
                 n.msg(5, &attr_ints("dilations", &[1, 1]));
                 n.msg(5, &attr_int("group", 1));
                 "Conv"
@@ -855,8 +1062,8 @@ pub fn export(model: &Model) -> Vec<u8> {
             LayerSpec::Tanh => "Tanh",
             LayerSpec::Elu => "Elu",
             LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
-                let k = kernel as i64;
-                let s = stride.unwrap_or(kernel) as i64;
+                let k = *kernel as i64;
+                let s = stride.unwrap_or(*kernel) as i64;
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
                 n.msg(5, &attr_ints("strides", &[s, s]));
                 n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
@@ -872,37 +1079,141 @@ pub fn export(model: &Model) -> Vec<u8> {
                 "Flatten"
             }
             LayerSpec::Linear { .. } => {
-                inputs.push(format!("{li}.weight"));
-                inputs.push(format!("{li}.bias"));
+                inputs.push(format!("{name}.weight"));
+                inputs.push(format!("{name}.bias"));
                 n.msg(5, &attr_int("transB", 1));
                 "Gemm"
+            }
+            LayerSpec::Residual { body, shortcut } => {
+                let mut ends = Vec::new();
+                for (branch, layers) in [("body", body), ("shortcut", shortcut)] {
+                    let mut cur = input.to_string();
+                    for (j, l) in layers.iter().enumerate() {
+                        let next = format!("{out}.{branch}.{j}");
+                        self.layer(l, &format!("{name}.{branch}.{j}"), &cur, &next);
+                        cur = next;
+                    }
+                    ends.push(cur);
+                }
+                inputs = ends;
+                "Add"
             }
         };
         for i in &inputs {
             n.str(1, i);
         }
-        n.str(2, &out).str(3, &format!("{op}_{li}")).str(4, op);
-        graph.msg(1, &n);
-        for name in inputs.iter().skip(1) {
-            if let Some(&(idx, info)) = params.get(name.as_str()) {
-                graph.msg(5, &float_tensor(name, &info.torch_shape, &torch[idx]));
+        n.str(2, out).str(3, &format!("{op}_{name}")).str(4, op);
+        self.graph.msg(1, &n);
+        if !matches!(layer, LayerSpec::Residual { .. }) {
+            for pname in inputs.iter().skip(1) {
+                if let Some(&(idx, info)) = self.params.get(pname.as_str()) {
+                    self.graph
+                        .msg(5, &float_tensor(pname, &info.torch_shape, &self.torch[idx]));
+                }
             }
         }
-        current = out;
-        node_count += 1;
     }
-    debug_assert_eq!(node_count, arch.layers.len());
-    graph.str(2, &arch.name);
-    let [c, h, w] = arch.input;
-    graph.msg(11, &value_info_msg("x", &[None, Some(c), Some(h), Some(w)]));
-    graph.msg(12, &value_info_msg("logits", &[None, Some(arch.classes)]));
-    let mut opset = Msg::default();
-    opset.str(1, "").int(2, 13);
-    let mut m = Msg::default();
-    m.int(1, 8)
-        .str(2, "warden")
-        .str(3, env!("CARGO_PKG_VERSION"))
-        .msg(7, &graph)
-        .msg(8, &opset);
-    m.0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::nn::{Arch, Workspace};
+
+    /// A graph written by hand: `x + relu(conv(x))`, with the identity as the sum's first operand
+    /// (PyTorch's `x + self.body(x)`), then a linear head; and the same with a third reader of
+    /// `x`, which is refused.
+    fn graph(third_reader: bool) -> Vec<u8> {
+        let node = |inputs: &[&str], out: &str, op: &str, attrs: &[Msg]| {
+            let mut n = Msg::default();
+            for i in inputs {
+                n.str(1, i);
+            }
+            n.str(2, out).str(3, out).str(4, op);
+            for a in attrs {
+                n.msg(5, a);
+            }
+            n
+        };
+        let w: Vec<f32> = (0..36)
+            .map(|i| ((i * 5) % 17) as f32 / 17.0 - 0.5)
+            .collect();
+        let lw: Vec<f32> = (0..3 * 32)
+            .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+            .collect();
+        let mut g = Msg::default();
+        let conv_attrs = [
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("pads", &[1, 1, 1, 1]),
+        ];
+        g.msg(1, &node(&["x", "w", "b"], "c", "Conv", &conv_attrs));
+        g.msg(1, &node(&["c"], "r", "Relu", &[]));
+        g.msg(1, &node(&["x", "r"], "s", "Add", &[]));
+        if third_reader {
+            g.msg(1, &node(&["x"], "t", "Relu", &[]));
+        }
+        g.msg(1, &node(&["s"], "f", "Flatten", &[]));
+        let gemm = [attr_int("transB", 1)];
+        g.msg(1, &node(&["f", "lw", "lb"], "logits", "Gemm", &gemm));
+        g.msg(5, &float_tensor("w", &[2, 2, 3, 3], &w[..]));
+        g.msg(5, &float_tensor("b", &[2], &[0.1, -0.2]));
+        g.msg(5, &float_tensor("lw", &[3, 32], &lw));
+        g.msg(5, &float_tensor("lb", &[3], &[0.0, 0.5, -0.5]));
+        g.msg(11, &value_info_msg("x", &[None, Some(2), Some(4), Some(4)]));
+        let mut opset = Msg::default();
+        opset.str(1, "").int(2, 13);
+        let mut m = Msg::default();
+        m.int(1, 8).msg(7, &g).msg(8, &opset);
+        m.0
+    }
+
+    #[test]
+    fn a_sum_with_the_identity_first_is_a_residual_block() {
+        let m = import(&graph(false)).unwrap();
+        let [LayerSpec::Residual { body, shortcut }, ..] = m.arch().layers.as_slice() else {
+            panic!("{:?}", m.arch().layers);
+        };
+        assert_eq!((body.len(), shortcut.len()), (2, 0));
+        // The same network built by hand: the logits agree with its arithmetic.
+        let x: Vec<f32> = (0..32).map(|i| ((i * 5) % 9) as f32 / 9.0).collect();
+        let logits = m
+            .forward(&mut Workspace::default(), &x, 1)
+            .unwrap()
+            .to_vec();
+        let arch: Arch = m.arch().clone();
+        assert_eq!(arch.input, [2, 4, 4]);
+        let (w, b) = (&m.params()[0], &m.params()[1]);
+        let (lw, lb) = (&m.params()[2], &m.params()[3]);
+        // Channels-last: x[(y·4 + x)·2 + c]; conv weights [cout][ky][kx][cin].
+        let mut s = x.clone();
+        for yy in 0..4i32 {
+            for xx in 0..4i32 {
+                for co in 0..2 {
+                    let mut z = b[co];
+                    for ky in 0..3i32 {
+                        for kx in 0..3i32 {
+                            let (iy, ix) = (yy + ky - 1, xx + kx - 1);
+                            if !(0..4).contains(&iy) || !(0..4).contains(&ix) {
+                                continue;
+                            }
+                            for ci in 0..2 {
+                                let wi = ((co * 3 + ky as usize) * 3 + kx as usize) * 2 + ci;
+                                z += w[wi] * x[((iy * 4 + ix) as usize) * 2 + ci];
+                            }
+                        }
+                    }
+                    s[((yy * 4 + xx) as usize) * 2 + co] += z.max(0.0);
+                }
+            }
+        }
+        for (o, &got) in logits.iter().enumerate() {
+            let want: f32 = lb[o] + (0..32).map(|i| lw[o * 32 + i] * s[i]).sum::<f32>();
+            assert!((got - want).abs() < 1e-5, "{o}: {got} vs {want}");
+        }
+        match import(&graph(true)) {
+            Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("3 nodes"), "{msg}"),
+            other => panic!("{:?}", other.map(|m| m.arch().clone())),
+        }
+    }
 }

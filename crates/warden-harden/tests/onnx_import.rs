@@ -1,8 +1,10 @@
 //! ONNX import against PyTorch: `tests/data/mini.onnx` is a small CNN exported by
 //! `torch.onnx.export` (TorchScript exporter, torch 2.15.0) and `LOGITS` its outputs on three fixed
-//! images, both made by `scripts/reference/make_onnx_fixture.py`. The imported model gives the same
-//! logits, takes input gradients (white-box attacks run on it), and a damaged or unsupported file
-//! is refused with an error.
+//! images, both made by `scripts/reference/make_onnx_fixture.py`; `tests/data/resnet-mini.onnx`
+//! and `RESNET_LOGITS` are a small ResNet (batch norms, residual blocks, one with a strided
+//! shortcut) from `scripts/reference/make_onnx_resnet_fixture.py`. The imported models give the
+//! same logits, take input gradients (white-box attacks run on them), and a damaged or unsupported
+//! file is refused with an error.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -50,6 +52,46 @@ const LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+// torch 2.15.0+cu132
+const RESNET_LOGITS: [[f64; 10]; 3] = [
+    [
+        1.492959559e-01,
+        -1.384730488e-01,
+        1.276593655e-01,
+        -2.183008641e-01,
+        2.272877842e-01,
+        -3.406516314e-01,
+        -1.232998669e-01,
+        -9.475082159e-03,
+        -1.097885296e-01,
+        2.285969555e-01,
+    ],
+    [
+        1.494739205e-01,
+        -1.385620534e-01,
+        1.276587248e-01,
+        -2.181757092e-01,
+        2.271560133e-01,
+        -3.406993151e-01,
+        -1.234633476e-01,
+        -9.393271059e-03,
+        -1.096341610e-01,
+        2.287771106e-01,
+    ],
+    [
+        1.493608654e-01,
+        -1.385315806e-01,
+        1.275599450e-01,
+        -2.182420045e-01,
+        2.271438390e-01,
+        -3.406790495e-01,
+        -1.233373433e-01,
+        -9.382642806e-03,
+        -1.096247509e-01,
+        2.288322598e-01,
+    ],
+];
+
 fn inputs() -> Vec<f32> {
     (0..3)
         .flat_map(|n| {
@@ -93,6 +135,73 @@ fn imported_model_matches_pytorch() {
     .unwrap();
     for d in attack::distances(Norm::Linf, &x, &out.adversarial, 784) {
         assert!(d <= 0.1 + 1e-6);
+    }
+}
+
+const RESNET: &[u8] = include_bytes!("data/resnet-mini.onnx");
+
+/// A PyTorch ResNet (basic blocks, batch norms in both branches) imports white-box: two residual
+/// blocks, the second with a strided 1×1 convolution on its shortcut, PyTorch's logits, and a
+/// gradient attack that runs on it.
+#[test]
+fn imported_resnet_matches_pytorch() {
+    use warden_harden::nn::LayerSpec;
+    let m = import(RESNET).unwrap();
+    let blocks: Vec<_> = m
+        .arch()
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            LayerSpec::Residual { body, shortcut } => Some((body.len(), shortcut.len())),
+            _ => None,
+        })
+        .collect();
+    // Conv, ReLU, Conv in each body (batch norms folded); the second shortcut a Conv.
+    assert_eq!(blocks, vec![(3, 0), (3, 1)]);
+    assert_eq!(
+        m.param_count(),
+        (8 * 9 + 8)
+            + 2 * (8 * 8 * 9 + 8)
+            + (16 * 8 * 9 + 16)
+            + (16 * 16 * 9 + 16)
+            + (16 * 8 + 16)
+            + (16 * 10 + 10)
+    );
+    let x = inputs();
+    let mut ws = Workspace::default();
+    let logits = m.forward(&mut ws, &x, 3).unwrap();
+    let mut worst = 0.0f64;
+    for (row, want) in logits.chunks_exact(10).zip(RESNET_LOGITS) {
+        for (&got, want) in row.iter().zip(want) {
+            worst = worst.max((f64::from(got) - want).abs());
+        }
+    }
+    eprintln!("max |Δlogit| = {worst:e}");
+    assert!(worst < 1e-5, "{worst}");
+    // Labelled as the model predicts them, so that the attack has something to move.
+    let y: Vec<u8> = logits
+        .chunks_exact(10)
+        .map(|row| warden_harden::nn::argmax(row) as u8)
+        .collect();
+    let pgd = Pgd::linf(0.1, 0.02, 10, 1);
+    let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
+    let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
+    assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
+    assert!(
+        moved.iter().all(|&d| d > 0.05),
+        "the attack moved every point: {moved:?}"
+    );
+    // Its export reads back as the same model.
+    let back = import(&warden_harden::onnx::export(&m)).unwrap();
+    assert_eq!(back.arch().layers, m.arch().layers);
+    assert_eq!(back.params(), m.params());
+    // A sum that is not an Add leaves the first block's branches without a join: refused.
+    let pos = RESNET.windows(5).position(|w| w == b"\x22\x03Add").unwrap() + 2;
+    let mut b = RESNET.to_vec();
+    b[pos..pos + 3].copy_from_slice(b"Sub");
+    match import(&b) {
+        Err(OnnxError::Unsupported(m)) => assert!(m.contains("branch"), "{m}"),
+        other => panic!("{:?}", other.map(|m| m.param_count())),
     }
 }
 

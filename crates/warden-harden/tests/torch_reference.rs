@@ -164,6 +164,7 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 flat = false;
             }
             LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Elu => {}
+            LayerSpec::Residual { .. } => unreachable!("the reference networks are chains"),
         }
     }
     out
