@@ -4,7 +4,8 @@
 //! `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`), in a chain or in residual blocks (a
 //! value read by two branches that meet in an `Add` of the two, as in a ResNet), becomes an
 //! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
-//! runs on it. What an exported inference graph adds
+//! runs on it. `Constant` nodes are constants, and the shape computation PyTorch writes for
+//! `x.view(x.size(0), -1)` under a dynamic batch is recognised as flattening. What an exported inference graph adds
 //! around them is taken too: `BatchNormalization` right after a `Conv` or `Gemm` is folded into
 //! its weights, `Dropout` and `Identity` pass through, and a final `Softmax` or `LogSoftmax` is
 //! dropped so that attacks work on logits. Anything else is refused with the operator named.
@@ -237,6 +238,8 @@ struct Attr {
     i: Option<i64>,
     f: Option<f32>,
     s: Option<Vec<u8>>,
+    /// A tensor value (a `Constant` node's `value`).
+    t: Option<Tensor>,
     ints: Vec<i64>,
 }
 
@@ -289,6 +292,7 @@ fn node(b: &[u8]) -> Result<Node, OnnxError> {
                         (2, Val::Fixed32(x)) => a.f = Some(f32::from_bits(x)),
                         (3, Val::Varint(x)) => a.i = Some(x as i64),
                         (4, Val::Bytes(b)) => a.s = Some(b.to_vec()),
+                        (5, Val::Bytes(b)) => a.t = Some(tensor(b)?),
                         (8, v) => push_ints(v, &mut a.ints)?,
                         _ => {}
                     }
@@ -407,8 +411,57 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             )));
         }
     };
+    // What PyTorch's exporter writes around the layers: constants as Constant nodes, and the
+    // target shape of `x.view(x.size(0), -1)` computed from the input's shape. Both become
+    // constants, and their nodes are taken as read.
+    let mut taken = vec![false; nodes.len()];
+    for (k, n) in nodes.iter_mut().enumerate() {
+        if n.op != "Constant" || !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            continue;
+        }
+        let value = n
+            .attrs
+            .iter_mut()
+            .find(|a| a.name == "value")
+            .and_then(|a| a.t.take());
+        let (Some(mut t), [out]) = (value, n.outputs.as_slice()) else {
+            return Err(unsupported(format!(
+                "node {k}: a Constant other than one tensor value"
+            )));
+        };
+        t.name.clone_from(out);
+        inits.insert(out.clone(), t);
+        taken[k] = true;
+    }
+    let producers: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(k, n)| n.outputs.iter().map(move |o| (o.as_str(), k)))
+        .collect();
+    let mut computed = Vec::new();
+    for n in nodes.iter().filter(|n| n.op == "Reshape") {
+        let (Some(v), Some(s)) = (n.inputs.first(), n.inputs.get(1)) else {
+            continue;
+        };
+        if let Some(shape_nodes) = batch_flatten_shape(&nodes, &inits, &producers, v, s) {
+            computed.push(s.clone());
+            for k in shape_nodes {
+                taken[k] = true;
+            }
+        }
+    }
+    for s in computed {
+        let t = Tensor {
+            name: s.clone(),
+            dims: vec![2],
+            data_type: 7,
+            ints: vec![0, -1],
+            ..Tensor::default()
+        };
+        inits.insert(s, t);
+    }
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (k, n) in nodes.iter().enumerate() {
+    for (k, n) in nodes.iter().enumerate().filter(|(k, _)| !taken[*k]) {
         for v in n
             .inputs
             .iter()
@@ -425,7 +478,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         nodes: &nodes,
         inits: &inits,
         readers,
-        visited: vec![false; nodes.len()],
+        visited: taken,
     };
     let (layers, tensors, _) = imp.chain(input_name, None, None)?;
     if let Some(k) = imp.visited.iter().position(|v| !v) {
@@ -460,6 +513,53 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         set_from_torch(&mut model, idx, &dims, data)?;
     }
     Ok(model)
+}
+
+/// Whether value `s` is the shape `[N, -1]` of value `v`, computed as PyTorch's exporter writes
+/// `x.view(x.size(0), -1)` under a dynamic batch: `Concat(Unsqueeze(Gather(Shape(v), 0), [0]),
+/// [-1])`, constants as constants. The four nodes, if so.
+fn batch_flatten_shape(
+    nodes: &[Node],
+    inits: &HashMap<String, Tensor>,
+    producers: &HashMap<&str, usize>,
+    v: &str,
+    s: &str,
+) -> Option<[usize; 4]> {
+    let by = |value: &str, op: &str| {
+        producers
+            .get(value)
+            .copied()
+            .filter(|&k| nodes[k].op == op && nodes[k].outputs.len() == 1)
+    };
+    let ints = |value: &str| inits.get(value).and_then(|t| t.i64s().ok());
+    let c = by(s, "Concat")?;
+    let concat = &nodes[c];
+    if concat.int("axis", 0) != 0 || concat.inputs.len() != 2 || ints(&concat.inputs[1])? != [-1] {
+        return None;
+    }
+    let u = by(&concat.inputs[0], "Unsqueeze")?;
+    let unsqueeze = &nodes[u];
+    let axes = match unsqueeze.inputs.get(1) {
+        Some(a) => ints(a)?,
+        None => unsqueeze.ints("axes")?.to_vec(),
+    };
+    if axes != [0] {
+        return None;
+    }
+    let g = by(unsqueeze.inputs.first()?, "Gather")?;
+    let gather = &nodes[g];
+    if gather.int("axis", 0) != 0 || ints(gather.inputs.get(1)?)? != [0] {
+        return None;
+    }
+    let sh = by(gather.inputs.first()?, "Shape")?;
+    let shape = &nodes[sh];
+    if shape.inputs.first().map(String::as_str) != Some(v)
+        || shape.attr("start").is_some()
+        || shape.attr("end").is_some()
+    {
+        return None;
+    }
+    Some([c, u, g, sh])
 }
 
 /// A parameter read from the graph, waiting for the model: its layer's path (`"3"`, or
@@ -731,9 +831,11 @@ impl Importer<'_> {
             }
             "Reshape" => {
                 let shape = self.get(arg(n, 1)?)?.i64s()?;
-                // Flattening keeps the batch: [N or 0 or -1, -1], or [0, K] (K is checked by the
-                // linear layer that follows).
-                let flattens = shape.len() == 2 && (shape[1] == -1 || shape[0] == 0);
+                // Flattening keeps the batch: [N or 0 or -1, -1], or [0 or -1, K] (K is checked
+                // by the linear layer that follows). With allowzero, a 0 is a 0.
+                let flattens = shape.len() == 2
+                    && (shape[1] == -1 || shape[0] == 0 || shape[0] == -1)
+                    && !(n.int("allowzero", 0) != 0 && shape.contains(&0));
                 if !flattens {
                     return Err(unsupported(format!(
                         "Reshape to {shape:?} (only [N, -1] flattening)"

@@ -2,8 +2,10 @@
 //! `torch.onnx.export` (TorchScript exporter, torch 2.15.0) and `LOGITS` its outputs on three fixed
 //! images, both made by `scripts/reference/make_onnx_fixture.py`; `tests/data/resnet-mini.onnx`
 //! and `RESNET_LOGITS` are a small ResNet (batch norms, residual blocks, one with a strided
-//! shortcut) from `scripts/reference/make_onnx_resnet_fixture.py`. The imported models give the
-//! same logits, take input gradients (white-box attacks run on them), and a damaged or unsupported
+//! shortcut) from `scripts/reference/make_onnx_resnet_fixture.py`; `tests/data/view-dynamic.onnx`
+//! and `view-static.onnx` with `VIEW_LOGITS` a CNN that flattens with `x.view(x.size(0), -1)`,
+//! exported with a dynamic and with a fixed batch, from `scripts/reference/make_onnx_view_fixture.py`.
+//! The imported models give the same logits, take input gradients (white-box attacks run on them), and a damaged or unsupported
 //! file is refused with an error.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
@@ -89,6 +91,46 @@ const RESNET_LOGITS: [[f64; 10]; 3] = [
         -9.382642806e-03,
         -1.096247509e-01,
         2.288322598e-01,
+    ],
+];
+
+// torch 2.15.0+cu132
+const VIEW_LOGITS: [[f64; 10]; 3] = [
+    [
+        -7.814019918e-02,
+        -7.346580178e-02,
+        2.172471136e-01,
+        -1.180894822e-01,
+        2.080478072e-01,
+        2.257510126e-01,
+        -3.015039563e-01,
+        -7.489049435e-01,
+        3.159599602e-01,
+        -2.293307781e-01,
+    ],
+    [
+        -8.186583221e-02,
+        -7.213317603e-02,
+        2.149660736e-01,
+        -1.225094050e-01,
+        2.074787319e-01,
+        2.302244902e-01,
+        -3.061405122e-01,
+        -7.484213114e-01,
+        3.092898130e-01,
+        -2.325738668e-01,
+    ],
+    [
+        -7.582758367e-02,
+        -6.796199828e-02,
+        2.132852674e-01,
+        -1.209927052e-01,
+        2.081585228e-01,
+        2.245530337e-01,
+        -3.095797896e-01,
+        -7.562388778e-01,
+        3.096784353e-01,
+        -2.255978286e-01,
     ],
 ];
 
@@ -203,6 +245,48 @@ fn imported_resnet_matches_pytorch() {
         Err(OnnxError::Unsupported(m)) => assert!(m.contains("branch"), "{m}"),
         other => panic!("{:?}", other.map(|m| m.param_count())),
     }
+}
+
+/// `x.view(x.size(0), -1)` as the exporter writes it: with a dynamic batch, the target shape
+/// computed from the input's (Shape, Gather, Unsqueeze, Concat, with Constant nodes); with a
+/// fixed batch, a Constant node. Both import as the same flattening network, with PyTorch's
+/// logits.
+#[test]
+fn view_flattening_imports_with_a_dynamic_or_a_fixed_batch() {
+    use warden_harden::nn::LayerSpec;
+    let x = inputs();
+    let mut models = Vec::new();
+    for bytes in [
+        &include_bytes!("data/view-dynamic.onnx")[..],
+        &include_bytes!("data/view-static.onnx")[..],
+    ] {
+        let m = import(bytes).unwrap();
+        assert!(m.arch().layers.contains(&LayerSpec::Flatten));
+        let logits = m
+            .forward(&mut Workspace::default(), &x, 3)
+            .unwrap()
+            .to_vec();
+        let worst = logits
+            .chunks_exact(10)
+            .zip(VIEW_LOGITS)
+            .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
+            .fold(0.0f64, f64::max);
+        assert!(worst < 1e-5, "{worst}");
+        models.push(m);
+    }
+    assert_eq!(models[0].arch().layers, models[1].arch().layers);
+    assert_eq!(models[0].params(), models[1].params());
+    // The computed shape must be the input's batch: Gather of dimension 1 instead of 0 (the
+    // Gather index is the first Constant, a scalar 0 stored as 8 raw bytes) is refused.
+    let dynamic = include_bytes!("data/view-dynamic.onnx");
+    let zero = [0x4a, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+    let pos = dynamic.windows(10).position(|w| w == zero).unwrap();
+    let mut b = dynamic.to_vec();
+    b[pos + 2] = 1;
+    assert!(
+        matches!(import(&b), Err(OnnxError::Unsupported(_))),
+        "a reshape to a shape computed otherwise"
+    );
 }
 
 #[test]
