@@ -6,7 +6,7 @@ shape in the graph: Shape, Gather, Unsqueeze, Concat) and with a fixed one (a Co
 it).
 
 Run from the repository root: /tmp/torch-venv/bin/python scripts/reference/make_onnx_view_fixture.py
-(needs torch and onnx: /tmp/torch-venv/bin/pip install torch onnx).
+(needs torch, onnx and onnxscript: /tmp/torch-venv/bin/pip install torch onnx onnxscript).
 """
 import math
 
@@ -41,3 +41,12 @@ print("const VIEW_LOGITS: [[f64; 10]; 3] = [")
 for row in logits.tolist():
     print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
 print("];")
+
+# The same network through the torch.export-based exporter (PyTorch's default since 2.9), which
+# keeps the weights in a separate file next to the model (`*.onnx.data`) and writes the flatten
+# as a Reshape to [-1, 144] (dynamic batch) or [3, 144] (the fixed batch of the example input).
+torch.onnx.export(net, (x,), "crates/warden-harden/tests/data/dynamo-dynamic.onnx", dynamo=True,
+                  input_names=["x"], output_names=["logits"],
+                  dynamic_shapes=({0: torch.export.Dim("n")},))
+torch.onnx.export(net, (x,), "crates/warden-harden/tests/data/dynamo-static.onnx", dynamo=True,
+                  input_names=["x"], output_names=["logits"])

@@ -4,8 +4,9 @@
 //! `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`), in a chain or in residual blocks (a
 //! value read by two branches that meet in an `Add` of the two, as in a ResNet), becomes an
 //! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
-//! runs on it. `Constant` nodes are constants, and the shape computation PyTorch writes for
-//! `x.view(x.size(0), -1)` under a dynamic batch is recognised as flattening. What an exported inference graph adds
+//! runs on it. `Constant` nodes are constants, the shape computation PyTorch writes for
+//! `x.view(x.size(0), -1)` under a dynamic batch is recognised as flattening, and weights kept in
+//! files beside the model (PyTorch's default exporter) are read through [`import_with`]. What an exported inference graph adds
 //! around them is taken too: `BatchNormalization` right after a `Conv` or `Gemm` is folded into
 //! its weights, `Dropout` and `Identity` pass through, and a final `Softmax` or `LogSoftmax` is
 //! dropped so that attacks work on logits. Anything else is refused with the operator named.
@@ -26,6 +27,10 @@ pub enum OnnxError {
     Format(String),
     #[error("unsupported ONNX graph: {0}")]
     Unsupported(String),
+    /// Weights kept in a file beside the model that could not be read, or named outside the
+    /// model's directory.
+    #[error("ONNX external data: {0}")]
+    External(String),
     #[error(transparent)]
     Weights(#[from] WeightsError),
 }
@@ -140,6 +145,8 @@ struct Tensor {
     ints: Vec<i64>,
     raw: Vec<u8>,
     external: bool,
+    /// Where external data lives: `location`, `offset`, `length` (keys and values as written).
+    external_data: Vec<(String, String)>,
 }
 
 fn tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
@@ -157,6 +164,21 @@ fn tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
             (7, v) => push_ints(v, &mut t.ints)?,
             (8, Val::Bytes(b)) => t.name = string(b)?,
             (9, Val::Bytes(b)) => t.raw = b.to_vec(),
+            (13, Val::Bytes(b)) => {
+                let (mut key, mut value) = (String::new(), String::new());
+                let mut er = Reader::new(b);
+                while let Some((f, v)) = er.next()? {
+                    match (f, v) {
+                        (1, Val::Bytes(b)) => key = string(b)?,
+                        (2, Val::Bytes(b)) => value = string(b)?,
+                        _ => {}
+                    }
+                }
+                if t.external_data.len() >= 16 {
+                    return Err(bad("more than 16 external-data entries on a tensor"));
+                }
+                t.external_data.push((key, value));
+            }
             (14, Val::Varint(1)) => t.external = true,
             _ => {}
         }
@@ -363,8 +385,22 @@ fn unsupported(s: String) -> OnnxError {
 }
 
 /// Imports an ONNX classifier: a chain from the one non-initializer graph input of shape
-/// `[N, C, H, W]` (N may be symbolic) to logits.
+/// `[N, C, H, W]` (N may be symbolic) to logits. Weights kept in an external file are refused:
+/// see [`import_with`].
 pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
+    import_with(bytes, &mut |_| {
+        Err("no directory to read external data from (save with the weights inline)".into())
+    })
+}
+
+/// Like [`import`], for a file whose weights may live in external files beside it (what
+/// PyTorch's default exporter writes: `model.onnx.data`). `read` is given each file's name,
+/// checked first to be one plain file name (no directory, no `..`), once per file, and returns
+/// its bytes; each tensor's `offset` and `length` must lie inside them.
+pub fn import_with(
+    bytes: &[u8],
+    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<Model, OnnxError> {
     let mut graph = None;
     let mut r = Reader::new(bytes);
     while let Some((f, v)) = r.next()? {
@@ -401,6 +437,12 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
             data_inputs.len()
         )));
     };
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    for t in inits.values_mut().filter(|t| t.external) {
+        load_external(t, &mut files, read)?;
+    }
+    // A fixed batch size: what a Reshape to [N, K] keeps (PyTorch bakes the example's batch in).
+    let batch = dims.first().copied().flatten();
     let chw: Vec<usize> = match dims.as_slice() {
         [_, Some(c), Some(h), Some(w)] if *c > 0 && *h > 0 && *w > 0 => {
             vec![*c as usize, *h as usize, *w as usize]
@@ -479,6 +521,7 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         inits: &inits,
         readers,
         visited: taken,
+        batch,
     };
     let (layers, tensors, _) = imp.chain(input_name, None, None)?;
     if let Some(k) = imp.visited.iter().position(|v| !v) {
@@ -513,6 +556,71 @@ pub fn import(bytes: &[u8]) -> Result<Model, OnnxError> {
         set_from_torch(&mut model, idx, &dims, data)?;
     }
     Ok(model)
+}
+
+/// Reads external tensor `t`'s bytes from its file (through `read`, each file once, kept in
+/// `files`) into `t.raw`.
+fn load_external(
+    t: &mut Tensor,
+    files: &mut HashMap<String, Vec<u8>>,
+    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<(), OnnxError> {
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let location = entry("location")
+        .ok_or_else(|| bad(&format!("external tensor {} without a location", t.name)))?;
+    let plain = {
+        let mut parts = std::path::Path::new(location).components();
+        matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        ) && !location.contains(['/', '\\', '\0'])
+    };
+    if !plain {
+        return Err(OnnxError::External(format!(
+            "tensor {}: {location:?} is not a file beside the model",
+            t.name
+        )));
+    }
+    let number = |key: &str| -> Result<Option<usize>, OnnxError> {
+        entry(key)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| bad(&format!("tensor {}: external {key} {v:?}", t.name)))
+            })
+            .transpose()
+    };
+    let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+    if !files.contains_key(location) {
+        let data = read(location).map_err(|e| {
+            OnnxError::External(format!(
+                "tensor {} keeps its data in {location}: {e}",
+                t.name
+            ))
+        })?;
+        files.insert(location.to_string(), data);
+    }
+    let data = &files[location];
+    let end = match length {
+        Some(l) => offset.checked_add(l),
+        None => Some(data.len()),
+    };
+    let raw = end
+        .filter(|&e| offset <= e && e <= data.len())
+        .map(|e| &data[offset..e])
+        .ok_or_else(|| {
+            bad(&format!(
+                "tensor {}: external data past the end of {location}",
+                t.name
+            ))
+        })?;
+    t.raw = raw.to_vec();
+    t.external = false;
+    Ok(())
 }
 
 /// Whether value `s` is the shape `[N, -1]` of value `v`, computed as PyTorch's exporter writes
@@ -579,6 +687,8 @@ struct Importer<'g> {
     /// The nodes that read each computed value (constants left out).
     readers: HashMap<&'g str, Vec<usize>>,
     visited: Vec<bool>,
+    /// The input's batch size, when the file fixes it.
+    batch: Option<i64>,
 }
 
 impl Importer<'_> {
@@ -831,10 +941,14 @@ impl Importer<'_> {
             }
             "Reshape" => {
                 let shape = self.get(arg(n, 1)?)?.i64s()?;
-                // Flattening keeps the batch: [N or 0 or -1, -1], or [0 or -1, K] (K is checked
-                // by the linear layer that follows). With allowzero, a 0 is a 0.
+                // Flattening keeps the batch: [N or 0 or -1, -1], or [0 or -1 or the input's
+                // fixed batch, K] (K is checked by the linear layer that follows). With
+                // allowzero, a 0 is a 0.
                 let flattens = shape.len() == 2
-                    && (shape[1] == -1 || shape[0] == 0 || shape[0] == -1)
+                    && (shape[1] == -1
+                        || shape[0] == 0
+                        || shape[0] == -1
+                        || Some(shape[0]) == self.batch)
                     && !(n.int("allowzero", 0) != 0 && shape.contains(&0));
                 if !flattens {
                     return Err(unsupported(format!(

@@ -4,7 +4,9 @@
 //! and `RESNET_LOGITS` are a small ResNet (batch norms, residual blocks, one with a strided
 //! shortcut) from `scripts/reference/make_onnx_resnet_fixture.py`; `tests/data/view-dynamic.onnx`
 //! and `view-static.onnx` with `VIEW_LOGITS` a CNN that flattens with `x.view(x.size(0), -1)`,
-//! exported with a dynamic and with a fixed batch, from `scripts/reference/make_onnx_view_fixture.py`.
+//! exported with a dynamic and with a fixed batch, from `scripts/reference/make_onnx_view_fixture.py`,
+//! which also writes `dynamo-*.onnx`: the same network through PyTorch's default (torch.export)
+//! exporter, weights in `*.onnx.data` beside the model.
 //! The imported models give the same logits, take input gradients (white-box attacks run on them), and a damaged or unsupported
 //! file is refused with an error.
 
@@ -12,7 +14,7 @@
 
 use warden_harden::attack::{self, Norm, Pgd};
 use warden_harden::nn::{Pool, Workspace};
-use warden_harden::onnx::{OnnxError, import};
+use warden_harden::onnx::{OnnxError, import, import_with};
 
 // torch 2.15.0+cu132
 const LOGITS: [[f64; 10]; 3] = [
@@ -287,6 +289,60 @@ fn view_flattening_imports_with_a_dynamic_or_a_fixed_batch() {
         matches!(import(&b), Err(OnnxError::Unsupported(_))),
         "a reshape to a shape computed otherwise"
     );
+}
+
+/// PyTorch's default exporter keeps the weights in a file beside the model and writes the flatten
+/// as a Reshape to `[-1, 144]` (dynamic batch) or `[3, 144]` (the example's batch): both import
+/// with PyTorch's logits when the file is read, and are refused without it. The external file's
+/// name must be a plain file name: one that leaves the directory is refused before anything is
+/// read, and data past the end of the file is refused.
+#[test]
+fn default_exporter_files_import_with_their_external_weights() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let x = inputs();
+    for name in ["dynamo-dynamic.onnx", "dynamo-static.onnx"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let mut asked = Vec::new();
+        let m = import_with(&bytes, &mut |loc| {
+            asked.push(loc.to_string());
+            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(asked, vec![format!("{name}.data")], "each file read once");
+        let logits = m
+            .forward(&mut Workspace::default(), &x, 3)
+            .unwrap()
+            .to_vec();
+        let worst = logits
+            .chunks_exact(10)
+            .zip(VIEW_LOGITS)
+            .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
+            .fold(0.0f64, f64::max);
+        assert!(worst < 1e-5, "{name}: {worst}");
+        match import(&bytes) {
+            Err(OnnxError::External(m)) => assert!(m.contains(".onnx.data"), "{m}"),
+            other => panic!("{:?}", other.map(|m| m.param_count())),
+        }
+        // Too short a file: the tensors' ranges run past its end.
+        let short = import_with(&bytes, &mut |_| Ok(vec![0; 100]));
+        assert!(matches!(short, Err(OnnxError::Format(_))), "{name}");
+        // A location that leaves the directory, written over the real one (same length).
+        let loc = format!("{name}.data");
+        let evil = format!("../{}", &loc[3..]);
+        let mut b = bytes.clone();
+        let mut at = 0;
+        while let Some(p) = b[at..].windows(loc.len()).position(|w| w == loc.as_bytes()) {
+            b[at + p..at + p + loc.len()].copy_from_slice(evil.as_bytes());
+            at += p + loc.len();
+        }
+        assert!(at > 0);
+        let mut read = false;
+        let r = import_with(&b, &mut |_| {
+            read = true;
+            Ok(Vec::new())
+        });
+        assert!(matches!(r, Err(OnnxError::External(_))) && !read);
+    }
 }
 
 #[test]

@@ -972,7 +972,17 @@ pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
     if dir.is_file() {
         // An ONNX classifier (e.g. a PyTorch model exported with torch.onnx.export).
         let bytes = read_limited(dir, MAX_WEIGHTS)?;
-        let model = match warden_harden::onnx::import(&bytes) {
+        // Weights in files beside the model (PyTorch's default exporter): read from the
+        // model's directory, each digest recorded with the report.
+        let beside = dir.parent().unwrap_or(Path::new("."));
+        let mut external = Vec::new();
+        let mut read = |name: &str| -> std::result::Result<Vec<u8>, String> {
+            let data =
+                read_limited(&beside.join(name), MAX_WEIGHTS).map_err(|e| format!("{e:#}"))?;
+            external.push(json!({"file": name, "sha256": sha256_hex(&data)}));
+            Ok(data)
+        };
+        let model = match warden_harden::onnx::import_with(&bytes, &mut read) {
             Ok(m) => m,
             Err(e @ warden_harden::onnx::OnnxError::Unsupported(_)) => bail!(
                 "{}: {e}. Warden takes gradients only through the layers it implements; \
@@ -983,10 +993,15 @@ pub(crate) fn load_model_dir(dir: &Path) -> Result<LoadedModel> {
             ),
             Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", dir.display()))),
         };
+        let card = if external.is_empty() {
+            json!({"format": "onnx"})
+        } else {
+            json!({"format": "onnx", "external_data": external})
+        };
         return Ok(LoadedModel {
             model,
             weights_sha256: sha256_hex(&bytes),
-            card: json!({"format": "onnx"}),
+            card,
         });
     }
     let bytes = read_limited(&dir.join("model.safetensors"), MAX_WEIGHTS)?;
@@ -1137,8 +1152,13 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         .as_ref()
         .and_then(|(_, be)| eval::reduction(be, &hard_eval, headline_eps));
     let describe = |dir: &Path, m: &LoadedModel, e: &ModelEval| {
-        json!({"dir": dir.display().to_string(), "name": m.model.arch().name, "weights_sha256": m.weights_sha256,
-               "recipe": m.card.get("recipe"), "evaluation": e})
+        let mut v = json!({"dir": dir.display().to_string(), "name": m.model.arch().name, "weights_sha256": m.weights_sha256,
+               "recipe": m.card.get("recipe"), "evaluation": e});
+        // An ONNX file's weights kept beside it: each file and its digest.
+        if let Some(x) = m.card.get("external_data") {
+            v["external_data"] = x.clone();
+        }
+        v
     };
     let mut attack_names = vec![
         "FGSM".to_string(),

@@ -520,6 +520,47 @@ fn eval_of_an_onnx_export() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["model"]["name"], "onnx-import");
     assert_eq!(r["model"]["evaluation"]["examples"], 50);
+    assert!(r["model"].get("external_data").is_none());
+    // PyTorch's default exporter keeps the weights beside the model: read from there, each file
+    // named with its digest in the report; the model alone in another directory is refused.
+    let dynamo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../warden-harden/tests/data/dynamo-dynamic.onnx"
+    );
+    let report = tmp.path().join("dynamo.json");
+    let args = [
+        "harden",
+        "eval",
+        dynamo,
+        "--pgd-steps",
+        "3",
+        "--restarts",
+        "1",
+        "--apgd-iters",
+        "0",
+        "--severities",
+        "0",
+        "--limit",
+        "20",
+        "-o",
+        report.to_str().unwrap(),
+    ];
+    ok(&warden(&args, None));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let ext = &r["model"]["external_data"];
+    assert_eq!(ext[0]["file"], "dynamo-dynamic.onnx.data", "{ext}");
+    assert_eq!(ext[0]["sha256"].as_str().unwrap().len(), 64, "{ext}");
+    let alone = tmp.path().join("dynamo-dynamic.onnx");
+    std::fs::copy(dynamo, &alone).unwrap();
+    let mut args = args;
+    args[2] = alone.to_str().unwrap();
+    let o = warden(&args, None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("dynamo-dynamic.onnx.data") && !err.contains("eval-blackbox"),
+        "{err}"
+    );
     // An operator Warden does not implement (every Relu, in operator and value names, renamed
     // Selu): refused, pointing at the black-box evaluation.
     let mut selu = std::fs::read(onnx).unwrap();
