@@ -7,7 +7,7 @@ exporter and constant folding off, so that the file keeps its BatchNormalization
 folds them itself) and its residual Adds.
 
 Run from the repository root: /tmp/torch-venv/bin/python scripts/reference/make_onnx_resnet_fixture.py
-(needs torch and onnx: /tmp/torch-venv/bin/pip install torch onnx).
+(needs torch, onnx and onnxscript: /tmp/torch-venv/bin/pip install torch onnx onnxscript).
 """
 import math
 
@@ -53,6 +53,12 @@ x = torch.tensor([[0.5 + 0.5 * math.sin(0.37 * i + 1.3 * n) for i in range(784)]
 torch.onnx.export(net, x, "crates/warden-harden/tests/data/resnet-mini.onnx", dynamo=False,
                   do_constant_folding=False, input_names=["x"], output_names=["logits"],
                   dynamic_axes={"x": {0: "n"}})
+# The same network through PyTorch's default (torch.export-based) exporter: weights in
+# resnet-mini-dynamo.onnx.data beside the model, batch norms folded by the exporter, and the
+# global average pool written as a ReduceMean over the spatial axes.
+torch.onnx.export(net, (x,), "crates/warden-harden/tests/data/resnet-mini-dynamo.onnx", dynamo=True,
+                  input_names=["x"], output_names=["logits"],
+                  dynamic_shapes=({0: torch.export.Dim("n")},))
 with torch.no_grad():
     logits = net(x).double()
 print(f"// torch {torch.__version__}")

@@ -933,6 +933,24 @@ impl Importer<'_> {
                 }
             }
             "GlobalAveragePool" => layers.push(LayerSpec::GlobalAvgPool),
+            "ReduceMean" => {
+                // PyTorch's default exporter writes AdaptiveAvgPool2d(1) as a mean over the two
+                // spatial axes (given as an input from opset 18, an attribute before).
+                let mut axes = match n.inputs.get(1).filter(|a| !a.is_empty()) {
+                    Some(a) => self.get(a)?.i64s()?,
+                    None => n.ints("axes").map(<[i64]>::to_vec).unwrap_or_default(),
+                };
+                axes.sort_unstable();
+                if !(axes == [2, 3] || axes == [-2, -1]) || n.int("noop_with_empty_axes", 0) != 0 {
+                    return Err(unsupported(format!(
+                        "ReduceMean over axes {axes:?} (only the two spatial axes: a global average pool)"
+                    )));
+                }
+                layers.push(LayerSpec::GlobalAvgPool);
+                if n.int("keepdims", 1) == 0 {
+                    layers.push(LayerSpec::Flatten);
+                }
+            }
             "Flatten" => {
                 if n.int("axis", 1) != 1 {
                     return Err(unsupported("Flatten with axis other than 1".into()));
@@ -1056,7 +1074,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }

@@ -345,6 +345,41 @@ fn default_exporter_files_import_with_their_external_weights() {
     }
 }
 
+/// The same ResNet through PyTorch's default exporter (weights beside the model, batch norms
+/// folded by the exporter, the global pool as a ReduceMean over the spatial axes): the same
+/// blocks and PyTorch's logits.
+#[test]
+fn the_default_exporters_resnet_imports_too() {
+    use warden_harden::nn::LayerSpec;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let bytes = std::fs::read(dir.join("resnet-mini-dynamo.onnx")).unwrap();
+    let m = import_with(&bytes, &mut |loc| {
+        std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let blocks: Vec<_> = m
+        .arch()
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            LayerSpec::Residual { body, shortcut } => Some((body.len(), shortcut.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(blocks, vec![(3, 0), (3, 1)]);
+    assert!(m.arch().layers.contains(&LayerSpec::GlobalAvgPool));
+    let logits = m
+        .forward(&mut Workspace::default(), &inputs(), 3)
+        .unwrap()
+        .to_vec();
+    let worst = logits
+        .chunks_exact(10)
+        .zip(RESNET_LOGITS)
+        .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
+        .fold(0.0f64, f64::max);
+    assert!(worst < 1e-5, "{worst}");
+}
+
 #[test]
 fn refuses_damaged_and_unsupported_files() {
     assert!(matches!(
