@@ -9,13 +9,19 @@
 //! its own row of `A` (and of `C`, when accumulating) and on `B`, bit for bit. The `gemm` crate
 //! alone does not promise this: it blocks a long inner dimension by the product's shape and sends
 //! small products to other kernels, and either changes the order of a sum. [`sgemm`] gives it the
-//! inner dimension in fixed chunks and pads small products with zero rows. Warden's passes are then
-//! batch-invariant, which is what lets an attack give the same points for any thread count while it
-//! shards its batch and drops the examples it has broken.
+//! inner dimension in fixed chunks, and computes products of a few rows ([`by_rows`]) one row at a
+//! time in the kernel's order of summation (`rows.rs`; where the processor lacks FMA, by padding
+//! them with zero rows). Warden's passes are then batch-invariant, which is what lets an attack
+//! give the same points for any thread count while it shards its batch and drops the examples it
+//! has broken.
 //!
-//! This crate is the workspace's only `unsafe`: one call, after the checks in [`View::check`] prove
-//! that every element the kernel can touch lies inside its slice and that `C`'s elements are
-//! distinct (so a write never lands on another output or on an input: `C` is a `&mut` borrow).
+//! This crate is the workspace's only `unsafe`, in three places: the call to the kernel, after the
+//! checks in `check` prove that every element the kernel can touch lies inside its slice and that
+//! `C`'s elements are distinct (so a write never lands on another output or on an input: `C` is a
+//! `&mut` borrow); the call to the row kernel's `target_feature` function, after the processor's
+//! features are checked; and that kernel's vector load from a `&[f32; 8]`.
+
+mod rows;
 
 /// A matrix of `rows × cols` at `data[r * row_stride + c * col_stride]`.
 #[derive(Debug, Clone, Copy)]
@@ -149,12 +155,23 @@ pub fn sgemm(
         }
         return Ok(());
     }
-    if m < 2 || m * n <= SMALL {
-        padded(a, a_shape, b, b_shape, c, c_shape, accumulate);
+    if by_rows(m, n) {
+        if rows::applies(&b_shape, n, k) {
+            rows::product(a, a_shape, b, b_shape, c, c_shape, accumulate);
+        } else {
+            padded(a, a_shape, b, b_shape, c, c_shape, accumulate);
+        }
     } else {
         chunked(a, a_shape, b, b_shape, c, c_shape, accumulate);
     }
     Ok(())
+}
+
+/// Whether [`sgemm`] computes a product of `m` rows and `n` columns one row at a time (or by
+/// padding it with zero rows where the processor lacks FMA): reading `B` along its rows
+/// (`col_stride` 1) is then more than twice as fast as down its columns.
+pub fn by_rows(m: usize, n: usize) -> bool {
+    m < 2 || m.saturating_mul(n) <= SMALL
 }
 
 /// The most inner-dimension terms given to the kernel in one call. The `gemm` crate splits a
@@ -311,7 +328,14 @@ mod tests {
 
     #[test]
     fn matches_naive_for_all_transpositions() {
-        let (m, k, n) = (37, 29, 19);
+        // Large enough for the `gemm` crate's kernel; a few rows (the row kernel, or padding);
+        // one row with more than one chunk of inner terms.
+        for (m, k, n) in [(37, 29, 19), (3, 29, 19), (1, 1100, 40)] {
+            matches_naive(m, k, n);
+        }
+    }
+
+    fn matches_naive(m: usize, k: usize, n: usize) {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
             .collect();
@@ -365,6 +389,10 @@ mod tests {
             (300, 37),
             (1, 600),
             (7, 1030),
+            (128, 1600),
+            (37, 517),
+            (2, 3),
+            (3, 2),
         ] {
             let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| next()).collect();

@@ -17,6 +17,7 @@
 //! and CPU.
 
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 use warden_gemm::{Shape, sgemm};
 
 use crate::rng::Rng;
@@ -497,8 +498,69 @@ pub struct Model {
     /// before) except where a residual block forks and joins.
     srcs: Vec<usize>,
     dims: Vec<Dims>,
-    params: Vec<Vec<f32>>,
+    params: Params,
     infos: Vec<ParamInfo>,
+}
+
+/// A model's parameters, and transposed copies of the weights that products of a few rows read.
+///
+/// A convolution's or linear layer's weights are stored `out × in` (PyTorch's layout), and the
+/// forward pass multiplies by their transpose. `warden_gemm` computes a product of a few rows
+/// (one example through a linear layer, say) row by row, reading the right operand along its
+/// rows; the stored weights seen transposed would be read down their columns, more than twice as
+/// slow. So such products read a copy stored `in × out`, made on first use: the same matrix, the
+/// same bits out. Only [`Params::get_mut`] lends the values mutably, and it drops every copy, so
+/// a copy never outlives the values it was made from.
+#[derive(Clone)]
+struct Params {
+    values: Vec<Vec<f32>>,
+    transposed: Vec<OnceLock<Vec<f32>>>,
+}
+
+impl Params {
+    fn new(values: Vec<Vec<f32>>) -> Params {
+        let transposed = values.iter().map(|_| OnceLock::new()).collect();
+        Params { values, transposed }
+    }
+
+    fn get_mut(&mut self) -> &mut [Vec<f32>] {
+        for t in &mut self.transposed {
+            t.take();
+        }
+        &mut self.values
+    }
+
+    /// Weights `i` (`out × inf`) as the right operand of a product with `rows` rows.
+    fn weights(&self, i: usize, out: usize, inf: usize, rows: usize) -> (&[f32], Shape) {
+        if !warden_gemm::by_rows(rows, out) {
+            return (&self.values[i], Shape::transposed(out, inf));
+        }
+        let t = self.transposed[i].get_or_init(|| {
+            let w = &self.values[i];
+            let mut t = vec![0.0f32; w.len()];
+            for (o, row) in w.chunks_exact(inf).enumerate() {
+                for (p, &v) in row.iter().enumerate() {
+                    t[p * out + o] = v;
+                }
+            }
+            t
+        });
+        (t, Shape::row_major(inf, out))
+    }
+}
+
+impl std::ops::Deref for Params {
+    type Target = [Vec<f32>];
+
+    fn deref(&self) -> &[Vec<f32>] {
+        &self.values
+    }
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.values.fmt(f)
+    }
 }
 
 impl Model {
@@ -515,7 +577,7 @@ impl Model {
             };
             let bound = 1.0 / (fan_in as f64).sqrt();
             for j in i..i + 2 {
-                for p in &mut m.params[j] {
+                for p in &mut m.params.get_mut()[j] {
                     *p = ((rng.uniform() * 2.0 - 1.0) * bound) as f32;
                 }
             }
@@ -527,10 +589,12 @@ impl Model {
     /// A model with every parameter zero (to be loaded).
     pub fn zeros(arch: &Arch) -> Result<Model, ModelError> {
         let (ops, srcs, dims, infos) = plan(arch)?;
-        let params = infos
-            .iter()
-            .map(|p| vec![0.0f32; p.torch_shape.iter().product()])
-            .collect();
+        let params = Params::new(
+            infos
+                .iter()
+                .map(|p| vec![0.0f32; p.torch_shape.iter().product()])
+                .collect(),
+        );
         let m = Model {
             arch: arch.clone(),
             ops,
@@ -571,12 +635,12 @@ impl Model {
     }
 
     pub fn params_mut(&mut self) -> &mut [Vec<f32>] {
-        &mut self.params
+        self.params.get_mut()
     }
 
     /// The parameters' descriptions beside their values, for changes that depend on the shape.
     pub fn infos_and_params_mut(&mut self) -> (&[ParamInfo], &mut [Vec<f32>]) {
-        (&self.infos, &mut self.params)
+        (&self.infos, self.params.get_mut())
     }
 
     pub fn param_count(&self) -> usize {
@@ -668,11 +732,12 @@ impl Model {
                     col.resize(rows * kk, 0.0);
                     im2col(input, n, h, w, cin, k, pad, stride, oh, ow, col);
                     out.resize(rows * cout, 0.0);
+                    let (wt, sw) = self.params.weights(param, cout, kk, rows);
                     gemm(
                         col,
                         Shape::row_major(rows, kk),
-                        &self.params[param],
-                        Shape::transposed(cout, kk),
+                        wt,
+                        sw,
                         out,
                         Shape::row_major(rows, cout),
                         false,
@@ -687,11 +752,12 @@ impl Model {
                     ..
                 } => {
                     out.resize(n * outf, 0.0);
+                    let (wt, sw) = self.params.weights(param, outf, inf, n);
                     gemm(
                         input,
                         Shape::row_major(n, inf),
-                        &self.params[param],
-                        Shape::transposed(outf, inf),
+                        wt,
+                        sw,
                         out,
                         Shape::row_major(n, outf),
                         false,
@@ -2403,11 +2469,11 @@ mod tests {
         for p in 0..m.params.len() {
             for j in (0..m.params[p].len()).step_by(3) {
                 let orig = m.params[p][j];
-                m.params[p][j] = orig + h;
+                m.params_mut()[p][j] = orig + h;
                 let lp = loss_of(&m, &mut ws, &x, &y);
-                m.params[p][j] = orig - h;
+                m.params_mut()[p][j] = orig - h;
                 let lm = loss_of(&m, &mut ws, &x, &y);
-                m.params[p][j] = orig;
+                m.params_mut()[p][j] = orig;
                 let num = (lp - lm) / (2.0 * f64::from(h));
                 let ana = f64::from(grads[p][j]);
                 assert!(
@@ -2796,5 +2862,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One example's forward pass reads transposed copies of the weights; changing a parameter
+    /// must drop them, through either mutable accessor.
+    #[test]
+    fn weight_copies_follow_the_parameters() {
+        let arch = Arch::small_cnn();
+        let mut m = Model::init(&arch, 3).unwrap();
+        let mut rng = Rng::new(5);
+        let x: Vec<f32> = (0..m.input_len()).map(|_| rng.uniform() as f32).collect();
+        let one = |m: &Model| {
+            let mut ws = Workspace::default();
+            m.forward(&mut ws, &x, 1).unwrap().to_vec()
+        };
+        let fresh = |m: &Model| {
+            let mut f = Model::zeros(&arch).unwrap();
+            for (dst, src) in f.params_mut().iter_mut().zip(m.params()) {
+                dst.copy_from_slice(src);
+            }
+            one(&f)
+        };
+        let before = one(&m);
+        assert_eq!(before, fresh(&m));
+        // The first linear layer's weights (parameter 4) and the last's (6).
+        for w in m.params_mut()[4].iter_mut() {
+            *w *= 1.25;
+        }
+        let after = one(&m);
+        assert_ne!(after, before);
+        assert_eq!(after, fresh(&m));
+        for w in m.infos_and_params_mut().1[6].iter_mut() {
+            *w *= 0.75;
+        }
+        let again = one(&m);
+        assert_ne!(again, after);
+        assert_eq!(again, fresh(&m));
+        // A clone carries its copies with it, and they stay right.
+        let c = m.clone();
+        assert_eq!(one(&c), again);
     }
 }
