@@ -167,6 +167,29 @@ pub fn sgemm(
     Ok(())
 }
 
+/// `y = x·B` for a single row `x` (`1 × k`; `y` is `1 × n`): a matrix–vector product for callers
+/// that only ever have one row, such as a detector scoring one request against fixed references.
+///
+/// It takes the `gemm` crate's own one-row kernels (dot products with horizontal sums, or a
+/// matrix–vector kernel), which read `B` once without packing it and are the fastest on both of
+/// `B`'s layouts, but sum in another order than [`sgemm`]: the same row through [`sgemm`] can
+/// differ in its last bits. Use [`sgemm`] wherever a row's result must not depend on how many rows
+/// it was computed with.
+pub fn sgemv(x: &[f32], b: &[f32], b_shape: Shape, y: &mut [f32]) -> Result<(), GemmError> {
+    let a_shape = Shape::row_major(1, b_shape.rows);
+    let c_shape = Shape::row_major(1, b_shape.cols);
+    check(&a_shape, x.len(), &b_shape, b.len(), &c_shape, y.len())?;
+    if b_shape.cols == 0 {
+        return Ok(());
+    }
+    if b_shape.rows == 0 {
+        y[..b_shape.cols].fill(0.0);
+        return Ok(());
+    }
+    call(x, a_shape, b, b_shape, y, c_shape, false);
+    Ok(())
+}
+
 /// Whether [`sgemm`] computes a product of `m` rows and `n` columns one row at a time (or by
 /// padding it with zero rows where the processor lacks FMA): reading `B` along its rows
 /// (`col_stride` 1) is then more than twice as fast as down its columns.
@@ -432,6 +455,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn sgemv_matches_naive_on_both_layouts() {
+        for (k, n) in [(1600, 128), (29, 19), (3, 1), (700, 300)] {
+            let x: Vec<f32> = (0..k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            for sb in [Shape::row_major(k, n), Shape::transposed(n, k)] {
+                let want = naive(&x, Shape::row_major(1, k), &b, sb);
+                let mut y = vec![7.0f32; n];
+                sgemv(&x, &b, sb, &mut y).unwrap();
+                for (p, q) in y.iter().zip(&want) {
+                    assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
+                }
+            }
+        }
+        let mut y = vec![7.0f32; 2];
+        sgemv(&[], &[], Shape::row_major(0, 2), &mut y).unwrap();
+        assert_eq!(y, vec![0.0; 2]);
+        assert_eq!(
+            sgemv(&[1.0; 3], &[0.0; 6], Shape::row_major(3, 2), &mut [0.0; 1]),
+            Err(GemmError::OutOfBounds)
+        );
+        assert_eq!(
+            sgemv(&[1.0; 2], &[0.0; 6], Shape::row_major(3, 2), &mut [0.0; 2]),
+            Err(GemmError::OutOfBounds)
+        );
     }
 
     #[test]

@@ -1745,14 +1745,11 @@ impl CrossKernel {
             return None;
         }
         let n = self.norms.len();
-        warden_gemm::sgemm(
+        warden_gemm::sgemv(
             &self.x32,
-            warden_gemm::Shape::row_major(1, self.dim),
             &self.centred,
             warden_gemm::Shape::transposed(n, self.dim),
             &mut self.dots,
-            warden_gemm::Shape::row_major(1, n),
-            false,
         )
         .ok()?;
         let mut sum = 0.0;

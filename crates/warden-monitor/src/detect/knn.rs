@@ -181,14 +181,11 @@ impl Detector for Knn {
         // Two tight passes: the dot products, as one matrix-vector product through warden-gemm's
         // kernels (chosen at run time for the CPU: AVX2 or AVX-512 where there is one), then the
         // top k over them.
-        if warden_gemm::sgemm(
+        if warden_gemm::sgemv(
             unit32,
-            Shape::row_major(1, self.dim),
             &self.reference,
             Shape::transposed(n, self.dim),
             dots,
-            Shape::row_major(1, n),
-            false,
         )
         .is_err()
         {

@@ -419,14 +419,11 @@ impl Whitener {
         for (b, block) in self.blocks.iter().enumerate() {
             let start = b * WHITENER_BLOCK;
             let end = (start + WHITENER_BLOCK).min(d);
-            warden_gemm::sgemm(
+            warden_gemm::sgemv(
                 &xc[..end],
-                warden_gemm::Shape::row_major(1, end),
                 block,
                 warden_gemm::Shape::transposed(end - start, end),
                 &mut y[start..end],
-                warden_gemm::Shape::row_major(1, end - start),
-                false,
             )
             .ok()?;
         }
