@@ -393,7 +393,8 @@ mod tests {
 
     /// Each row of `C` is bit for bit the same whether its row of `A` is multiplied alone or with
     /// others: shapes that take each of the `gemm` crate's paths (one row, at most 256 outputs,
-    /// more than [`KC`] inner terms, few or many rows), `B` in both layouts, with and without
+    /// more than [`KC`] inner terms, few or many rows; the row kernel), `B` in both layouts and as an
+    /// overlapping view, with and without
     /// accumulation.
     #[test]
     fn a_rows_result_depends_on_that_row_alone() {
@@ -420,7 +421,14 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
             let c0: Vec<f32> = (0..m * n).map(|_| next()).collect();
-            for sb in [Shape::row_major(k, n), Shape::transposed(n, k)] {
+            // Both layouts, and a view whose rows overlap (a sliding window, stride 1 both ways).
+            let window = Shape {
+                rows: k,
+                cols: n,
+                row_stride: 1,
+                col_stride: 1,
+            };
+            for sb in [Shape::row_major(k, n), Shape::transposed(n, k), window] {
                 for accumulate in [false, true] {
                     let mut whole = c0.clone();
                     let sc = Shape::row_major(m, n);
