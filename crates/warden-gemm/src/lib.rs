@@ -393,9 +393,8 @@ mod tests {
 
     /// Each row of `C` is bit for bit the same whether its row of `A` is multiplied alone or with
     /// others: shapes that take each of the `gemm` crate's paths (one row, at most 256 outputs,
-    /// more than [`KC`] inner terms, few or many rows; the row kernel), `B` in both layouts and as an
-    /// overlapping view, with and without
-    /// accumulation.
+    /// more than [`KC`] inner terms, few or many rows; the row kernel), `B` in both layouts and as
+    /// an overlapping view, with and without accumulation.
     #[test]
     fn a_rows_result_depends_on_that_row_alone() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
