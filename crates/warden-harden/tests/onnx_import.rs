@@ -136,6 +136,16 @@ const VIEW_LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+/// The largest |Δ| between 10-class logits, row by row, and PyTorch's.
+fn worst_logit_gap(logits: &[f32], want: &[[f64; 10]]) -> f64 {
+    assert_eq!(logits.len(), want.len() * 10);
+    logits
+        .chunks_exact(10)
+        .zip(want)
+        .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
+        .fold(0.0f64, f64::max)
+}
+
 fn inputs() -> Vec<f32> {
     (0..3)
         .flat_map(|n| {
@@ -158,12 +168,7 @@ fn imported_model_matches_pytorch() {
     let x = inputs();
     let mut ws = Workspace::default();
     let logits = m.forward(&mut ws, &x, 3).unwrap();
-    let mut worst = 0.0f64;
-    for (row, want) in logits.chunks_exact(10).zip(LOGITS) {
-        for (&got, want) in row.iter().zip(want) {
-            worst = worst.max((f64::from(got) - want).abs());
-        }
-    }
+    let worst = worst_logit_gap(logits, &LOGITS);
     eprintln!("max |Δlogit| = {worst:e}");
     assert!(worst < 1e-5, "{worst}");
     // White-box: gradient attacks run on the imported model and stay in the ball.
@@ -214,12 +219,7 @@ fn imported_resnet_matches_pytorch() {
     let x = inputs();
     let mut ws = Workspace::default();
     let logits = m.forward(&mut ws, &x, 3).unwrap();
-    let mut worst = 0.0f64;
-    for (row, want) in logits.chunks_exact(10).zip(RESNET_LOGITS) {
-        for (&got, want) in row.iter().zip(want) {
-            worst = worst.max((f64::from(got) - want).abs());
-        }
-    }
+    let worst = worst_logit_gap(logits, &RESNET_LOGITS);
     eprintln!("max |Δlogit| = {worst:e}");
     assert!(worst < 1e-5, "{worst}");
     // Labelled as the model predicts them, so that the attack has something to move.
@@ -268,11 +268,7 @@ fn view_flattening_imports_with_a_dynamic_or_a_fixed_batch() {
             .forward(&mut Workspace::default(), &x, 3)
             .unwrap()
             .to_vec();
-        let worst = logits
-            .chunks_exact(10)
-            .zip(VIEW_LOGITS)
-            .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
-            .fold(0.0f64, f64::max);
+        let worst = worst_logit_gap(&logits, &VIEW_LOGITS);
         assert!(worst < 1e-5, "{worst}");
         models.push(m);
     }
@@ -313,11 +309,7 @@ fn default_exporter_files_import_with_their_external_weights() {
             .forward(&mut Workspace::default(), &x, 3)
             .unwrap()
             .to_vec();
-        let worst = logits
-            .chunks_exact(10)
-            .zip(VIEW_LOGITS)
-            .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
-            .fold(0.0f64, f64::max);
+        let worst = worst_logit_gap(&logits, &VIEW_LOGITS);
         assert!(worst < 1e-5, "{name}: {worst}");
         match import(&bytes) {
             Err(OnnxError::External(m)) => assert!(m.contains(".onnx.data"), "{m}"),
@@ -372,11 +364,7 @@ fn the_default_exporters_resnet_imports_too() {
         .forward(&mut Workspace::default(), &inputs(), 3)
         .unwrap()
         .to_vec();
-    let worst = logits
-        .chunks_exact(10)
-        .zip(RESNET_LOGITS)
-        .flat_map(|(row, want)| row.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs()))
-        .fold(0.0f64, f64::max);
+    let worst = worst_logit_gap(&logits, &RESNET_LOGITS);
     assert!(worst < 1e-5, "{worst}");
 }
 
