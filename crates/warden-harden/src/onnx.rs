@@ -6,10 +6,11 @@
 //! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
 //! runs on it. `Constant` nodes are constants, the shape computation PyTorch writes for
 //! `x.view(x.size(0), -1)` under a dynamic batch is recognised as flattening, and weights kept in
-//! files beside the model (PyTorch's default exporter) are read through [`import_with`]. What an exported inference graph adds
-//! around them is taken too: `BatchNormalization` right after a `Conv` or `Gemm` is folded into
-//! its weights, `Dropout` and `Identity` pass through, and a final `Softmax` or `LogSoftmax` is
-//! dropped so that attacks work on logits. Anything else is refused with the operator named.
+//! files beside the model (PyTorch's default exporter) are read through [`import_with`]. What an
+//! exported inference graph adds around them is taken too: `BatchNormalization` right after a
+//! `Conv` or `Gemm` is folded into its weights, `Dropout` and `Identity` pass through, and a final
+//! `Softmax` or `LogSoftmax` is dropped so that attacks work on logits. Anything else is refused
+//! with the operator named.
 //!
 //! The file is parsed with a small protobuf reader of the fields used here (unknown fields are
 //! skipped by wire type), with limits: no groups, lengths inside the buffer, at most 10,000 nodes
