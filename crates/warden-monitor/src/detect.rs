@@ -192,12 +192,12 @@ pub enum DetectError {
         /// The loss seen.
         loss: f64,
     },
-    /// The Jacobi eigen-decomposition did not converge.
+    /// The eigen-decomposition did not converge.
     #[error(
-        "the eigen-decomposition did not converge in {sweeps} sweeps; expected finite, moderate data"
+        "the eigen-decomposition did not converge in {sweeps} iterations; expected finite, moderate data"
     )]
     NoConvergence {
-        /// Sweeps made.
+        /// Iterations made (for one eigenvalue).
         sweeps: usize,
     },
     /// A deserialised detector state is inconsistent.
