@@ -535,16 +535,8 @@ impl Params {
         if !warden_gemm::by_rows(rows, out) {
             return (&self.values[i], Shape::transposed(out, inf));
         }
-        let t = self.transposed[i].get_or_init(|| {
-            let w = &self.values[i];
-            let mut t = vec![0.0f32; w.len()];
-            for (o, row) in w.chunks_exact(inf).enumerate() {
-                for (p, &v) in row.iter().enumerate() {
-                    t[p * out + o] = v;
-                }
-            }
-            t
-        });
+        let t = self.transposed[i]
+            .get_or_init(|| crate::weights::transpose_blocks(&self.values[i], out, inf));
         (t, Shape::row_major(inf, out))
     }
 }
