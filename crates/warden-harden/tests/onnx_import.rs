@@ -136,6 +136,20 @@ const VIEW_LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+/// Each residual block's (body, shortcut) lengths, in order.
+fn residual_blocks(m: &warden_harden::nn::Model) -> Vec<(usize, usize)> {
+    m.arch()
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            warden_harden::nn::LayerSpec::Residual { body, shortcut } => {
+                Some((body.len(), shortcut.len()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The largest |Δ| between 10-class logits, row by row, and PyTorch's.
 fn worst_logit_gap(logits: &[f32], want: &[[f64; 10]]) -> f64 {
     assert_eq!(logits.len(), want.len() * 10);
@@ -194,17 +208,8 @@ const RESNET: &[u8] = include_bytes!("data/resnet-mini.onnx");
 /// gradient attack that runs on it.
 #[test]
 fn imported_resnet_matches_pytorch() {
-    use warden_harden::nn::LayerSpec;
     let m = import(RESNET).unwrap();
-    let blocks: Vec<_> = m
-        .arch()
-        .layers
-        .iter()
-        .filter_map(|l| match l {
-            LayerSpec::Residual { body, shortcut } => Some((body.len(), shortcut.len())),
-            _ => None,
-        })
-        .collect();
+    let blocks = residual_blocks(&m);
     // Conv, ReLU, Conv in each body (batch norms folded); the second shortcut a Conv.
     assert_eq!(blocks, vec![(3, 0), (3, 1)]);
     assert_eq!(
@@ -349,15 +354,7 @@ fn the_default_exporters_resnet_imports_too() {
         std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
     })
     .unwrap();
-    let blocks: Vec<_> = m
-        .arch()
-        .layers
-        .iter()
-        .filter_map(|l| match l {
-            LayerSpec::Residual { body, shortcut } => Some((body.len(), shortcut.len())),
-            _ => None,
-        })
-        .collect();
+    let blocks = residual_blocks(&m);
     assert_eq!(blocks, vec![(3, 0), (3, 1)]);
     assert!(m.arch().layers.contains(&LayerSpec::GlobalAvgPool));
     let logits = m
