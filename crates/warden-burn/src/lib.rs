@@ -104,9 +104,11 @@ enum Step {
     Relu,
     Tanh,
     Elu,
+    /// Max pooling; `pad` on every side takes no part in a window (burn pads with −∞).
     Pool {
         k: usize,
         stride: usize,
+        pad: usize,
     },
     AvgPool {
         k: usize,
@@ -151,9 +153,14 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
         LayerSpec::Relu => Step::Relu,
         LayerSpec::Tanh => Step::Tanh,
         LayerSpec::Elu => Step::Elu,
-        LayerSpec::MaxPool2d { kernel, stride } => Step::Pool {
+        LayerSpec::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+        } => Step::Pool {
             k: kernel,
             stride: stride.unwrap_or(kernel),
+            pad: padding,
         },
         LayerSpec::AvgPool2d { kernel, stride } => Step::AvgPool {
             k: kernel,
@@ -239,11 +246,11 @@ fn forward<F: Backend>(
                     ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1),
                 ))
             }
-            (Step::Pool { k, stride }, Act::Img(t)) => Act::Img(module::max_pool2d(
+            (Step::Pool { k, stride, pad }, Act::Img(t)) => Act::Img(module::max_pool2d(
                 t,
                 [k, k],
                 [stride, stride],
-                [0, 0],
+                [pad, pad],
                 [1, 1],
                 false,
             )),

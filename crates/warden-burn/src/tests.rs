@@ -65,7 +65,7 @@ fn archs() -> Vec<Arch> {
     let mut avg = Arch::small_cnn();
     avg.name = "small-cnn-avg".into();
     for l in &mut avg.layers {
-        if let LayerSpec::MaxPool2d { kernel, stride } = *l {
+        if let LayerSpec::MaxPool2d { kernel, stride, .. } = *l {
             *l = LayerSpec::AvgPool2d { kernel, stride };
         }
     }
@@ -133,6 +133,33 @@ fn archs() -> Vec<Arch> {
             LayerSpec::Flatten,
             LayerSpec::Linear {
                 in_features: 16,
+                out_features: 10,
+            },
+        ],
+    });
+    // torchvision's ResNet stem on colour images: a 7×7 stride-2 convolution padded by 3, then a
+    // 3×3 stride-2 max pool padded by 1 (padding takes no part in the max).
+    v.push(Arch {
+        name: "rgb-stem".into(),
+        input: [3, 32, 32],
+        classes: 10,
+        layers: vec![
+            conv(3, 8, 7, 3, 2),
+            LayerSpec::Relu,
+            LayerSpec::MaxPool2d {
+                kernel: 3,
+                stride: Some(2),
+                padding: 1,
+            },
+            LayerSpec::Residual {
+                body: vec![conv(8, 8, 3, 1, 1), LayerSpec::Relu, conv(8, 8, 3, 1, 1)],
+                shortcut: vec![],
+            },
+            LayerSpec::Relu,
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 8,
                 out_features: 10,
             },
         ],

@@ -58,12 +58,15 @@ pub enum LayerSpec {
     /// otherwise. Its derivative is continuous, which suits adversarial training (Xie et al.
     /// 2020, "Smooth adversarial training").
     Elu,
-    /// Square window, floor mode; the stride is the window's size unless given (PyTorch's
-    /// `MaxPool2d(kernel, stride)`).
+    /// Square window, floor mode; the stride is the window's size unless given; `padding` on
+    /// every side, at most half the window, never the maximum (PyTorch's `MaxPool2d(kernel,
+    /// stride, padding)`, as in torchvision's ResNet stem, `MaxPool2d(3, 2, 1)`).
     MaxPool2d {
         kernel: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<usize>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        padding: usize,
     },
     /// Square window, floor mode, no padding; the stride is the window's size unless given
     /// (PyTorch's `AvgPool2d(kernel, stride)`).
@@ -118,6 +121,10 @@ fn is_one(v: &usize) -> bool {
     *v == 1
 }
 
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
 /// An architecture: the input's shape, the number of classes, and the layers in order. A PyTorch
 /// `nn.Sequential` of the same layers has the same parameter names (`"{index}.weight"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +172,7 @@ impl Arch {
                 MaxPool2d {
                     kernel: 2,
                     stride: None,
+                    padding: 0,
                 },
                 Conv2d {
                     in_channels: 32,
@@ -177,6 +185,7 @@ impl Arch {
                 MaxPool2d {
                     kernel: 2,
                     stride: None,
+                    padding: 0,
                 },
                 Flatten,
                 Linear {
@@ -268,6 +277,7 @@ impl Arch {
                 MaxPool2d {
                     kernel: 2,
                     stride: Some(1),
+                    padding: 0,
                 },
                 Conv2d {
                     in_channels: 16,
@@ -280,6 +290,7 @@ impl Arch {
                 MaxPool2d {
                     kernel: 2,
                     stride: Some(1),
+                    padding: 0,
                 },
                 Flatten,
                 Linear {
@@ -357,6 +368,7 @@ impl Arch {
                 MaxPool2d {
                     kernel: 2,
                     stride: None,
+                    padding: 0,
                 },
                 conv(32, 64),
                 Relu,
@@ -365,6 +377,7 @@ impl Arch {
                 MaxPool2d {
                     kernel: 2,
                     stride: None,
+                    padding: 0,
                 },
                 Flatten,
                 Linear {
@@ -425,9 +438,11 @@ enum Op {
         relu: bool,
         param: usize,
     },
+    /// Max pooling; `pad` rows and columns on every side take no part in any window.
     Pool {
         k: usize,
         stride: usize,
+        pad: usize,
         h: usize,
         w: usize,
         c: usize,
@@ -759,6 +774,7 @@ impl Model {
                 Op::Pool {
                     k,
                     stride,
+                    pad,
                     h,
                     w,
                     c,
@@ -766,7 +782,7 @@ impl Model {
                     ow,
                 } => {
                     out.resize(n * oh * ow * c, 0.0);
-                    maxpool(input, n, h, w, c, k, stride, oh, ow, out);
+                    maxpool(input, n, [h, w, c], k, stride, pad, oh, ow, out);
                 }
                 Op::AvgPool { image, win, out_hw } => {
                     out.resize(n * out_hw[0] * out_hw[1] * image[2], 0.0);
@@ -1087,6 +1103,7 @@ impl Model {
             Op::Pool {
                 k,
                 stride,
+                pad,
                 h,
                 w,
                 c,
@@ -1102,11 +1119,10 @@ impl Model {
                     &ws.acts[i],
                     &ws.ga,
                     n,
-                    h,
-                    w,
-                    c,
+                    [h, w, c],
                     k,
                     stride,
+                    pad,
                     oh,
                     ow,
                     &mut ws.gb,
@@ -1386,24 +1402,41 @@ impl Planner {
             LayerSpec::Elu => {
                 self.push(Op::Elu, self.cur);
             }
-            LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
+            LayerSpec::MaxPool2d { kernel, stride, .. }
+            | LayerSpec::AvgPool2d { kernel, stride } => {
                 let max = matches!(spec, LayerSpec::MaxPool2d { .. });
+                let pad = match *spec {
+                    LayerSpec::MaxPool2d { padding, .. } => padding,
+                    _ => 0,
+                };
                 let Dims::Image { h, w, c } = self.cur else {
                     let name = if max { "max_pool2d" } else { "avg_pool2d" };
                     return Err(bad(li, format!("{name} needs an image input")));
                 };
                 let stride = stride.unwrap_or(kernel);
-                if kernel == 0 || kernel > h || kernel > w || stride == 0 || stride > kernel {
+                // PyTorch's rule: a pad of at most half the window leaves every window at least
+                // one input.
+                let (ph, pw) = (h.saturating_add(2 * pad), w.saturating_add(2 * pad));
+                if kernel == 0
+                    || pad > kernel / 2
+                    || kernel > ph
+                    || kernel > pw
+                    || stride == 0
+                    || stride > kernel
+                {
                     return Err(bad(
                         li,
-                        format!("pool {kernel} (stride {stride}) does not fit the {h}×{w} input"),
+                        format!(
+                            "pool {kernel} (stride {stride}, padding {pad}) does not fit the {h}×{w} input"
+                        ),
                     ));
                 }
-                let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
+                let (oh, ow) = ((ph - kernel) / stride + 1, (pw - kernel) / stride + 1);
                 let op = if max {
                     Op::Pool {
                         k: kernel,
                         stride,
+                        pad,
                         h,
                         w,
                         c,
@@ -1936,15 +1969,26 @@ fn col2im(
     }
 }
 
+/// The rows (or columns) `lo..hi` of a pooling window at output position `o` that lie inside an
+/// input of `len` rows padded by `pad` on each side; input row `o·stride + i − pad` for `i` in the
+/// range. Never empty for the shapes `Model::new` accepts (`pad` at most half the window).
+fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
+    let start = o * stride;
+    (
+        pad.saturating_sub(start),
+        k.min((len + pad).saturating_sub(start)),
+    )
+}
+
+/// Max pooling of channels-last images. `pad` rows and columns on each side take no part.
 #[allow(clippy::too_many_arguments)]
 fn maxpool(
     x: &[f32],
     n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
+    [h, w, c]: [usize; 3],
     k: usize,
     stride: usize,
+    pad: usize,
     oh: usize,
     ow: usize,
     out: &mut [f32],
@@ -1953,13 +1997,15 @@ fn maxpool(
     for img in 0..n {
         let base = img * h * w * c;
         for oy in 0..oh {
+            let (y0, y1) = window(oy, stride, pad, k, h);
             for ox in 0..ow {
+                let (x0, x1) = window(ox, stride, pad, k, w);
                 let ov = &mut out[o..o + c];
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let at = base + ((oy * stride + ky) * w + ox * stride + kx) * c;
+                for ky in y0..y1 {
+                    for kx in x0..x1 {
+                        let at = base + ((oy * stride + ky - pad) * w + ox * stride + kx - pad) * c;
                         let xs = &x[at..at + c];
-                        if ky == 0 && kx == 0 {
+                        if ky == y0 && kx == x0 {
                             ov.copy_from_slice(xs);
                         } else {
                             for (v, &cand) in ov.iter_mut().zip(xs) {
@@ -2033,11 +2079,10 @@ fn maxpool_backward(
     out: &[f32],
     g: &[f32],
     n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
+    [h, w, c]: [usize; 3],
     k: usize,
     stride: usize,
+    pad: usize,
     oh: usize,
     ow: usize,
     dx: &mut [f32],
@@ -2048,12 +2093,14 @@ fn maxpool_backward(
     for img in 0..n {
         let base = img * h * w * c;
         for oy in 0..oh {
+            let (y0, y1) = window(oy, stride, pad, k, h);
             for ox in 0..ow {
+                let (x0, x1) = window(ox, stride, pad, k, w);
                 let (ov, go) = (&out[o..o + c], &g[o..o + c]);
                 taken.fill(0.0);
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let at = base + ((oy * stride + ky) * w + ox * stride + kx) * c;
+                for ky in y0..y1 {
+                    for kx in x0..x1 {
+                        let at = base + ((oy * stride + ky - pad) * w + ox * stride + kx - pad) * c;
                         let (xs, ds) = (&x[at..at + c], &mut dx[at..at + c]);
                         for ((((d, &xv), &ovv), &gv), t) in
                             ds.iter_mut().zip(xs).zip(ov).zip(go).zip(taken.iter_mut())
@@ -2100,6 +2147,7 @@ mod tests {
                 MaxPool2d {
                     kernel: 2,
                     stride: None,
+                    padding: 0,
                 },
                 Relu,
                 Conv2d {
@@ -2300,6 +2348,7 @@ mod tests {
                 MaxPool2d {
                     kernel: 2,
                     stride: Some(1),
+                    padding: 0,
                 },
                 Elu,
                 Conv2d {
@@ -2357,6 +2406,113 @@ mod tests {
         }
     }
 
+    /// A padded max pool (torchvision's stem, `MaxPool2d(3, 2, 1)`) after a tanh, whose negative
+    /// values make a pad that took part in the max (as a zero) visible.
+    fn tiny_padded_pool() -> Arch {
+        use LayerSpec::*;
+        Arch {
+            name: "tiny-padded-pool".into(),
+            input: [2, 7, 7],
+            classes: 3,
+            layers: vec![
+                Conv2d {
+                    in_channels: 2,
+                    out_channels: 3,
+                    kernel: 3,
+                    padding: 1,
+                    stride: 1,
+                },
+                Tanh,
+                MaxPool2d {
+                    kernel: 3,
+                    stride: Some(2),
+                    padding: 1,
+                },
+                Flatten,
+                Linear {
+                    in_features: 48,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
+    /// Max pooling with padding computed by hand: a 5×5 image of negative values through a 3×3
+    /// pool with stride 2 and padding 1 gives 3×3 maxima over the windows' parts inside the
+    /// image. A pad that entered the max as zero would give zeros on the border.
+    #[test]
+    fn padded_max_pools_take_the_maximum_inside_the_image() {
+        use LayerSpec::*;
+        let img: Vec<f32> = (0..25).map(|v| -100.0 + ((v * 7) % 25) as f32).collect();
+        let at = |y: isize, x: isize| -> Option<f32> {
+            ((0..5).contains(&y) && (0..5).contains(&x)).then(|| img[(y * 5 + x) as usize])
+        };
+        let want: Vec<f32> = (0..3)
+            .flat_map(|oy| (0..3).map(move |ox| (oy, ox)))
+            .map(|(oy, ox): (isize, isize)| {
+                (0..3)
+                    .flat_map(|ky| {
+                        (0..3).filter_map(move |kx| at(2 * oy + ky - 1, 2 * ox + kx - 1))
+                    })
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
+            .collect();
+        let arch = Arch {
+            name: "padded-pool".into(),
+            input: [1, 5, 5],
+            classes: 9,
+            layers: vec![
+                MaxPool2d {
+                    kernel: 3,
+                    stride: Some(2),
+                    padding: 1,
+                },
+                Flatten,
+                Linear {
+                    in_features: 9,
+                    out_features: 9,
+                },
+            ],
+        };
+        let mut m = Model::zeros(&arch).unwrap();
+        for i in 0..9 {
+            m.params_mut()[0][i * 9 + i] = 1.0;
+        }
+        let mut ws = Workspace::default();
+        let got = m.forward(&mut ws, &img, 1).unwrap().to_vec();
+        assert_eq!(got, want);
+        assert!(want.iter().all(|&v| v < -75.0), "{want:?}");
+        // The gradient of each output reaches the input where its maximum is, and nowhere else.
+        let ones = vec![1.0f32; 9];
+        m.backward(&mut ws, &img, &ones, None, true);
+        let g = ws.input_grad();
+        for (o, &v) in want.iter().enumerate() {
+            let src = img.iter().position(|&p| p == v).unwrap();
+            assert!(g[src] >= 1.0, "output {o}: no gradient at its maximum");
+        }
+        assert_eq!(g.iter().sum::<f32>(), 9.0);
+        // More padding than half the window is refused, as in PyTorch.
+        let padded = |padding| {
+            Model::zeros(&Arch {
+                layers: vec![
+                    MaxPool2d {
+                        kernel: 3,
+                        stride: Some(2),
+                        padding,
+                    },
+                    Flatten,
+                    Linear {
+                        in_features: 9,
+                        out_features: 9,
+                    },
+                ],
+                ..arch.clone()
+            })
+        };
+        assert!(padded(1).is_ok());
+        assert!(padded(2).is_err());
+    }
+
     /// Every analytic gradient (parameters and input) agrees with a central finite difference in
     /// double-checked single precision. The step is small (1e-3) so that it rarely crosses a
     /// kink of ReLU or of a max (overlapping pools have many near-ties); f32 rounding then costs
@@ -2366,6 +2522,7 @@ mod tests {
         gradients_match_finite_differences_for(tiny());
         gradients_match_finite_differences_for(tiny_strided());
         gradients_match_finite_differences_for(tiny_avg());
+        gradients_match_finite_differences_for(tiny_padded_pool());
         gradients_match_finite_differences_for(tiny_residual());
         gradients_match_finite_differences_for(tiny_residual_at_input());
     }

@@ -901,7 +901,17 @@ impl Importer<'_> {
                 let max = n.op == "MaxPool";
                 let k = n.ints("kernel_shape").unwrap_or(&[]);
                 let s = n.ints("strides").unwrap_or(&[]);
-                let zero_pads = n.ints("pads").is_none_or(|v| v.iter().all(|&x| x == 0));
+                // One pad on every side (MaxPool only: the engine's pads take no part in a max,
+                // as ONNX's and PyTorch's; AveragePool's count_include_pad is not modelled).
+                let pad = match n.ints("pads") {
+                    None => Some(0),
+                    Some(v) if v.len() == 4 && v.iter().all(|&x| x == v[0]) => {
+                        usize::try_from(v[0]).ok()
+                    }
+                    Some(_) => None,
+                };
+                let valid = n.attr("auto_pad").and_then(|a| a.s.as_deref()) == Some(b"VALID");
+                let pad = pad.filter(|&p| p == 0 || (max && !valid));
                 let ones = n
                     .ints("dilations")
                     .is_none_or(|v| v.iter().all(|&x| x == 1));
@@ -913,21 +923,25 @@ impl Importer<'_> {
                             && c == d
                             && (1..=MAX_POOL).contains(a)
                             && (1..=*a).contains(c)
-                            && zero_pads
+                            && pad.is_some_and(|p| p as i64 <= *a / 2)
                             && explicit
                             && ones
                             && n.int("ceil_mode", 0) == 0 =>
                     {
                         let (kernel, stride) = (*a as usize, (c != a).then_some(*c as usize));
                         layers.push(if max {
-                            LayerSpec::MaxPool2d { kernel, stride }
+                            LayerSpec::MaxPool2d {
+                                kernel,
+                                stride,
+                                padding: pad.unwrap_or(0),
+                            }
                         } else {
                             LayerSpec::AvgPool2d { kernel, stride }
                         })
                     }
                     _ => {
                         return Err(unsupported(format!(
-                            "{} other than square windows of at most {MAX_POOL} with equal strides up to the size, no padding, floor mode",
+                            "{} other than square windows of at most {MAX_POOL} with equal strides up to the size, floor mode, and no padding (MaxPool: the same padding on every side, at most half the window)",
                             n.op
                         )));
                     }
@@ -1296,12 +1310,17 @@ impl Writer<'_> {
             LayerSpec::Relu => "Relu",
             LayerSpec::Tanh => "Tanh",
             LayerSpec::Elu => "Elu",
-            LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
+            LayerSpec::MaxPool2d { kernel, stride, .. }
+            | LayerSpec::AvgPool2d { kernel, stride } => {
                 let k = *kernel as i64;
                 let s = stride.unwrap_or(*kernel) as i64;
+                let p = match layer {
+                    LayerSpec::MaxPool2d { padding, .. } => *padding as i64,
+                    _ => 0,
+                };
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
                 n.msg(5, &attr_ints("strides", &[s, s]));
-                n.msg(5, &attr_ints("pads", &[0, 0, 0, 0]));
+                n.msg(5, &attr_ints("pads", &[p, p, p, p]));
                 if matches!(layer, LayerSpec::MaxPool2d { .. }) {
                     "MaxPool"
                 } else {

@@ -68,6 +68,7 @@ fn mini_cnn() -> Arch {
             MaxPool2d {
                 kernel: 2,
                 stride: None,
+                padding: 0,
             },
             Conv2d {
                 in_channels: 4,
@@ -80,6 +81,7 @@ fn mini_cnn() -> Arch {
             MaxPool2d {
                 kernel: 2,
                 stride: None,
+                padding: 0,
             },
             Flatten,
             Linear {
@@ -150,7 +152,8 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 h = (h + 2 * padding - kernel) / stride + 1;
                 w = (w + 2 * padding - kernel) / stride + 1;
             }
-            LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
+            LayerSpec::MaxPool2d { kernel, stride, .. }
+            | LayerSpec::AvgPool2d { kernel, stride } => {
                 let s = stride.unwrap_or(kernel);
                 h = (h - kernel) / s + 1;
                 w = (w - kernel) / s + 1;
