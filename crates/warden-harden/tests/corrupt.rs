@@ -78,3 +78,54 @@ fn geometric_corruptions_keep_the_content_on_the_canvas() {
     );
     assert_eq!(Corruption::parse("fog"), None);
 }
+
+/// A colour image is corrupted plane by plane with one draw of the random parameters: an image
+/// whose three channels are the same grey image comes out as three copies of that grey image's
+/// corruption, for the geometric corruptions, the blur and the global ones (noise is drawn per
+/// value, so only its statistics carry over).
+#[test]
+fn colour_images_move_every_channel_alike() {
+    let grey = sample().subset(&(0..20).collect::<Vec<_>>(), "grey");
+    let plane = grey.rows * grey.cols;
+    let mut colour = grey.clone();
+    colour.channels = 3;
+    colour.images = grey
+        .images
+        .chunks_exact(plane)
+        .flat_map(|img| img.iter().chain(img).chain(img).copied())
+        .collect();
+    assert_ne!(colour.digest(), grey.digest());
+    for c in [
+        Corruption::GaussianBlur,
+        Corruption::Contrast,
+        Corruption::Brightness,
+        Corruption::Rotate,
+        Corruption::Translate,
+        Corruption::Shear,
+        Corruption::Scale,
+    ] {
+        let g = corrupt::corrupt_dataset(&grey, c, 4, 3);
+        let k = corrupt::corrupt_dataset(&colour, c, 4, 3);
+        assert_eq!(k.shape(), [3, 28, 28]);
+        for (gi, ki) in g
+            .images
+            .chunks_exact(plane)
+            .zip(k.images.chunks_exact(3 * plane))
+        {
+            for ch in ki.chunks_exact(plane) {
+                assert_eq!(ch, gi, "{}", c.name());
+            }
+        }
+    }
+    // Noise: each value its own draw, so the channels differ, by about as much as grey values do.
+    let k = corrupt::corrupt_dataset(&colour, Corruption::GaussianNoise, 3, 3);
+    let g = corrupt::corrupt_dataset(&grey, Corruption::GaussianNoise, 3, 3);
+    let differing = k
+        .images
+        .chunks_exact(3 * plane)
+        .filter(|img| img[..plane] != img[plane..2 * plane])
+        .count();
+    assert_eq!(differing, 20);
+    let (dg, dk) = (mean_abs_diff(&grey, &g), mean_abs_diff(&colour, &k));
+    assert!((dk / dg - 1.0).abs() < 0.1, "{dg} {dk}");
+}

@@ -1030,6 +1030,7 @@ fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         // No test data in tuning mode: an all-black set stands in, and the OOD figures are void.
         Dataset {
             name: "none (validation mode)".into(),
+            channels: 1,
             rows: 28,
             cols: 28,
             images: vec![0; 784 * 2],
