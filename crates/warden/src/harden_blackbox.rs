@@ -20,14 +20,14 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::json;
 use warden_harden::attack::Norm;
-use warden_harden::data::{self, Split};
 use warden_harden::nn::{Pool, Workspace, argmax};
 use warden_harden::square::{self, Oracle, Square};
 use warden_harden::weights::transpose_blocks;
 use warden_ledger::Kind;
 
 use crate::harden_model::{
-    NormArg, Progress, command_line, load_model_dir, norm_name, sha256_hex, write_atomic,
+    NormArg, Progress, TestSetArgs, check_fits, command_line, load_model_dir, norm_name,
+    sha256_hex, write_atomic,
 };
 use crate::{Outcome, ledger_dir};
 
@@ -62,8 +62,8 @@ pub(crate) struct BlackboxArgs {
     limit: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
-    fashion_mnist: PathBuf,
+    #[command(flatten)]
+    test_set: TestSetArgs,
     /// The JSON report to write.
     #[arg(long, short)]
     out: PathBuf,
@@ -243,25 +243,25 @@ impl Drop for Subprocess {
 /// `warden harden eval-blackbox -- PROGRAM ARGS…`: clean accuracy and Square robust accuracy of
 /// a model seen only through an oracle program.
 pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
-    let (norm, largest) = a.norm.norm_and_largest();
-    if !(a.eps >= 0.0 && a.eps <= largest) {
-        bail!("--eps must be in [0, {largest}] under {}", norm_name(norm));
-    }
     if !(2..=256).contains(&a.classes) {
         bail!("--classes must be 2 to 256");
+    }
+    let test = a.test_set.load(Some(a.limit))?;
+    let len = test.image_len();
+    let (norm, largest) = a.norm.norm_and_largest(len);
+    if !(a.eps >= 0.0 && a.eps <= largest) {
+        bail!("--eps must be in [0, {largest}] under {}", norm_name(norm));
     }
     let attack = Square {
         norm,
         ..Square::new(a.eps, a.square_queries)
     };
     attack.validate().map_err(anyhow::Error::msg)?;
-    let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
-    let idx: Vec<usize> = (0..test.len().min(a.limit.max(1))).collect();
-    test = test.subset(&idx, &format!("{} (first {})", test.name, idx.len()));
+    check_fits(&test, test.shape(), a.classes, "--classes")?;
     let n = test.len();
-    let x: Vec<f32> = (0..n).flat_map(|i| test.image_f32(i)).collect();
+    let x = test.inputs();
     let y: Vec<u8> = test.labels.clone();
-    let mut oracle = Subprocess::spawn(&a.oracle, [1, 28, 28], a.classes)?;
+    let mut oracle = Subprocess::spawn(&a.oracle, test.shape(), a.classes)?;
     let start = Instant::now();
     let mut progress = Progress::new("black-box clean");
     let mut correct = 0usize;
@@ -269,7 +269,7 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
     for s in (0..n).step_by(square::ORACLE_BATCH) {
         let e = (s + square::ORACLE_BATCH).min(n);
         oracle
-            .logits(&x[s * 784..e * 784], e - s, &mut logits)
+            .logits(&x[s * len..e * len], e - s, &mut logits)
             .map_err(anyhow::Error::msg)?;
         correct += logits
             .chunks_exact(a.classes)
@@ -293,7 +293,7 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
         square::run_oracle(&mut oracle, &attack, &x, &y, a.seed).map_err(anyhow::Error::msg)?;
     let robust = out.success.iter().filter(|s| !**s).count() as f64 / n as f64;
     let worst = |norm| {
-        warden_harden::attack::distances(norm, &x, &out.adversarial, 784)
+        warden_harden::attack::distances(norm, &x, &out.adversarial, len)
             .into_iter()
             .fold(0.0f32, warden_harden::attack::max_or_nan)
     };
@@ -310,7 +310,7 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
     let report = json!({
         "schema": "warden.blackbox-report/v1",
         "oracle": {"argv": a.oracle, "calls": oracle.calls, "inputs_queried": oracle.inputs, "protocol": "warden oracle v1 (docs/design/hardening.md)"},
-        "test_set": {"name": test.name, "sha256": test.digest(), "examples": n},
+        "test_set": {"name": test.name, "sha256": test.digest(), "examples": n, "shape": test.shape()},
         "attack": {"name": "square", "norm": norm, "eps": warden_harden::eval::decimal(a.eps), "queries": a.square_queries, "p_init": attack.p_init, "seed": a.seed},
         "clean_accuracy": clean,
         "robust_accuracy": robust,

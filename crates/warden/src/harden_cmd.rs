@@ -19,8 +19,9 @@ pub(crate) enum HardenCommand {
     Data(DataArgs),
     /// Write corrupted copies of the Fashion-MNIST test set (IDX, gzip) at graded severities.
     Corrupt(CorruptArgs),
-    /// Train a classifier on Fashion-MNIST, clean or adversarially (FGSM-RS, PGD); writes
-    /// model.safetensors (PyTorch names and layouts), arch.json and model-card.json.
+    /// Train a classifier on Fashion-MNIST (or on IDX files of your own), clean or adversarially
+    /// (FGSM-RS, PGD, TRADES); writes model.safetensors (PyTorch names and layouts), arch.json and
+    /// model-card.json.
     Train(crate::harden_model::TrainArgs),
     /// Evaluate a model (and a baseline) under FGSM and PGD at several budgets and under
     /// corruptions; writes a JSON report, optionally Markdown, optionally a ledger record.

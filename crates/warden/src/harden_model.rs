@@ -217,14 +217,82 @@ pub(crate) enum NormArg {
 }
 
 impl NormArg {
-    /// The norm, and the largest budget that means anything on Fashion-MNIST's `[0, 1]` 28×28
-    /// images: the cube's side under L∞, its diagonal under L2 (no two images are further apart).
-    pub(crate) fn norm_and_largest(self) -> (Norm, f32) {
+    /// The norm, and the largest budget that means anything on images of `len` values in
+    /// `[0, 1]`: the cube's side under L∞, its diagonal under L2 (no two images are further
+    /// apart; 28 on Fashion-MNIST).
+    pub(crate) fn norm_and_largest(self, len: usize) -> (Norm, f32) {
         match self {
             NormArg::Linf => (Norm::Linf, 1.0),
-            NormArg::L2 => (Norm::L2, (784f32).sqrt()),
+            NormArg::L2 => (Norm::L2, (len as f32).sqrt()),
         }
     }
+}
+
+/// The test set an evaluation runs on: Fashion-MNIST's, or one of the user's own.
+#[derive(Debug, Args)]
+pub(crate) struct TestSetArgs {
+    /// Fashion-MNIST directory: its 10,000 test images are the test set unless --test-images
+    /// names another.
+    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
+    fashion_mnist: PathBuf,
+    /// A test set of your own instead: an IDX file of unsigned-byte images, N × H × W
+    /// (grey-scale) or N × C × H × W (channel-first, as a PyTorch batch), gzipped or not; a value
+    /// v is fed to the model as v / 255. Its shape must be the model's input. Needs --test-labels
+    #[arg(long, requires = "test_labels", value_name = "IDX")]
+    test_images: Option<PathBuf>,
+    /// The labels of --test-images: an IDX file of N unsigned bytes, each a class index of the
+    /// model's output.
+    #[arg(long, requires = "test_images", value_name = "IDX")]
+    test_labels: Option<PathBuf>,
+}
+
+impl TestSetArgs {
+    /// The test set, cut to its first `limit` examples when given.
+    pub(crate) fn load(&self, limit: Option<usize>) -> Result<data::Dataset> {
+        let mut test = match (&self.test_images, &self.test_labels) {
+            (Some(images), Some(labels)) => {
+                let name = images
+                    .file_name()
+                    .map_or_else(|| "test".into(), |n| n.to_string_lossy().into_owned());
+                data::load_idx_set(images, labels, &name)?
+            }
+            _ => data::load_fashion_mnist(&self.fashion_mnist, Split::Test)?,
+        };
+        anyhow::ensure!(!test.is_empty(), "the test set is empty");
+        if let Some(l) = limit {
+            let idx: Vec<usize> = (0..test.len().min(l.max(1))).collect();
+            if idx.len() < test.len() {
+                test = test.subset(&idx, &format!("{} (first {})", test.name, idx.len()));
+            }
+        }
+        Ok(test)
+    }
+}
+
+/// Refuses a model whose input is not the test set's images, or whose classes do not cover its
+/// labels.
+pub(crate) fn check_fits(
+    test: &data::Dataset,
+    input: [usize; 3],
+    classes: usize,
+    what: &str,
+) -> Result<()> {
+    let [c, h, w] = test.shape();
+    anyhow::ensure!(
+        input == test.shape(),
+        "{what} takes {}×{}×{} inputs, and the test set {} has {c}×{h}×{w} images",
+        input[0],
+        input[1],
+        input[2],
+        test.name
+    );
+    let top = test.labels.iter().copied().max().unwrap_or(0);
+    anyhow::ensure!(
+        usize::from(top) < classes,
+        "{what} has {classes} classes, and the test set {} has label {top}",
+        test.name
+    );
+    Ok(())
 }
 
 /// A norm as the messages write it.
@@ -312,6 +380,15 @@ pub(crate) struct TrainArgs {
     /// (uniform, the border filled with 0; torchvision's RandomCrop with this padding).
     #[arg(long, value_name = "PIXELS", default_value_t = 0)]
     shift: usize,
+    /// A training set of your own instead of Fashion-MNIST's: an IDX file of unsigned-byte
+    /// images, N × H × W or N × C × H × W (channel-first, as a PyTorch batch), fed as v / 255;
+    /// their shape must be the architecture's input. Needs --train-labels
+    #[arg(long, requires = "train_labels", value_name = "IDX")]
+    train_images: Option<PathBuf>,
+    /// The labels of --train-images: an IDX file of N unsigned bytes, each a class index of the
+    /// architecture's output.
+    #[arg(long, requires = "train_images", value_name = "IDX")]
+    train_labels: Option<PathBuf>,
     /// Validation examples per class, held out of the training set (stratified).
     #[arg(long, default_value_t = 100)]
     val_per_class: usize,
@@ -428,8 +505,8 @@ pub(crate) struct EvalArgs {
     /// Examples per forward and backward pass on a --device other than cpu.
     #[arg(long, default_value_t = 2048)]
     device_chunk: usize,
-    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
-    fashion_mnist: PathBuf,
+    #[command(flatten)]
+    test_set: TestSetArgs,
     /// The JSON report.
     #[arg(long, short)]
     out: PathBuf,
@@ -608,14 +685,16 @@ pub(crate) fn command_line() -> Vec<String> {
 
 pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
     let arch = load_arch(&a.arch)?;
-    anyhow::ensure!(
-        arch.input == [1, 28, 28] && arch.classes == 10,
-        "Fashion-MNIST needs a 1×28×28 input and 10 classes"
-    );
+    if a.train_images.is_none() {
+        anyhow::ensure!(
+            arch.input == [1, 28, 28] && arch.classes == 10,
+            "Fashion-MNIST needs a 1×28×28 input and 10 classes"
+        );
+    }
     // Under L2 nothing has a conventional default: the budget and PGD's step are asked for.
     let adversarial = !matches!(a.method, MethodArg::Clean);
     let multi_step = matches!(a.method, MethodArg::Pgd | MethodArg::Trades);
-    let (norm, largest) = a.norm.norm_and_largest();
+    let (norm, largest) = a.norm.norm_and_largest(arch.input.iter().product());
     let (eps, pgd_step) = match norm {
         Norm::Linf => (a.eps.unwrap_or(0.1), a.pgd_step.unwrap_or(0.025)),
         Norm::L2 => {
@@ -700,21 +779,42 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
         .validate(arch.input)
         .map_err(anyhow::Error::msg)?;
 
-    let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
+    let full = match (&a.train_images, &a.train_labels) {
+        (Some(images), Some(labels)) => {
+            let name = images
+                .file_name()
+                .map_or_else(|| "train".into(), |n| n.to_string_lossy().into_owned());
+            let set = data::load_idx_set(images, labels, &name)?;
+            check_fits(
+                &set,
+                arch.input,
+                arch.classes,
+                &format!("--arch {}", a.arch),
+            )?;
+            set
+        }
+        _ => data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?,
+    };
     let (mut train_idx, val_idx) = data::stratified_split(&full, a.val_per_class, a.seed);
     if let Some(l) = a.limit {
         train_idx.truncate(l.max(1));
     }
     anyhow::ensure!(
+        !train_idx.is_empty(),
+        "no training examples left after holding out --val-per-class {} per class",
+        a.val_per_class
+    );
+    anyhow::ensure!(
         !val_idx.is_empty() || a.patience == 0,
         "--patience needs validation examples"
     );
-    let x = train::to_f32(&full.images);
+    let x = full.inputs();
     let y = &full.labels;
+    let len = full.image_len();
     let (val_x, val_y): (Vec<f32>, Vec<u8>) = {
-        let mut vx = Vec::with_capacity(val_idx.len() * 784);
+        let mut vx = Vec::with_capacity(val_idx.len() * len);
         for &i in &val_idx {
-            vx.extend_from_slice(&x[i * 784..(i + 1) * 784]);
+            vx.extend_from_slice(&x[i * len..(i + 1) * len]);
         }
         (vx, val_idx.iter().map(|&i| y[i]).collect())
     };
@@ -1029,8 +1129,9 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         "--device-chunk 1 to 65536"
     );
     check_device(&a.device)?;
+    let test = a.test_set.load(a.limit)?;
     // Under L2 nothing has a conventional default: the budgets and PGD's step are asked for.
-    let (norm, largest) = a.norm.norm_and_largest();
+    let (norm, largest) = a.norm.norm_and_largest(test.image_len());
     let (eps, pgd_step) = match norm {
         Norm::Linf => (
             if a.eps.is_empty() {
@@ -1074,19 +1175,26 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         corruption_severities: severities,
         seed: a.seed,
     };
-    if cfg.apgd_targets > 0 {
-        anyhow::ensure!(cfg.apgd_iters > 0, "--apgd-targets needs --apgd-iters > 0");
-        anyhow::ensure!(
-            cfg.apgd_targets < 10,
-            "--apgd-targets at most 9: the wrong classes of a 10-class model"
-        );
-    }
     anyhow::ensure!(
-        cfg.fab_targets < 10,
-        "--fab-targets at most 9: the wrong classes of a 10-class model"
+        cfg.apgd_targets == 0 || cfg.apgd_iters > 0,
+        "--apgd-targets needs --apgd-iters > 0"
     );
-    // Every attack's settings, before anything is loaded (the models are 10-class, checked below).
-    cfg.validate(10).map_err(anyhow::Error::msg)?;
+    // Every attack's settings, before a model is loaded; the targets against each model's classes
+    // once it is.
+    cfg.validate(usize::MAX).map_err(anyhow::Error::msg)?;
+    let fits_classes = |classes: usize| -> Result<()> {
+        anyhow::ensure!(
+            cfg.apgd_targets < classes,
+            "--apgd-targets at most {}: the wrong classes of a {classes}-class model",
+            classes.saturating_sub(1)
+        );
+        anyhow::ensure!(
+            cfg.fab_targets < classes,
+            "--fab-targets at most {}: the wrong classes of a {classes}-class model",
+            classes.saturating_sub(1)
+        );
+        cfg.validate(classes).map_err(anyhow::Error::msg)
+    };
     // The headline is given at a budget that was evaluated: the requested one, or the nearest.
     let headline_eps = cfg
         .eps
@@ -1098,20 +1206,17 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
                 .total_cmp(&(y - a.headline_eps).abs())
         })
         .unwrap_or(a.headline_eps);
-    let mut test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
-    if let Some(l) = a.limit {
-        let idx: Vec<usize> = (0..test.len().min(l.max(1))).collect();
-        test = test.subset(&idx, &format!("{} (first {})", test.name, idx.len()));
-    }
     let mut pool = Pool::new(a.threads);
     let mut engine = String::new();
     let mut run = |dir: &Path, role: &str| -> Result<(LoadedModel, ModelEval)> {
         let m = load_model_dir(dir)?;
-        anyhow::ensure!(
-            m.model.input_len() == 784 && m.model.classes() == 10,
-            "{}: not a Fashion-MNIST classifier",
-            dir.display()
-        );
+        check_fits(
+            &test,
+            m.model.arch().input,
+            m.model.classes(),
+            &dir.display().to_string(),
+        )?;
+        fits_classes(m.model.classes())?;
         let mut progress = Progress::new(&format!("eval {role}"));
         let (e, name) = evaluate_on_device(
             &a.device,
@@ -1740,6 +1845,12 @@ fn mia_one(a: &MiaArgs, dir: &Path) -> Result<(Value, LoadedModel)> {
             .map_err(|e| anyhow::anyhow!("the model card's privacy block: {e}"))?;
     }
     let full = data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?;
+    // The audit re-derives the split from the data the card names: Fashion-MNIST's training set.
+    anyhow::ensure!(
+        card["data"]["train"]["sha256"].as_str() == Some(full.digest().as_str()),
+        "the model card's training set ({}) is not Fashion-MNIST's training set here: the audit re-derives members and non-members from it",
+        card["data"]["train"]["name"]
+    );
     let (train_idx, val_idx) = data::stratified_split(&full, vpc, seed);
     anyhow::ensure!(
         n_train <= train_idx.len() && !val_idx.is_empty(),

@@ -1,0 +1,134 @@
+"""Makes crates/warden/tests/data/tv-stem.onnx and the constants pasted into
+crates/warden/tests/harden_user_data_cli.rs: a small colour-image classifier built from
+torchvision's own ResNet parts, exported as a user would, and its outputs on fixed test images.
+
+The network is torchvision's ResNet with fewer, narrower blocks: its stem (7x7 stride-2
+convolution padded by 3, batch norm, ReLU, and the 3x3 stride-2 max pool padded by 1 that
+torchvision's ResNets all start with), two of torchvision's `BasicBlock`s (the second halving the
+image, with the strided 1x1 convolution and batch norm shortcut torchvision builds for it), an
+adaptive average pool and a linear head. The input is 3 x 32 x 32 (CIFAR-10's shape); the
+weights are torchvision's initialisation with seed 0, batch-norm statistics moved away from
+their defaults so that folding them matters. Exported in eval mode with the TorchScript-based
+exporter and constant folding off, so the file keeps its BatchNormalization nodes.
+
+The test images are bytes made from a formula the Rust test repeats:
+    pixel(n, c, y, x) = (37 * n + 11 * c + 5 * y * y + 3 * x + 7 * x * y) % 256
+and are fed to the model as pixel / 255, as `warden harden eval --test-images` feeds them. The
+network is first fitted to label image i as class i mod 10 (150 Adam steps, batch norms frozen),
+so that its predictions depend on each image's content: a wrong channel order, scale or layout
+would change them. The script prints each image's logits and the model's prediction, which the
+test uses as its labels, and the gap between its two largest logits (every one must be far above
+float rounding).
+
+With --resnet18 DIR it also writes DIR/resnet18.onnx: torchvision's `resnet18(num_classes=10)`
+itself (11M parameters, too large to commit; fitted for --fit steps, default 60, at a learning
+rate of 1e-3 the same way), with DIR/images.idx, DIR/labels.idx (--count images of the formula,
+default 16, at 3 x --size x --size, default 64, labelled by the model's predictions) and
+DIR/logits.txt, for the check described in docs/results/torchvision-import/.
+
+Run from the repository root:
+    /tmp/torch-venv/bin/python scripts/reference/make_onnx_torchvision_fixture.py \
+        [--resnet18 DIR [--size 64] [--count 16] [--fit 60]]
+(needs torch, torchvision, onnx: /tmp/torch-venv/bin/pip install torch torchvision onnx onnxscript).
+"""
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock
+
+
+def images(n, c, h, w):
+    v = [[[[(37 * i + 11 * ch + 5 * y * y + 3 * x + 7 * x * y) % 256 for x in range(w)]
+           for y in range(h)] for ch in range(c)] for i in range(n)]
+    return torch.tensor(v, dtype=torch.uint8)
+
+
+def idx(t):
+    dims = list(t.shape)
+    return bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + \
+        bytes(t.flatten().tolist())
+
+
+def perturb_bn(net):
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def fit(net, x, steps, lr=1e-2):
+    """Fits the network to label image i as class i mod 10 (batch norms frozen in eval mode), so
+    that its predictions depend on every image's content and a layout error shows."""
+    y = torch.arange(len(x)) % 10
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+
+def report(net, x):
+    with torch.no_grad():
+        logits = net(x).double()
+    top2 = logits.topk(2, dim=1).values
+    gaps = (top2[:, 0] - top2[:, 1]).tolist()
+    return logits, logits.argmax(1).tolist(), gaps
+
+
+torch.manual_seed(0)
+down = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
+net = nn.Sequential(
+    nn.Conv2d(3, 8, 7, 2, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+    nn.MaxPool2d(3, 2, 1),
+    BasicBlock(8, 8), BasicBlock(8, 16, 2, down),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+)
+perturb_bn(net)
+net.eval()
+u8 = images(8, 3, 32, 32)
+x = u8.float() / 255
+fit(net, x, 150)
+torch.onnx.export(net, x, "crates/warden/tests/data/tv-stem.onnx", dynamo=False,
+                  do_constant_folding=False, input_names=["x"], output_names=["logits"],
+                  dynamic_axes={"x": {0: "n"}})
+logits, pred, gaps = report(net, x)
+print(f"// torch {torch.__version__}")
+print(f"// top-2 logit gaps: {', '.join(f'{g:.3e}' for g in gaps)}")
+print(f"const TV_LABELS: [u8; 8] = {pred};")
+print("const TV_LOGITS: [[f64; 10]; 8] = [")
+for row in logits.tolist():
+    print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
+print("];")
+
+def option(name, default):
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
+if "--resnet18" in sys.argv:
+    out = sys.argv[sys.argv.index("--resnet18") + 1]
+    size, count, steps = option("--size", 64), option("--count", 16), option("--fit", 60)
+    torch.manual_seed(0)
+    big = resnet18(num_classes=10)
+    perturb_bn(big)
+    big.eval()
+    u8 = images(count, 3, size, size)
+    x = u8.float() / 255
+    fit(big, x, steps, lr=1e-3)
+    torch.onnx.export(big, x, f"{out}/resnet18.onnx", dynamo=False, do_constant_folding=False,
+                      input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}})
+    logits, pred, gaps = report(big, x)
+    with open(f"{out}/images.idx", "wb") as f:
+        f.write(idx(u8))
+    with open(f"{out}/labels.idx", "wb") as f:
+        f.write(idx(torch.tensor(pred, dtype=torch.uint8)))
+    with open(f"{out}/logits.txt", "w") as f:
+        f.write(f"# torch {torch.__version__}, torchvision resnet18(num_classes=10), seed 0\n")
+        for row, g in zip(logits.tolist(), gaps):
+            f.write(" ".join(f"{v:.9e}" for v in row) + f"  # top-2 gap {g:.3e}\n")
+    print(f"resnet18: {sum(p.numel() for p in big.parameters())} parameters, predictions {pred}")
