@@ -17,7 +17,8 @@ use crate::Outcome;
 pub(crate) enum HardenCommand {
     /// Describe the datasets: sizes, class counts, and SHA-256 digests of files and content (JSON).
     Data(DataArgs),
-    /// Write corrupted copies of the Fashion-MNIST test set (IDX, gzip) at graded severities.
+    /// Write corrupted copies of the Fashion-MNIST test set, or of a test set of your own (IDX,
+    /// gzip), at graded severities.
     Corrupt(CorruptArgs),
     /// Train a classifier on Fashion-MNIST (or on IDX files of your own), clean or adversarially
     /// (FGSM-RS, PGD, TRADES); writes model.safetensors (PyTorch names and layouts), arch.json and
@@ -49,9 +50,8 @@ pub(crate) struct DataArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct CorruptArgs {
-    /// Fashion-MNIST directory.
-    #[arg(long, env = "WARDEN_FASHION_MNIST", default_value = data::FASHION_MNIST_DIR)]
-    fashion_mnist: PathBuf,
+    #[command(flatten)]
+    test_set: crate::harden_model::TestSetArgs,
     /// Corruptions to apply (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',')]
     corruption: Vec<String>,
@@ -61,7 +61,8 @@ pub(crate) struct CorruptArgs {
     /// Seed of the random parts (noise, directions).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output directory; each set is written as `<corruption>-<severity>-images-idx3-ubyte.gz`.
+    /// Output directory; each set is written as `<corruption>-<severity>-images-idx3-ubyte.gz`
+    /// (`idx4`, N × C × H × W, for colour images).
     #[arg(long, short)]
     out: PathBuf,
 }
@@ -100,15 +101,23 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
             if let Some(s) = a.severity.iter().find(|s| !(1..=5).contains(*s)) {
                 bail!("severity {s} is outside 1 to 5");
             }
-            let test = data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?;
+            let test = a.test_set.load(None)?;
             std::fs::create_dir_all(&a.out)
                 .with_context(|| format!("cannot create {}", a.out.display()))?;
             let mut index = Vec::new();
             for c in corruptions {
                 for &s in &a.severity {
                     let set = corrupt::corrupt_dataset(&test, c, s, a.seed);
-                    let name = format!("{}-{s}-images-idx3-ubyte.gz", c.name());
-                    let bytes = data::encode_idx(&[set.len(), set.rows, set.cols], &set.images);
+                    let bytes = if set.channels == 1 {
+                        data::encode_idx(&[set.len(), set.rows, set.cols], &set.images)
+                    } else {
+                        data::encode_idx(
+                            &[set.len(), set.channels, set.rows, set.cols],
+                            &set.images,
+                        )
+                    };
+                    let dims = if set.channels == 1 { 3 } else { 4 };
+                    let name = format!("{}-{s}-images-idx{dims}-ubyte.gz", c.name());
                     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
                     gz.write_all(&bytes)?;
                     let path = a.out.join(&name);

@@ -287,6 +287,32 @@ fn eval_runs_on_a_colour_test_set_and_refuses_one_that_does_not_fit() {
     assert_eq!(r["test_set"]["shape"], serde_json::json!([3, 32, 32]));
     assert!(r["max_linf_distance"].as_f64().unwrap() <= 0.03 + 1e-6);
 
+    // Corrupted copies of the set: written as N × C × H × W IDX, read back to the digest the
+    // index gives.
+    let dir = at("corrupted");
+    let o = warden(&[
+        "harden",
+        "corrupt",
+        "--test-images",
+        &images_idx,
+        "--test-labels",
+        &labels_idx,
+        "--corruption",
+        "rotate",
+        "--severity",
+        "2",
+        "-o",
+        &dir,
+    ]);
+    ok(&o);
+    let index: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = Path::new(&dir).join(index["sets"][0]["file"].as_str().unwrap());
+    assert!(file.ends_with("rotate-2-images-idx4-ubyte.gz"), "{file:?}");
+    let back = data::load_idx_set(&file, Path::new(&labels_idx), "back").unwrap();
+    assert_eq!(back.shape(), [3, 32, 32]);
+    assert_eq!(index["sets"][0]["sha256"], back.digest());
+    assert_ne!(back.digest(), set.digest());
+
     // Sets that do not fit are refused before any attack runs.
     let eval = |extra: &[&str]| {
         let mut args = vec!["harden", "eval", &model, "-o", "/dev/null"];
