@@ -3,8 +3,10 @@ loaded into PyTorch from the model directory's safetensors file, in the nn.Seque
 directory's arch.json describes (any Warden architecture: strides, paddings, activations, pools,
 residual blocks as a module with `body` and `shortcut` nn.Sequentials).
 
-Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx
-(needs torch, onnx, onnxruntime, safetensors in that venv).
+Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx [IMAGES.idx]
+(needs torch, onnx, onnxruntime, safetensors in that venv). The inputs are the first 1,000 of
+Fashion-MNIST's test images, or of IMAGES.idx (unsigned bytes, N x H x W or N x C x H x W, read
+as v / 255, as `warden harden eval --test-images` reads them).
 """
 import gzip
 import json
@@ -19,8 +21,17 @@ from safetensors.torch import load_file
 
 model_dir, path = sys.argv[1], sys.argv[2]
 onnx.checker.check_model(onnx.load(path))
-with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
-    x = np.frombuffer(f.read(), np.uint8, offset=16).astype(np.float32).reshape(-1, 1, 28, 28)[:1000] / 255.0
+if len(sys.argv) > 3:
+    raw = open(sys.argv[3], "rb").read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(raw[3])]
+    shape = dims if len(dims) == 4 else [dims[0], 1] + dims[1:]
+    x = np.frombuffer(raw, np.uint8, offset=4 + 4 * len(dims)).reshape(shape)[:1000]
+    x = x.astype(np.float32) / 255.0
+else:
+    with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).astype(np.float32).reshape(-1, 1, 28, 28)[:1000] / 255.0
 ours = ort.InferenceSession(path).run(["logits"], {"x": x})[0]
 
 
@@ -48,7 +59,7 @@ def module(layer):
         return nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel"],
                          stride=layer.get("stride", 1), padding=layer.get("padding", 0))
     if t == "max_pool2d":
-        return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"))
+        return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"), padding=layer.get("padding", 0))
     if t == "linear":
         return nn.Linear(layer["in_features"], layer["out_features"])
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "flatten": nn.Flatten}[t]()
@@ -59,5 +70,5 @@ with open(f"{model_dir}/arch.json") as f:
 net.load_state_dict(load_file(f"{model_dir}/model.safetensors"))
 with torch.no_grad():
     theirs = net(torch.from_numpy(x)).numpy()
-print(f"onnx checker: ok; onnxruntime {ort.__version__} vs PyTorch {torch.__version__} on 1000 test images: "
+print(f"onnx checker: ok; onnxruntime {ort.__version__} vs PyTorch {torch.__version__} on {len(x)} test images: "
       f"max |Δlogit| {np.abs(ours - theirs).max():.2e}, same predictions: {(ours.argmax(1) == theirs.argmax(1)).mean():.4f}")

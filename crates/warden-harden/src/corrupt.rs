@@ -4,7 +4,8 @@
 //! grey-scale images so that severity 1 is barely visible and severity 5 is hard for a person.
 //! On images of other sizes the two measured in pixels (blur's sigma, the translation) scale with
 //! the image's larger side over 28; on images with several channels, a geometric corruption or a
-//! blur moves every channel alike, and noise is drawn for every value.
+//! blur moves every channel alike, contrast pulls each channel towards its own mean (as
+//! ImageNet-C's does), and noise is drawn for every value.
 //!
 //! Every corruption is deterministic for a (seed, corruption, image index): the same set comes out on
 //! every machine.
@@ -66,7 +67,18 @@ impl Corruption {
         Corruption::ALL.into_iter().find(|c| c.name() == s)
     }
 
-    /// The parameter at `severity` (1 to 5; clamped).
+    /// The parameter applied at `severity` to images of `rows × cols`: [`Corruption::parameter`],
+    /// with blur's sigma and the translation (measured in pixels, chosen for 28 × 28) scaled by
+    /// the image's larger side over 28.
+    pub fn parameter_for(self, severity: u8, rows: usize, cols: usize) -> f32 {
+        let p = self.parameter(severity);
+        match self {
+            Corruption::GaussianBlur | Corruption::Translate => p * (rows.max(cols) as f32 / 28.0),
+            _ => p,
+        }
+    }
+
+    /// The parameter at `severity` (1 to 5; clamped), as chosen for 28 × 28 images.
     pub fn parameter(self, severity: u8) -> f32 {
         let table: [f32; 5] = match self {
             Corruption::GaussianNoise => [0.08, 0.12, 0.18, 0.26, 0.38], // noise standard deviation
@@ -99,9 +111,7 @@ pub fn apply(
     cols: usize,
     rng: &mut Rng,
 ) -> Vec<f32> {
-    let p = c.parameter(severity);
-    // Parameters in pixels were chosen for 28 × 28 (exactly 1 there).
-    let pixels = rows.max(cols) as f32 / 28.0;
+    let p = c.parameter_for(severity, rows, cols);
     let plane = rows * cols;
     // The same geometric transform of every channel.
     let planes = |f: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> {
@@ -126,11 +136,12 @@ pub fn apply(
                 }
             })
             .collect(),
-        Corruption::GaussianBlur => planes(&|im| blur(im, rows, cols, p * pixels)),
-        Corruption::Contrast => {
-            let mean = img.iter().sum::<f32>() / img.len().max(1) as f32;
-            img.iter().map(|&x| (x - mean) * p + mean).collect()
-        }
+        Corruption::GaussianBlur => planes(&|im| blur(im, rows, cols, p)),
+        // Towards each channel's own mean, as ImageNet-C's contrast.
+        Corruption::Contrast => planes(&|im| {
+            let mean = im.iter().sum::<f32>() / im.len().max(1) as f32;
+            im.iter().map(|&x| (x - mean) * p + mean).collect()
+        }),
         Corruption::Brightness => img.iter().map(|&x| x + p).collect(),
         Corruption::Rotate => {
             let a = p.to_radians() * if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
@@ -139,8 +150,7 @@ pub fn apply(
         }
         Corruption::Translate => {
             let angle = rng.uniform() as f32 * std::f32::consts::TAU;
-            let d = p * pixels;
-            let (dy, dx) = (d * angle.sin(), d * angle.cos());
+            let (dy, dx) = (p * angle.sin(), p * angle.cos());
             planes(&|im| {
                 warp(
                     im,

@@ -155,7 +155,8 @@ impl Dataset {
         hex(&h.finalize())
     }
 
-    /// How many examples each class has (labels 0 to 9).
+    /// How many examples each class has: one entry per class up to the largest label, and at
+    /// least ten (the MNIST family's, so that its subsets list every class).
     pub fn class_counts(&self) -> Vec<usize> {
         let classes = usize::from(self.labels.iter().copied().max().unwrap_or(0)) + 1;
         let mut c = vec![0; classes.max(10)];

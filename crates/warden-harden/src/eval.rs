@@ -114,6 +114,11 @@ impl EvalConfig {
     /// Checks every attack's settings at every budget, for a model of `classes` classes: what
     /// [`evaluate`] checks before it starts, and what a caller can check before loading anything.
     pub fn validate(&self, classes: usize) -> Result<(), String> {
+        if self.apgd_iters > 0 && classes < 3 {
+            return Err(format!(
+                "APGD-DLR needs at least 3 classes, and the model has {classes}: evaluate it with --apgd-iters 0 (FGSM, PGD and the others still run)"
+            ));
+        }
         if self.apgd_iters > 0
             && self.apgd_targets > 0
             && (classes < 4 || self.apgd_targets >= classes)
@@ -655,6 +660,20 @@ mod tests {
             )
             .is_err()
         );
+        // A 2-class model cannot take APGD-DLR: refused before any attack, not half-way.
+        let two = EvalConfig {
+            apgd_targets: 0,
+            fab_targets: 0,
+            ..cfg.clone()
+        };
+        let e = two.validate(2).unwrap_err();
+        assert!(e.contains("--apgd-iters 0"), "{e}");
+        assert!(two.validate(3).is_ok());
+        let without_apgd = EvalConfig {
+            apgd_iters: 0,
+            ..two.clone()
+        };
+        assert!(without_apgd.validate(2).is_ok());
         // The same under L2, every attack (Square included) in its L2 version.
         let l2 = EvalConfig {
             norm: Norm::L2,

@@ -1416,14 +1416,14 @@ impl Planner {
                 let stride = stride.unwrap_or(kernel);
                 // PyTorch's rule: a pad of at most half the window leaves every window at least
                 // one input.
-                let (ph, pw) = (h.saturating_add(2 * pad), w.saturating_add(2 * pad));
-                if kernel == 0
-                    || pad > kernel / 2
-                    || kernel > ph
-                    || kernel > pw
-                    || stride == 0
-                    || stride > kernel
-                {
+                if pad > kernel / 2 {
+                    return Err(bad(
+                        li,
+                        format!("max_pool2d padding {pad} is more than half the window ({kernel})"),
+                    ));
+                }
+                let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+                if kernel == 0 || kernel > ph || kernel > pw || stride == 0 || stride > kernel {
                     return Err(bad(
                         li,
                         format!(

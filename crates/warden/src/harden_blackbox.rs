@@ -257,7 +257,8 @@ pub(crate) fn blackbox_cmd(a: BlackboxArgs) -> Result<Outcome> {
         ..Square::new(a.eps, a.square_queries)
     };
     attack.validate().map_err(anyhow::Error::msg)?;
-    check_fits(&test, test.shape(), a.classes, "--classes")?;
+    // An oracle declares no input shape: only the labels can be checked against it.
+    check_fits(&test, "test set", test.shape(), a.classes, "--classes")?;
     let n = test.len();
     let x = test.inputs();
     let y: Vec<u8> = test.labels.clone();

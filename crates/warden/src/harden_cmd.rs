@@ -125,7 +125,7 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
                     std::fs::write(&tmp, gz.finish()?)?;
                     std::fs::rename(&tmp, &path)?;
                     index.push(serde_json::json!({
-                        "corruption": c.name(), "severity": s, "parameter": c.parameter(s),
+                        "corruption": c.name(), "severity": s, "parameter": c.parameter_for(s, test.rows, test.cols),
                         "file": name, "sha256": set.digest(), "seed": a.seed,
                     }));
                 }

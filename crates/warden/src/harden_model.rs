@@ -237,7 +237,8 @@ pub(crate) struct TestSetArgs {
     fashion_mnist: PathBuf,
     /// A test set of your own instead: an IDX file of unsigned-byte images, N × H × W
     /// (grey-scale) or N × C × H × W (channel-first, as a PyTorch batch), gzipped or not; a value
-    /// v is fed to the model as v / 255. Its shape must be the model's input. Needs --test-labels
+    /// v is fed to a model as v / 255, and its shape must be the model's input. Needs
+    /// --test-labels
     #[arg(long, requires = "test_labels", value_name = "IDX")]
     test_images: Option<PathBuf>,
     /// The labels of --test-images: an IDX file of N unsigned bytes, each a class index of the
@@ -269,28 +270,29 @@ impl TestSetArgs {
     }
 }
 
-/// Refuses a model whose input is not the test set's images, or whose classes do not cover its
-/// labels.
+/// Refuses a model whose input is not the set's images, or whose classes do not cover its
+/// labels. `role` names the set in messages ("test set", "training set").
 pub(crate) fn check_fits(
-    test: &data::Dataset,
+    set: &data::Dataset,
+    role: &str,
     input: [usize; 3],
     classes: usize,
     what: &str,
 ) -> Result<()> {
-    let [c, h, w] = test.shape();
+    let [c, h, w] = set.shape();
     anyhow::ensure!(
-        input == test.shape(),
-        "{what} takes {}×{}×{} inputs, and the test set {} has {c}×{h}×{w} images",
+        input == set.shape(),
+        "{what} takes {}×{}×{} inputs, and the {role} {} has {c}×{h}×{w} images",
         input[0],
         input[1],
         input[2],
-        test.name
+        set.name
     );
-    let top = test.labels.iter().copied().max().unwrap_or(0);
+    let top = set.labels.iter().copied().max().unwrap_or(0);
     anyhow::ensure!(
         usize::from(top) < classes,
-        "{what} has {classes} classes, and the test set {} has label {top}",
-        test.name
+        "{what} has {classes} classes, and the {role} {} has label {top}",
+        set.name
     );
     Ok(())
 }
@@ -785,8 +787,10 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
                 .file_name()
                 .map_or_else(|| "train".into(), |n| n.to_string_lossy().into_owned());
             let set = data::load_idx_set(images, labels, &name)?;
+            anyhow::ensure!(!set.is_empty(), "the training set {name} is empty");
             check_fits(
                 &set,
+                "training set",
                 arch.input,
                 arch.classes,
                 &format!("--arch {}", a.arch),
@@ -1212,6 +1216,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         let m = load_model_dir(dir)?;
         check_fits(
             &test,
+            "test set",
             m.model.arch().input,
             m.model.classes(),
             &dir.display().to_string(),

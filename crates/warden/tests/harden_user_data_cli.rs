@@ -298,7 +298,7 @@ fn eval_runs_on_a_colour_test_set_and_refuses_one_that_does_not_fit() {
         "--test-labels",
         &labels_idx,
         "--corruption",
-        "rotate",
+        "rotate,translate",
         "--severity",
         "2",
         "-o",
@@ -312,6 +312,10 @@ fn eval_runs_on_a_colour_test_set_and_refuses_one_that_does_not_fit() {
     assert_eq!(back.shape(), [3, 32, 32]);
     assert_eq!(index["sets"][0]["sha256"], back.digest());
     assert_ne!(back.digest(), set.digest());
+    // The translation is in pixels, set for 28 × 28: 2 pixels there, 2·32/28 here.
+    assert_eq!(index["sets"][1]["corruption"], "translate");
+    let p = index["sets"][1]["parameter"].as_f64().unwrap();
+    assert!((p - 2.0 * 32.0 / 28.0).abs() < 1e-5, "{p}");
 
     // Sets that do not fit are refused before any attack runs.
     let eval = |extra: &[&str]| {
@@ -500,6 +504,24 @@ fn train_and_evaluate_on_colour_sets_of_ones_own() {
     ]);
     refused(&o, "takes 1×28×28 inputs");
     assert!(!Path::new(&at("never")).join("model.safetensors").exists());
+    let (empty_i, empty_l) = (at("empty-images.idx"), at("empty-labels.idx"));
+    std::fs::write(&empty_i, data::encode_idx(&[0, 3, 12, 12], &[])).unwrap();
+    std::fs::write(&empty_l, data::encode_idx(&[0], &[])).unwrap();
+    refused(
+        &warden(&[
+            "harden",
+            "train",
+            "--arch",
+            &arch,
+            "--train-images",
+            &empty_i,
+            "--train-labels",
+            &empty_l,
+            "-o",
+            &at("never"),
+        ]),
+        "is empty",
+    );
     // The membership audit re-derives its split from Fashion-MNIST: not this model's data.
     refused(
         &warden(&["privacy", "mia", &model, "--shadows", "0"]),
