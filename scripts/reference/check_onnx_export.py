@@ -57,12 +57,13 @@ def module(layer):
         return nn.AdaptiveAvgPool2d(1)
     if t == "conv2d":
         return nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel"],
-                         stride=layer.get("stride", 1), padding=layer.get("padding", 0))
+                         stride=layer.get("stride", 1), padding=layer.get("padding", 0),
+                         groups=layer.get("groups", 1))
     if t == "max_pool2d":
         return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"), padding=layer.get("padding", 0))
     if t == "linear":
         return nn.Linear(layer["in_features"], layer["out_features"])
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "flatten": nn.Flatten}[t]()
+    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "elu": nn.ELU, "flatten": nn.Flatten}[t]()
 
 
 with open(f"{model_dir}/arch.json") as f:

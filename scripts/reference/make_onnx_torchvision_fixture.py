@@ -1,6 +1,11 @@
-"""Makes crates/warden/tests/data/tv-stem.onnx and the constants pasted into
-crates/warden/tests/harden_user_data_cli.rs: a small colour-image classifier built from
-torchvision's own ResNet parts, exported as a user would, and its outputs on fixed test images.
+"""Makes crates/warden/tests/data/tv-stem.onnx and mv-mini.onnx, and the constants pasted into
+crates/warden/tests/harden_user_data_cli.rs: small colour-image classifiers built from
+torchvision's own ResNet and MobileNet V2 parts, exported as a user would, and their outputs on
+fixed test images.
+
+mv-mini is MobileNet V2 in small: its stem, two of torchvision's InvertedResiduals (depthwise
+convolutions, ReLU6, an identity shortcut), its last 1x1 convolution and its classifier, on the
+same images, fitted the same way.
 
 The network is torchvision's ResNet with fewer, narrower blocks: its stem (7x7 stride-2
 convolution padded by 3, batch norm, ReLU, and the 3x3 stride-2 max pool padded by 1 that
@@ -20,7 +25,8 @@ would change them. The script prints each image's logits and the model's predict
 test uses as its labels, and the gap between its two largest logits (every one must be far above
 float rounding).
 
-With --resnet18 DIR it also writes DIR/resnet18.onnx: torchvision's `resnet18(num_classes=10)`
+With --resnet18 DIR (or --mobilenet-v2 DIR: DIR/mobilenet-v2.onnx, `mobilenet_v2`) it also
+writes DIR/resnet18.onnx: torchvision's `resnet18(num_classes=10)`
 itself (11M parameters, too large to commit; fitted for --fit steps, default 60, at a learning
 rate of 1e-3 the same way), with DIR/images.idx, DIR/labels.idx (--count images of the formula,
 default 16, at 3 x --size x --size, default 64, labelled by the model's predictions) and
@@ -28,7 +34,7 @@ DIR/logits.txt, for the check described in docs/results/torchvision-import/.
 
 Run from the repository root:
     /tmp/torch-venv/bin/python scripts/reference/make_onnx_torchvision_fixture.py \
-        [--resnet18 DIR [--size 64] [--count 16] [--fit 60]]
+        [--resnet18 DIR | --mobilenet-v2 DIR] [--size 64] [--count 16] [--fit 60]
 (needs torch, torchvision, onnx: /tmp/torch-venv/bin/pip install torch torchvision onnx onnxscript).
 """
 import struct
@@ -36,8 +42,10 @@ import sys
 
 import torch
 import torch.nn as nn
-from torchvision.models import resnet18
+from torchvision.models import mobilenet_v2, resnet18
+from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock
+from torchvision.ops.misc import Conv2dNormActivation
 
 
 def images(n, c, h, w):
@@ -106,21 +114,52 @@ for row in logits.tolist():
     print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
 print("];")
 
+# MobileNet V2 in small, from torchvision's own parts: its stem (3x3 stride-2 convolution, batch
+# norm, ReLU6), two InvertedResiduals (pointwise expansion, depthwise 3x3 convolution with
+# groups = channels, pointwise projection; the first with its identity shortcut, the second
+# strided), its last 1x1 convolution, and its classifier (dropout, linear).
+torch.manual_seed(0)
+mv = nn.Sequential(
+    Conv2dNormActivation(3, 8, stride=2, activation_layer=nn.ReLU6),
+    InvertedResidual(8, 8, 1, 2), InvertedResidual(8, 16, 2, 4),
+    Conv2dNormActivation(16, 32, kernel_size=1, activation_layer=nn.ReLU6),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(32, 10),
+)
+perturb_bn(mv)
+mv.eval()
+u8 = images(8, 3, 32, 32)
+x = u8.float() / 255
+fit(mv, x, 150)
+torch.onnx.export(mv, x, "crates/warden/tests/data/mv-mini.onnx", dynamo=False,
+                  do_constant_folding=False, input_names=["x"], output_names=["logits"],
+                  dynamic_axes={"x": {0: "n"}})
+logits, pred, gaps = report(mv, x)
+print(f"// top-2 logit gaps: {', '.join(f'{g:.3e}' for g in gaps)}")
+print(f"const MV_LABELS: [u8; 8] = {pred};")
+print("const MV_LOGITS: [[f64; 10]; 8] = [")
+for row in logits.tolist():
+    print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
+print("];")
+
+
 def option(name, default):
     return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
-if "--resnet18" in sys.argv:
-    out = sys.argv[sys.argv.index("--resnet18") + 1]
+for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2)]:
+    if flag not in sys.argv:
+        continue
+    out = sys.argv[sys.argv.index(flag) + 1]
+    name = flag.lstrip("-")
     size, count, steps = option("--size", 64), option("--count", 16), option("--fit", 60)
     torch.manual_seed(0)
-    big = resnet18(num_classes=10)
+    big = build(num_classes=10)
     perturb_bn(big)
     big.eval()
     u8 = images(count, 3, size, size)
     x = u8.float() / 255
     fit(big, x, steps, lr=1e-3)
-    torch.onnx.export(big, x, f"{out}/resnet18.onnx", dynamo=False, do_constant_folding=False,
+    torch.onnx.export(big, x, f"{out}/{name}.onnx", dynamo=False, do_constant_folding=False,
                       input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}})
     logits, pred, gaps = report(big, x)
     with open(f"{out}/images.idx", "wb") as f:
@@ -128,7 +167,7 @@ if "--resnet18" in sys.argv:
     with open(f"{out}/labels.idx", "wb") as f:
         f.write(idx(torch.tensor(pred, dtype=torch.uint8)))
     with open(f"{out}/logits.txt", "w") as f:
-        f.write(f"# torch {torch.__version__}, torchvision resnet18(num_classes=10), seed 0\n")
+        f.write(f"# torch {torch.__version__}, torchvision {build.__name__}(num_classes=10), seed 0\n")
         for row, g in zip(logits.tolist(), gaps):
             f.write(" ".join(f"{v:.9e}" for v in row) + f"  # top-2 gap {g:.3e}\n")
-    print(f"resnet18: {sum(p.numel() for p in big.parameters())} parameters, predictions {pred}")
+    print(f"{name}: {sum(p.numel() for p in big.parameters())} parameters, predictions {pred}")

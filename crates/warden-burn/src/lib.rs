@@ -100,8 +100,11 @@ enum Step {
         param: usize,
         stride: usize,
         pad: usize,
+        groups: usize,
     },
     Relu,
+    /// `clamp(x, 0, 6)`.
+    Relu6,
     Tanh,
     Elu,
     /// Max pooling; `pad` on every side takes no part in a window (burn pads with −∞).
@@ -141,16 +144,21 @@ fn plan(arch: &Arch) -> Vec<Step> {
 fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
     let step = match *l {
         LayerSpec::Conv2d {
-            padding, stride, ..
+            padding,
+            stride,
+            groups,
+            ..
         } => {
             *param += 2;
             Step::Conv {
                 param: *param - 2,
                 stride,
                 pad: padding,
+                groups,
             }
         }
         LayerSpec::Relu => Step::Relu,
+        LayerSpec::Relu6 => Step::Relu6,
         LayerSpec::Tanh => Step::Tanh,
         LayerSpec::Elu => Step::Elu,
         LayerSpec::MaxPool2d {
@@ -236,14 +244,22 @@ fn forward<F: Backend>(
             (Step::Fork | Step::Shortcut | Step::Join, Act::Flat(_)) => {
                 return Err(BurnError::Arch("a residual block after flattening".into()));
             }
-            (Step::Conv { param, stride, pad }, Act::Img(t)) => {
+            (
+                Step::Conv {
+                    param,
+                    stride,
+                    pad,
+                    groups,
+                },
+                Act::Img(t),
+            ) => {
                 let wt = params[param].clone().reshape(shape4(param)?);
                 let b = params[param + 1].clone();
                 Act::Img(module::conv2d(
                     t,
                     wt,
                     Some(b),
-                    ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1),
+                    ConvOptions::new([stride, stride], [pad, pad], [1, 1], groups),
                 ))
             }
             (Step::Pool { k, stride, pad }, Act::Img(t)) => Act::Img(module::max_pool2d(
@@ -273,6 +289,9 @@ fn forward<F: Backend>(
             }
             (Step::Relu, Act::Img(t)) => Act::Img(activation::relu(t)),
             (Step::Relu, Act::Flat(t)) => Act::Flat(activation::relu(t)),
+            // clamp's gradient is ReLU6's except exactly at 0 and 6 (clamp passes it there).
+            (Step::Relu6, Act::Img(t)) => Act::Img(t.clamp(0.0, 6.0)),
+            (Step::Relu6, Act::Flat(t)) => Act::Flat(t.clamp(0.0, 6.0)),
             (Step::Tanh, Act::Img(t)) => Act::Img(activation::tanh(t)),
             (Step::Tanh, Act::Flat(t)) => Act::Flat(activation::tanh(t)),
             (Step::Elu, Act::Img(t)) => Act::Img(activation::elu(t, 1.0)),

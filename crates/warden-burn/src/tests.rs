@@ -81,6 +81,7 @@ fn archs() -> Vec<Arch> {
                 kernel: 3,
                 padding: 1,
                 stride: 1,
+                groups: 1,
             },
             LayerSpec::Relu,
             LayerSpec::AvgPool2d {
@@ -93,6 +94,7 @@ fn archs() -> Vec<Arch> {
                 kernel: 3,
                 padding: 0,
                 stride: 1,
+                groups: 1,
             },
             LayerSpec::Relu,
             LayerSpec::GlobalAvgPool,
@@ -111,6 +113,7 @@ fn archs() -> Vec<Arch> {
         kernel,
         padding,
         stride,
+        groups: 1,
     };
     v.push(Arch {
         name: "residual".into(),
@@ -156,6 +159,43 @@ fn archs() -> Vec<Arch> {
                 shortcut: vec![],
             },
             LayerSpec::Relu,
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 8,
+                out_features: 10,
+            },
+        ],
+    });
+    // MobileNet V2's inverted residual: a pointwise expansion, a depthwise convolution (groups =
+    // channels), a pointwise projection, ReLU6 between them.
+    let grouped = |cin, cout, kernel, padding, stride, groups| LayerSpec::Conv2d {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        padding,
+        stride,
+        groups,
+    };
+    v.push(Arch {
+        name: "inverted-residual".into(),
+        input: [3, 16, 16],
+        classes: 10,
+        layers: vec![
+            grouped(3, 8, 3, 1, 2, 1),
+            LayerSpec::Relu6,
+            LayerSpec::Residual {
+                body: vec![
+                    grouped(8, 16, 1, 0, 1, 1),
+                    LayerSpec::Relu6,
+                    grouped(16, 16, 3, 1, 1, 16),
+                    LayerSpec::Relu6,
+                    grouped(16, 8, 1, 0, 1, 1),
+                ],
+                shortcut: vec![],
+            },
+            grouped(8, 8, 3, 1, 2, 2),
+            LayerSpec::Relu6,
             LayerSpec::GlobalAvgPool,
             LayerSpec::Flatten,
             LayerSpec::Linear {

@@ -41,7 +41,9 @@ pub const MAX_LAYERS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerSpec {
-    /// Square kernel, zero padding on every side, the same stride in both directions.
+    /// Square kernel, zero padding on every side, the same stride in both directions; `groups`
+    /// splits the channels into that many independent convolutions (PyTorch's `groups`; equal to
+    /// the channels, a depthwise convolution, as in MobileNet).
     Conv2d {
         in_channels: usize,
         out_channels: usize,
@@ -50,8 +52,12 @@ pub enum LayerSpec {
         padding: usize,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         stride: usize,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        groups: usize,
     },
     Relu,
+    /// `min(max(x, 0), 6)` (PyTorch's `nn.ReLU6`, ONNX's `Clip` between 0 and 6), as in MobileNet.
+    Relu6,
     /// Hyperbolic tangent (bounded activations suit DP-SGD: Papernot et al. 2021).
     Tanh,
     /// Exponential linear unit with α = 1 (PyTorch's `nn.ELU()`): `x` for `x > 0`, `eˣ − 1`
@@ -167,6 +173,7 @@ impl Arch {
                     kernel: 3,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Relu,
                 MaxPool2d {
@@ -180,6 +187,7 @@ impl Arch {
                     kernel: 3,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Relu,
                 MaxPool2d {
@@ -272,6 +280,7 @@ impl Arch {
                     kernel: 8,
                     padding: 3,
                     stride: 2,
+                    groups: 1,
                 },
                 Tanh,
                 MaxPool2d {
@@ -285,6 +294,7 @@ impl Arch {
                     kernel: 4,
                     padding: 0,
                     stride: 2,
+                    groups: 1,
                 },
                 Tanh,
                 MaxPool2d {
@@ -320,6 +330,7 @@ impl Arch {
             kernel: 4,
             padding: 1,
             stride: 2,
+            groups: 1,
         };
         Arch {
             name: name.into(),
@@ -355,6 +366,7 @@ impl Arch {
             kernel: 3,
             padding: 0,
             stride: 1,
+            groups: 1,
         };
         Arch {
             name: "cnn4".into(),
@@ -424,6 +436,9 @@ impl Dims {
 /// linear layer after it records the image shape to translate weights to PyTorch's order.
 #[derive(Debug, Clone)]
 enum Op {
+    /// A convolution as im2col and products. With `groups` > 1 each im2col row holds the groups
+    /// one after the other (`[group][ky][kx][channel of the group]`), and each group is its own
+    /// product against its block of output channels.
     Conv {
         layer: usize,
         cin: usize,
@@ -431,6 +446,7 @@ enum Op {
         k: usize,
         pad: usize,
         stride: usize,
+        groups: usize,
         h: usize,
         w: usize,
         oh: usize,
@@ -458,6 +474,7 @@ enum Op {
         out_hw: [usize; 2],
     },
     Relu,
+    Relu6,
     Tanh,
     Elu,
     /// The sum of the value this op reads and value `other` (the end of a residual block).
@@ -491,7 +508,7 @@ impl ParamInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParamKind {
-    /// `[Cout, k, k, Cin]` here, `[Cout, Cin, k, k]` in PyTorch.
+    /// `[Cout, k, k, Cin]` here, `[Cout, Cin, k, k]` in PyTorch; `cin` is a group's channels.
     ConvWeight { cout: usize, cin: usize, k: usize },
     /// `[out, H·W·C]` here, `[out, C·H·W]` in PyTorch.
     LinearWeightImage {
@@ -725,6 +742,7 @@ impl Model {
                     k,
                     pad,
                     stride,
+                    groups,
                     h,
                     w,
                     oh,
@@ -737,18 +755,34 @@ impl Model {
                     let rows = n * oh * ow;
                     let col = &mut ws.cols[i];
                     col.resize(rows * kk, 0.0);
-                    im2col(input, n, h, w, cin, k, pad, stride, oh, ow, col);
+                    im2col(input, n, [h, w, cin, groups], k, pad, stride, oh, ow, col);
                     out.resize(rows * cout, 0.0);
-                    let (wt, sw) = self.params.weights(param, cout, kk, rows);
-                    gemm(
-                        col,
-                        Shape::row_major(rows, kk),
-                        wt,
-                        sw,
-                        out,
-                        Shape::row_major(rows, cout),
-                        false,
-                    );
+                    if groups == 1 {
+                        let (wt, sw) = self.params.weights(param, cout, kk, rows);
+                        gemm(
+                            col,
+                            Shape::row_major(rows, kk),
+                            wt,
+                            sw,
+                            out,
+                            Shape::row_major(rows, cout),
+                            false,
+                        );
+                    } else {
+                        let (kg, cg) = (kk / groups, cout / groups);
+                        let wts = &self.params[param];
+                        for g in 0..groups {
+                            gemm(
+                                &col[g * kg..],
+                                strided(rows, kg, kk),
+                                &wts[g * cg * kg..],
+                                Shape::transposed(cg, kg),
+                                &mut out[g * cg..],
+                                strided(rows, cg, cout),
+                                false,
+                            );
+                        }
+                    }
                     bias_act(out, &self.params[param + 1], relu);
                 }
                 Op::Linear {
@@ -791,6 +825,10 @@ impl Model {
                 Op::Relu => {
                     out.clear();
                     out.extend(input.iter().map(|&v| v.max(0.0)));
+                }
+                Op::Relu6 => {
+                    out.clear();
+                    out.extend(input.iter().map(|&v| v.clamp(0.0, 6.0)));
                 }
                 Op::Tanh => {
                     out.clear();
@@ -873,26 +911,35 @@ impl Model {
                     cin,
                     cout,
                     k,
+                    groups,
                     oh,
                     ow,
                     ..
                 } => {
                     let (kk, p) = (k * k * cin, oh * ow);
+                    let (kg, cg) = (kk / groups, cout / groups);
                     ws.stash[i].clone_from(&ws.ga);
-                    ws.tmp.resize(cout * kk, 0.0);
+                    ws.tmp.resize(cout * kg, 0.0);
                     let mut bias = vec![0.0f32; cout];
                     for (e, s) in sq.iter_mut().enumerate() {
                         let ge = &ws.ga[e * p * cout..(e + 1) * p * cout];
                         let ce = &ws.cols[i][e * p * kk..(e + 1) * p * kk];
-                        gemm(
-                            ge,
-                            Shape::transposed(p, cout),
-                            ce,
-                            Shape::row_major(p, kk),
-                            &mut ws.tmp,
-                            Shape::row_major(cout, kk),
-                            false,
-                        );
+                        for g in 0..groups {
+                            gemm(
+                                &ge[g * cg..],
+                                Shape {
+                                    rows: cg,
+                                    cols: p,
+                                    row_stride: 1,
+                                    col_stride: cout,
+                                },
+                                &ce[g * kg..],
+                                strided(p, kg, kk),
+                                &mut ws.tmp[g * cg * kg..],
+                                Shape::row_major(cg, kg),
+                                false,
+                            );
+                        }
                         col_sums(ge, cout, &mut bias);
                         *s += square(&ws.tmp) + square(&bias);
                     }
@@ -995,6 +1042,7 @@ impl Model {
             Op::Conv { relu: true, .. } | Op::Linear { relu: true, .. } | Op::Relu => {
                 relu_mask(&mut ws.ga, out)
             }
+            Op::Relu6 => relu6_mask(&mut ws.ga, out),
             Op::Tanh => tanh_grad(&mut ws.ga, out),
             Op::Elu => elu_grad(&mut ws.ga, out),
             _ => {}
@@ -1017,21 +1065,31 @@ impl Model {
                 cin,
                 cout,
                 k,
+                groups,
                 oh,
                 ow,
                 param,
                 ..
             } => {
                 let (kk, rows) = (k * k * cin, n * oh * ow);
-                gemm(
-                    g,
-                    Shape::transposed(rows, cout),
-                    col,
-                    Shape::row_major(rows, kk),
-                    &mut grads[param],
-                    Shape::row_major(cout, kk),
-                    false,
-                );
+                let (kg, cg) = (kk / groups, cout / groups);
+                for grp in 0..groups {
+                    // This group's output gradient, transposed, times its im2col columns.
+                    gemm(
+                        &g[grp * cg..],
+                        Shape {
+                            rows: cg,
+                            cols: rows,
+                            row_stride: 1,
+                            col_stride: cout,
+                        },
+                        &col[grp * kg..],
+                        strided(rows, kg, kk),
+                        &mut grads[param][grp * cg * kg..],
+                        Shape::row_major(cg, kg),
+                        false,
+                    );
+                }
                 col_sums(g, cout, &mut grads[param + 1]);
             }
             Op::Linear {
@@ -1064,6 +1122,7 @@ impl Model {
                 k,
                 pad,
                 stride,
+                groups,
                 h,
                 w,
                 oh,
@@ -1072,19 +1131,32 @@ impl Model {
                 ..
             } => {
                 let (kk, rows) = (k * k * cin, n * oh * ow);
+                let (kg, cg) = (kk / groups, cout / groups);
                 ws.dcol.resize(rows * kk, 0.0);
-                gemm(
-                    &ws.ga,
-                    Shape::row_major(rows, cout),
-                    &self.params[param],
-                    Shape::row_major(cout, kk),
-                    &mut ws.dcol,
-                    Shape::row_major(rows, kk),
-                    false,
-                );
+                for g in 0..groups {
+                    gemm(
+                        &ws.ga[g * cg..],
+                        strided(rows, cg, cout),
+                        &self.params[param][g * cg * kg..],
+                        Shape::row_major(cg, kg),
+                        &mut ws.dcol[g * kg..],
+                        strided(rows, kg, kk),
+                        false,
+                    );
+                }
                 ws.gb.clear();
                 ws.gb.resize(n * h * w * cin, 0.0);
-                col2im(&ws.dcol, n, h, w, cin, k, pad, stride, oh, ow, &mut ws.gb);
+                col2im(
+                    &ws.dcol,
+                    n,
+                    [h, w, cin, groups],
+                    k,
+                    pad,
+                    stride,
+                    oh,
+                    ow,
+                    &mut ws.gb,
+                );
             }
             Op::Linear {
                 inf, outf, param, ..
@@ -1136,7 +1208,7 @@ impl Model {
             }
             // The derivative was applied in place by `mask_output_grad`; a sum passes its
             // gradient to both operands (`scatter` hands the other its copy).
-            Op::Relu | Op::Tanh | Op::Elu | Op::Add { .. } => return,
+            Op::Relu | Op::Relu6 | Op::Tanh | Op::Elu | Op::Add { .. } => return,
         }
         std::mem::swap(&mut ws.ga, &mut ws.gb);
     }
@@ -1299,12 +1371,21 @@ impl Planner {
                 kernel,
                 padding,
                 stride,
+                groups,
             } => {
                 let Dims::Image { h, w, c } = self.cur else {
                     return Err(bad(li, "conv2d needs an image input".into()));
                 };
                 if in_channels != c {
                     return Err(bad(li, format!("in_channels {in_channels}, input has {c}")));
+                }
+                if groups == 0 || in_channels % groups != 0 || out_channels % groups != 0 {
+                    return Err(bad(
+                        li,
+                        format!(
+                            "groups {groups} must divide in_channels {in_channels} and out_channels {out_channels}"
+                        ),
+                    ));
                 }
                 if out_channels == 0
                     || out_channels > MAX_DIM
@@ -1337,14 +1418,16 @@ impl Planner {
                         format!("convolution needs more than {MAX_ACTIVATION} values per example"),
                     ));
                 }
-                let count = out_channels * in_channels * kernel * kernel;
+                // Each output channel sees its group's channels only.
+                let cg = in_channels / groups;
+                let count = out_channels * cg * kernel * kernel;
                 self.total = self.total.saturating_add(count + out_channels);
                 self.infos.push(ParamInfo {
                     name: format!("{name}.weight"),
-                    torch_shape: vec![out_channels, in_channels, kernel, kernel],
+                    torch_shape: vec![out_channels, cg, kernel, kernel],
                     kind: ParamKind::ConvWeight {
                         cout: out_channels,
-                        cin: in_channels,
+                        cin: cg,
                         k: kernel,
                     },
                 });
@@ -1361,6 +1444,7 @@ impl Planner {
                         k: kernel,
                         pad: padding,
                         stride,
+                        groups,
                         h,
                         w,
                         oh,
@@ -1395,6 +1479,9 @@ impl Planner {
                     ) if *layer + 1 == self.seq && last_is_current => *r = true,
                     _ => self.push(Op::Relu, self.cur),
                 }
+            }
+            LayerSpec::Relu6 => {
+                self.push(Op::Relu6, self.cur);
             }
             LayerSpec::Tanh => {
                 self.push(Op::Tanh, self.cur);
@@ -1825,6 +1912,25 @@ fn relu_mask(g: &mut [f32], out: &[f32]) {
     }
 }
 
+/// ReLU6's derivative from its output: 1 strictly between 0 and 6 (PyTorch's choice at the
+/// kinks: 0).
+fn relu6_mask(g: &mut [f32], out: &[f32]) {
+    for (g, &o) in g.iter_mut().zip(out) {
+        *g = if o > 0.0 && o < 6.0 { *g } else { 0.0 };
+    }
+}
+
+/// `rows × cols`, rows `row_stride` apart, columns contiguous: a block of columns of a
+/// row-major matrix.
+fn strided(rows: usize, cols: usize, row_stride: usize) -> Shape {
+    Shape {
+        rows,
+        cols,
+        row_stride,
+        col_stride: 1,
+    }
+}
+
 fn tanh_grad(g: &mut [f32], out: &[f32]) {
     for (g, &o) in g.iter_mut().zip(out) {
         *g *= 1.0 - o * o;
@@ -1876,13 +1982,14 @@ fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
     }
 }
 
+/// The im2col rows of channels-last images (`image` = height, width, channels, groups): one row
+/// per output position, `[ky][kx][channel]`, or with groups `[group][ky][kx][channel of the
+/// group]` so that each group's columns are one block.
 #[allow(clippy::too_many_arguments)]
 fn im2col(
     x: &[f32],
     n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
+    [h, w, c, groups]: [usize; 4],
     k: usize,
     pad: usize,
     stride: usize,
@@ -1891,6 +1998,7 @@ fn im2col(
     col: &mut [f32],
 ) {
     let kk = k * k * c;
+    let (cg, kg) = (c / groups, kk / groups);
     let mut r = 0;
     for img in 0..n {
         let xi = &x[img * h * w * c..(img + 1) * h * w * c];
@@ -1909,12 +2017,20 @@ fn im2col(
                     let iy = (oy * stride + ky) as isize - pad as isize;
                     for kx in 0..k {
                         let ix = (ox * stride + kx) as isize - pad as isize;
-                        let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
-                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
-                            dst.fill(0.0);
+                        let outside = iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w;
+                        let src = if outside {
+                            0
                         } else {
-                            let src = (iy as usize * w + ix as usize) * c;
-                            dst.copy_from_slice(&xi[src..src + c]);
+                            (iy as usize * w + ix as usize) * c
+                        };
+                        for g in 0..groups {
+                            let at = g * kg + (ky * k + kx) * cg;
+                            let dst = &mut row[at..at + cg];
+                            if outside {
+                                dst.fill(0.0);
+                            } else {
+                                dst.copy_from_slice(&xi[src + g * cg..src + (g + 1) * cg]);
+                            }
                         }
                     }
                 }
@@ -1923,13 +2039,12 @@ fn im2col(
     }
 }
 
+/// Adds im2col rows back onto the image they came from (the adjoint of [`im2col`]).
 #[allow(clippy::too_many_arguments)]
 fn col2im(
     dcol: &[f32],
     n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
+    [h, w, c, groups]: [usize; 4],
     k: usize,
     pad: usize,
     stride: usize,
@@ -1938,6 +2053,7 @@ fn col2im(
     dx: &mut [f32],
 ) {
     let kk = k * k * c;
+    let (cg, kg) = (c / groups, kk / groups);
     let mut r = 0;
     for img in 0..n {
         let di = &mut dx[img * h * w * c..(img + 1) * h * w * c];
@@ -1956,11 +2072,14 @@ fn col2im(
                             continue;
                         }
                         let dst = (iy as usize * w + ix as usize) * c;
-                        for (d, s) in di[dst..dst + c]
-                            .iter_mut()
-                            .zip(&row[(ky * k + kx) * c..(ky * k + kx + 1) * c])
-                        {
-                            *d += s;
+                        for g in 0..groups {
+                            let at = g * kg + (ky * k + kx) * cg;
+                            for (d, s) in di[dst + g * cg..dst + (g + 1) * cg]
+                                .iter_mut()
+                                .zip(&row[at..at + cg])
+                            {
+                                *d += s;
+                            }
                         }
                     }
                 }
@@ -2142,6 +2261,7 @@ mod tests {
                     kernel: 3,
                     padding: 1,
                     stride: 1,
+                    groups: 1,
                 },
                 Relu,
                 MaxPool2d {
@@ -2156,6 +2276,7 @@ mod tests {
                     kernel: 2,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Flatten,
                 Tanh,
@@ -2183,6 +2304,7 @@ mod tests {
             kernel,
             padding,
             stride,
+            groups: 1,
         };
         Arch {
             name: "tiny-residual".into(),
@@ -2223,6 +2345,7 @@ mod tests {
             kernel: 3,
             padding: 1,
             stride,
+            groups: 1,
         };
         let with = |block: LayerSpec| {
             let mut a = tiny_residual();
@@ -2314,6 +2437,7 @@ mod tests {
                             kernel: 3,
                             padding: 1,
                             stride: 1,
+                            groups: 1,
                         },
                         Tanh,
                     ],
@@ -2343,6 +2467,7 @@ mod tests {
                     kernel: 3,
                     padding: 1,
                     stride: 2,
+                    groups: 1,
                 },
                 Tanh,
                 MaxPool2d {
@@ -2357,6 +2482,7 @@ mod tests {
                     kernel: 2,
                     padding: 0,
                     stride: 2,
+                    groups: 1,
                 },
                 Relu,
                 Flatten,
@@ -2382,6 +2508,7 @@ mod tests {
                     kernel: 3,
                     padding: 1,
                     stride: 1,
+                    groups: 1,
                 },
                 Relu,
                 AvgPool2d {
@@ -2394,6 +2521,7 @@ mod tests {
                     kernel: 2,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Elu,
                 GlobalAvgPool,
@@ -2404,6 +2532,136 @@ mod tests {
                 },
             ],
         }
+    }
+
+    /// MobileNet's parts: a grouped convolution (2 groups), ReLU6, a depthwise convolution
+    /// (groups = channels, strided, padded) inside a residual block, a pointwise one. The input
+    /// is scaled up so that ReLU6 clips at 6 as well as at 0.
+    pub(crate) fn tiny_grouped() -> Arch {
+        use LayerSpec::*;
+        let conv = |cin, cout, kernel, padding, stride, groups| Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel,
+            padding,
+            stride,
+            groups,
+        };
+        Arch {
+            name: "tiny-grouped".into(),
+            input: [2, 7, 7],
+            classes: 3,
+            layers: vec![
+                conv(2, 6, 3, 1, 1, 2),
+                Relu6,
+                Residual {
+                    body: vec![conv(6, 6, 3, 1, 1, 6), Relu6, conv(6, 6, 1, 0, 1, 1)],
+                    shortcut: vec![],
+                },
+                conv(6, 6, 3, 1, 2, 6),
+                Relu6,
+                Flatten,
+                Linear {
+                    in_features: 96,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
+    /// A grouped convolution is a dense one whose weights are zero between groups: the same
+    /// logits, input gradient and (on the group blocks) weight gradient, for a depthwise and a
+    /// 2-group convolution; and the parameter count of the grouped one.
+    #[test]
+    fn grouped_convolutions_equal_dense_ones_with_block_weights() {
+        use LayerSpec::*;
+        for (cin, cout, groups) in [(4, 4, 4), (4, 6, 2), (3, 6, 3)] {
+            let arch = |groups| Arch {
+                name: "g".into(),
+                input: [cin, 5, 6],
+                classes: 4,
+                layers: vec![
+                    Conv2d {
+                        in_channels: cin,
+                        out_channels: cout,
+                        kernel: 3,
+                        padding: 1,
+                        stride: 2,
+                        groups,
+                    },
+                    Relu6,
+                    Flatten,
+                    Linear {
+                        in_features: cout * 3 * 3,
+                        out_features: 4,
+                    },
+                ],
+            };
+            let g = Model::init(&arch(groups), 5).unwrap();
+            let mut d = Model::zeros(&arch(1)).unwrap();
+            let (cg, og) = (cin / groups, cout / groups);
+            assert_eq!(g.params()[0].len(), cout * 9 * cg);
+            // Warden's layout: [cout][ky][kx][cin]; the grouped one holds its group's channels.
+            for o in 0..cout {
+                for t in 0..9 {
+                    for c in 0..cg {
+                        d.params_mut()[0][(o * 9 + t) * cin + (o / og) * cg + c] =
+                            g.params()[0][(o * 9 + t) * cg + c];
+                    }
+                }
+            }
+            for p in 1..4 {
+                d.params_mut()[p].clone_from(&g.params()[p]);
+            }
+            let mut rng = Rng::new(2);
+            let n = 3;
+            let x: Vec<f32> = (0..n * g.input_len())
+                .map(|_| 20.0 * rng.uniform() as f32 - 10.0)
+                .collect();
+            let y = [0u8, 3, 1];
+            let (mut wg, mut wd) = (Workspace::default(), Workspace::default());
+            let lg = g.forward(&mut wg, &x, n).unwrap().to_vec();
+            let ld = d.forward(&mut wd, &x, n).unwrap().to_vec();
+            for (a, b) in lg.iter().zip(&ld) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            let mut dl = Vec::new();
+            softmax_xent(&lg, &y, 4, 1.0, &mut dl, None);
+            let (mut gg, mut gd) = (g.zero_grads(), d.zero_grads());
+            g.backward(&mut wg, &x, &dl, Some(&mut gg), true);
+            d.backward(&mut wd, &x, &dl, Some(&mut gd), true);
+            for (a, b) in wg.input_grad().iter().zip(wd.input_grad()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            for o in 0..cout {
+                for t in 0..9 {
+                    for c in 0..cg {
+                        let a = gg[0][(o * 9 + t) * cg + c];
+                        let b = gd[0][(o * 9 + t) * cin + (o / og) * cg + c];
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+                    }
+                }
+            }
+            assert!(
+                lg.iter().any(|&v| v != 0.0) && wg.input_grad().iter().any(|&v| v != 0.0),
+                "a test that compares zeros"
+            );
+        }
+        // Groups that do not divide the channels are refused.
+        let bad = Arch {
+            name: "bad".into(),
+            input: [4, 5, 5],
+            classes: 2,
+            layers: vec![Conv2d {
+                in_channels: 4,
+                out_channels: 6,
+                kernel: 3,
+                padding: 0,
+                stride: 1,
+                groups: 4,
+            }],
+        };
+        assert!(Model::zeros(&bad).is_err());
     }
 
     /// A padded max pool (torchvision's stem, `MaxPool2d(3, 2, 1)`) after a tanh, whose negative
@@ -2421,6 +2679,7 @@ mod tests {
                     kernel: 3,
                     padding: 1,
                     stride: 1,
+                    groups: 1,
                 },
                 Tanh,
                 MaxPool2d {
@@ -2523,6 +2782,7 @@ mod tests {
         gradients_match_finite_differences_for(tiny_strided());
         gradients_match_finite_differences_for(tiny_avg());
         gradients_match_finite_differences_for(tiny_padded_pool());
+        gradients_match_finite_differences_for(tiny_grouped());
         gradients_match_finite_differences_for(tiny_residual());
         gradients_match_finite_differences_for(tiny_residual_at_input());
     }
@@ -2707,6 +2967,7 @@ mod tests {
         clipped_gradients_equal_per_example_clipping_for(tiny());
         clipped_gradients_equal_per_example_clipping_for(tiny_strided());
         clipped_gradients_equal_per_example_clipping_for(tiny_residual());
+        clipped_gradients_equal_per_example_clipping_for(tiny_grouped());
     }
 
     fn clipped_gradients_equal_per_example_clipping_for(arch: Arch) {
@@ -2777,6 +3038,7 @@ mod tests {
                     kernel: 15,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Flatten,
                 Linear {
@@ -2801,6 +3063,7 @@ mod tests {
                     kernel: 15,
                     padding: 14,
                     stride: 1,
+                    groups: 1,
                 },
                 Conv2d {
                     in_channels: 65_536,
@@ -2808,6 +3071,7 @@ mod tests {
                     kernel: 15,
                     padding: 14,
                     stride: 1,
+                    groups: 1,
                 },
             ],
         };
@@ -2824,6 +3088,7 @@ mod tests {
                     kernel: 1,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Conv2d {
                     in_channels: 5000,
@@ -2831,6 +3096,7 @@ mod tests {
                     kernel: 1,
                     padding: 0,
                     stride: 1,
+                    groups: 1,
                 },
                 Flatten,
                 Linear {
@@ -2868,6 +3134,7 @@ mod tests {
             kernel: 3,
             padding: 0,
             stride: 1,
+            groups: 1,
         };
         assert!(matches!(
             Model::zeros(&a),
@@ -2963,7 +3230,7 @@ mod tests {
         for arch in ["small-cnn", "mlp", "wk-wide"]
             .map(|name| Arch::named(name).unwrap())
             .into_iter()
-            .chain([tiny_residual()])
+            .chain([tiny_residual(), tiny_grouped()])
         {
             let name = arch.name.clone();
             let m = Model::init(&arch, 7).unwrap();

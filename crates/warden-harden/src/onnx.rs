@@ -1,6 +1,6 @@
 //! Import of ONNX image classifiers for evaluation (a user's PyTorch model exported with
-//! `torch.onnx.export`), white-box: a graph of the layers Warden's engine has (`Conv`, `Relu`,
-//! `Tanh`, `Elu`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or `Reshape` to
+//! `torch.onnx.export`), white-box: a graph of the layers Warden's engine has (`Conv`, grouped
+//! or depthwise too, `Relu`, `Clip` between 0 and 6 (ReLU6), `Tanh`, `Elu`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or `Reshape` to
 //! `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`), in a chain or in residual blocks (a
 //! value read by two branches that meet in an `Add` of the two, as in a ResNet), becomes an
 //! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
@@ -39,6 +39,8 @@ pub enum OnnxError {
 const MAX_NODES: usize = 10_000;
 /// Largest pooling window imported.
 const MAX_POOL: i64 = 64;
+/// Largest `group` of a Conv.
+const MAX_GROUPS: i64 = 1 << 16;
 
 enum Val<'a> {
     Varint(u64),
@@ -856,8 +858,10 @@ impl Importer<'_> {
                 let pad = pads.first().copied().unwrap_or(0);
                 let strides = n.ints("strides").unwrap_or(&[1, 1]);
                 let stride = strides.first().copied().unwrap_or(1);
+                // The weight holds a group's input channels: `cin · group` in all.
+                let group = n.int("group", 1);
                 if kh != kw
-                    || n.int("group", 1) != 1
+                    || !(1..=MAX_GROUPS).contains(&group)
                     || strides.len() != 2
                     || strides.iter().any(|&s| s != stride)
                     || !ones("dilations")
@@ -866,12 +870,16 @@ impl Importer<'_> {
                     || (pad != 0
                         && n.attr("auto_pad").and_then(|a| a.s.as_deref()) == Some(b"VALID"))
                 {
-                    return Err(unsupported("Conv other than square kernels, equal strides, dilation 1, one group, symmetric explicit padding".into()));
+                    return Err(unsupported("Conv other than square kernels, equal strides, dilation 1, symmetric explicit padding".into()));
                 }
                 let to = dim;
+                let groups = to(group)?;
                 layers.push(LayerSpec::Conv2d {
-                    in_channels: to(cin)?,
+                    in_channels: to(cin)?
+                        .checked_mul(groups)
+                        .ok_or_else(|| bad("Conv channels out of range"))?,
                     out_channels: to(cout)?,
+                    groups,
                     kernel: to(kh)?,
                     padding: usize::try_from(pad)
                         .ok()
@@ -890,6 +898,26 @@ impl Importer<'_> {
                 tensors.push((li, "bias", vec![cout], bias));
             }
             "Relu" => layers.push(LayerSpec::Relu),
+            // PyTorch's ReLU6: bounds as inputs (opset 11 on), or attributes before.
+            "Clip" => {
+                let bound = |i: usize, attr: &str| -> Result<Option<f32>, OnnxError> {
+                    match n.inputs.get(i).filter(|s| !s.is_empty()) {
+                        Some(name) => match self.get(name)?.f32s()?[..] {
+                            [v] => Ok(Some(v)),
+                            _ => Err(unsupported("Clip with a bound that is not a scalar".into())),
+                        },
+                        None => Ok(n.attr(attr).map(|_| n.float(attr, f32::NAN))),
+                    }
+                };
+                match (bound(1, "min")?, bound(2, "max")?) {
+                    (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => layers.push(LayerSpec::Relu6),
+                    (lo, hi) => {
+                        return Err(unsupported(format!(
+                            "Clip between {lo:?} and {hi:?} (only ReLU6's 0 and 6)"
+                        )));
+                    }
+                }
+            }
             "Tanh" => layers.push(LayerSpec::Tanh),
             "Elu" if n.float("alpha", 1.0) == 1.0 => layers.push(LayerSpec::Elu),
             "Elu" => {
@@ -1089,7 +1117,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv, BatchNormalization after Conv or Gemm, Relu, Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -1294,6 +1322,7 @@ impl Writer<'_> {
                 kernel,
                 padding,
                 stride,
+                groups,
                 ..
             } => {
                 inputs.push(format!("{name}.weight"));
@@ -1304,10 +1333,18 @@ impl Writer<'_> {
                 n.msg(5, &attr_ints("pads", &[p, p, p, p]));
                 n.msg(5, &attr_ints("strides", &[*stride as i64, *stride as i64]));
                 n.msg(5, &attr_ints("dilations", &[1, 1]));
-                n.msg(5, &attr_int("group", 1));
+                n.msg(5, &attr_int("group", *groups as i64));
                 "Conv"
             }
             LayerSpec::Relu => "Relu",
+            LayerSpec::Relu6 => {
+                for (bound, v) in [("min", 0.0f32), ("max", 6.0)] {
+                    let t = format!("{name}.{bound}");
+                    self.graph.msg(5, &float_tensor(&t, &[], &[v]));
+                    inputs.push(t);
+                }
+                "Clip"
+            }
             LayerSpec::Tanh => "Tanh",
             LayerSpec::Elu => "Elu",
             LayerSpec::MaxPool2d { kernel, stride, .. }

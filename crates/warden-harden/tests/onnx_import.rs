@@ -439,6 +439,7 @@ fn avg_arch() -> warden_harden::nn::Arch {
                 kernel: 3,
                 padding: 1,
                 stride: 1,
+                groups: 1,
             },
             Relu,
             AvgPool2d {
@@ -451,6 +452,7 @@ fn avg_arch() -> warden_harden::nn::Arch {
                 kernel: 3,
                 padding: 0,
                 stride: 1,
+                groups: 1,
             },
             AvgPool2d {
                 kernel: 2,

@@ -63,6 +63,7 @@ fn mini_cnn() -> Arch {
                 kernel: 3,
                 padding: 0,
                 stride: 1,
+                groups: 1,
             },
             Relu,
             MaxPool2d {
@@ -76,6 +77,7 @@ fn mini_cnn() -> Arch {
                 kernel: 3,
                 padding: 1,
                 stride: 1,
+                groups: 1,
             },
             Relu,
             MaxPool2d {
@@ -166,7 +168,7 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 }
                 flat = false;
             }
-            LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Elu => {}
+            LayerSpec::Relu | LayerSpec::Relu6 | LayerSpec::Tanh | LayerSpec::Elu => {}
             LayerSpec::Residual { .. } => unreachable!("the reference networks are chains"),
         }
     }

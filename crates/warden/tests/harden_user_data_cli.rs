@@ -117,6 +117,109 @@ const TV_LOGITS: [[f64; 10]; 8] = [
     ],
 ];
 
+const MV_MINI: &[u8] = include_bytes!("data/mv-mini.onnx");
+
+// torch 2.15.0+cu132; top-2 logit gaps 4.0 to 4.8
+const MV_LABELS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+const MV_LOGITS: [[f64; 10]; 8] = [
+    [
+        1.017081165e+01,
+        4.376980305e+00,
+        -5.642437935e+00,
+        4.810976505e+00,
+        3.343545675e+00,
+        -3.231424809e+00,
+        5.551596642e+00,
+        6.174819469e+00,
+        -1.262681007e+01,
+        -1.187023354e+01,
+    ],
+    [
+        6.501080990e+00,
+        1.134219837e+01,
+        4.070834160e+00,
+        5.485033512e+00,
+        -2.000685215e+00,
+        -1.292246056e+01,
+        -1.451091766e-01,
+        5.712156773e+00,
+        -1.060196877e+01,
+        -9.547846794e+00,
+    ],
+    [
+        5.995974541e+00,
+        1.065076256e+01,
+        1.701393890e+01,
+        1.263219070e+01,
+        -1.628034973e+01,
+        -2.320859146e+01,
+        1.511752129e+00,
+        -6.798093796e+00,
+        -8.839832306e+00,
+        -8.432843208e+00,
+    ],
+    [
+        6.598225117e+00,
+        6.309547901e+00,
+        7.235751152e+00,
+        1.166663361e+01,
+        -9.660897255e+00,
+        -1.421085358e+01,
+        4.837579727e+00,
+        -4.657818794e+00,
+        -1.014136314e+01,
+        -9.754892349e+00,
+    ],
+    [
+        8.577121735e+00,
+        3.724670410e-01,
+        -2.185296822e+01,
+        2.855904818e+00,
+        1.562638187e+01,
+        1.103776741e+01,
+        8.625003815e+00,
+        1.036919403e+01,
+        -1.455122089e+01,
+        -1.381202888e+01,
+    ],
+    [
+        7.649795532e+00,
+        -1.003875637e+01,
+        -3.244064331e+01,
+        8.042082787e+00,
+        1.721490669e+01,
+        2.226926422e+01,
+        1.775615311e+01,
+        2.848232269e+00,
+        -1.543268490e+01,
+        -1.542874241e+01,
+    ],
+    [
+        8.784660339e+00,
+        -5.963624001e+00,
+        -1.894816017e+01,
+        8.889591217e+00,
+        7.785529613e+00,
+        9.846087456e+00,
+        1.445575619e+01,
+        1.271568298e+00,
+        -1.389925957e+01,
+        -1.356323242e+01,
+    ],
+    [
+        8.750663757e+00,
+        8.013804436e+00,
+        -7.408759594e+00,
+        1.071169138e+00,
+        8.038949966e+00,
+        -2.805120945e+00,
+        2.074770689e+00,
+        1.305941772e+01,
+        -1.259039116e+01,
+        -1.127273750e+01,
+    ],
+];
+
 /// The fixture script's images: `n × c × h × w` bytes, channel-first.
 fn images(n: usize, c: usize, h: usize, w: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(n * c * h * w);
@@ -162,15 +265,66 @@ fn torchvision_stem_imports_with_pytorchs_logits() {
         m.arch().layers
     );
     let x = rgb_set().inputs();
-    let mut ws = Workspace::default();
-    let logits = m.forward(&mut ws, &x, 8).unwrap();
-    let worst = logits
-        .chunks_exact(10)
-        .zip(&TV_LOGITS)
-        .flat_map(|(g, w)| g.iter().zip(w).map(|(a, b)| (f64::from(*a) - b).abs()))
-        .fold(0.0f64, f64::max);
+    let worst = worst_logit_gap(&m, &x, &TV_LOGITS);
     eprintln!("max |Δlogit| = {worst:e}");
     assert!(worst < 1e-3, "{worst}");
+}
+
+fn worst_logit_gap(m: &warden_harden::nn::Model, x: &[f32], want: &[[f64; 10]]) -> f64 {
+    let mut ws = Workspace::default();
+    let logits = m.forward(&mut ws, x, want.len()).unwrap();
+    logits
+        .chunks_exact(10)
+        .zip(want)
+        .flat_map(|(g, w)| g.iter().zip(w).map(|(a, b)| (f64::from(*a) - b).abs()))
+        .fold(0.0f64, f64::max)
+}
+
+/// torchvision's MobileNet V2 parts (depthwise convolutions, ReLU6 as `Clip`, an inverted
+/// residual with its identity shortcut, a strided one, the classifier's dropout) import
+/// white-box with PyTorch's logits, and its export reads back as the same model.
+#[test]
+fn mobilenet_parts_import_with_pytorchs_logits() {
+    use warden_harden::nn::LayerSpec;
+    let m = warden_harden::onnx::import(MV_MINI).unwrap();
+    fn depthwise(l: &LayerSpec) -> bool {
+        match l {
+            LayerSpec::Conv2d {
+                in_channels,
+                groups,
+                ..
+            } => *groups > 1 && groups == in_channels,
+            LayerSpec::Residual { body, shortcut } => body.iter().chain(shortcut).any(depthwise),
+            _ => false,
+        }
+    }
+    let layers = &m.arch().layers;
+    assert_eq!(
+        layers.iter().filter(|l| depthwise(l)).count(),
+        2,
+        "{layers:?}"
+    );
+    assert!(layers.contains(&LayerSpec::Relu6), "{layers:?}");
+    assert!(
+        layers
+            .iter()
+            .any(|l| matches!(l, LayerSpec::Residual { shortcut, .. } if shortcut.is_empty())),
+        "{layers:?}"
+    );
+    let x = rgb_set().inputs();
+    let worst = worst_logit_gap(&m, &x, &MV_LOGITS);
+    eprintln!("max |Δlogit| = {worst:e}");
+    assert!(worst < 1e-4, "{worst}");
+    let back = warden_harden::onnx::import(&warden_harden::onnx::export(&m)).unwrap();
+    assert_eq!(back.arch().layers, m.arch().layers);
+    assert_eq!(back.params(), m.params());
+    let labels: Vec<u8> = m
+        .forward(&mut Workspace::default(), &x, 8)
+        .unwrap()
+        .chunks_exact(10)
+        .map(|row| warden_harden::nn::argmax(row) as u8)
+        .collect();
+    assert_eq!(labels, MV_LABELS);
 }
 
 fn warden(args: &[&str]) -> Output {
