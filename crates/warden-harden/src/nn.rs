@@ -2023,6 +2023,15 @@ fn im2col(
                         } else {
                             (iy as usize * w + ix as usize) * c
                         };
+                        if groups == 1 {
+                            let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                            if outside {
+                                dst.fill(0.0);
+                            } else {
+                                dst.copy_from_slice(&xi[src..src + c]);
+                            }
+                            continue;
+                        }
                         for g in 0..groups {
                             let at = g * kg + (ky * k + kx) * cg;
                             let dst = &mut row[at..at + cg];
@@ -2072,6 +2081,15 @@ fn col2im(
                             continue;
                         }
                         let dst = (iy as usize * w + ix as usize) * c;
+                        if groups == 1 {
+                            for (d, s) in di[dst..dst + c]
+                                .iter_mut()
+                                .zip(&row[(ky * k + kx) * c..(ky * k + kx + 1) * c])
+                            {
+                                *d += s;
+                            }
+                            continue;
+                        }
                         for g in 0..groups {
                             let at = g * kg + (ky * k + kx) * cg;
                             for (d, s) in di[dst + g * cg..dst + (g + 1) * cg]
