@@ -89,57 +89,46 @@ def report(net, x):
     return logits, logits.argmax(1).tolist(), gaps
 
 
+def fixture(net, file, prefix):
+    """Fits `net` to the eight 32 x 32 images, exports it to crates/warden/tests/data/`file`, and
+    prints its labels and logits as the Rust constants `{prefix}_LABELS` and `{prefix}_LOGITS`."""
+    perturb_bn(net)
+    net.eval()
+    x = images(8, 3, 32, 32).float() / 255
+    fit(net, x, 150)
+    torch.onnx.export(net, x, f"crates/warden/tests/data/{file}", dynamo=False,
+                      do_constant_folding=False, input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "n"}})
+    logits, pred, gaps = report(net, x)
+    print(f"// torch {torch.__version__}")
+    print(f"// top-2 logit gaps: {', '.join(f'{g:.3e}' for g in gaps)}")
+    print(f"const {prefix}_LABELS: [u8; 8] = {pred};")
+    print(f"const {prefix}_LOGITS: [[f64; 10]; 8] = [")
+    for row in logits.tolist():
+        print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
+    print("];")
+
+
 torch.manual_seed(0)
 down = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
-net = nn.Sequential(
+fixture(nn.Sequential(
     nn.Conv2d(3, 8, 7, 2, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
     nn.MaxPool2d(3, 2, 1),
     BasicBlock(8, 8), BasicBlock(8, 16, 2, down),
     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
-)
-perturb_bn(net)
-net.eval()
-u8 = images(8, 3, 32, 32)
-x = u8.float() / 255
-fit(net, x, 150)
-torch.onnx.export(net, x, "crates/warden/tests/data/tv-stem.onnx", dynamo=False,
-                  do_constant_folding=False, input_names=["x"], output_names=["logits"],
-                  dynamic_axes={"x": {0: "n"}})
-logits, pred, gaps = report(net, x)
-print(f"// torch {torch.__version__}")
-print(f"// top-2 logit gaps: {', '.join(f'{g:.3e}' for g in gaps)}")
-print(f"const TV_LABELS: [u8; 8] = {pred};")
-print("const TV_LOGITS: [[f64; 10]; 8] = [")
-for row in logits.tolist():
-    print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
-print("];")
+), "tv-stem.onnx", "TV")
 
 # MobileNet V2 in small, from torchvision's own parts: its stem (3x3 stride-2 convolution, batch
 # norm, ReLU6), two InvertedResiduals (pointwise expansion, depthwise 3x3 convolution with
 # groups = channels, pointwise projection; the first with its identity shortcut, the second
 # strided), its last 1x1 convolution, and its classifier (dropout, linear).
 torch.manual_seed(0)
-mv = nn.Sequential(
+fixture(nn.Sequential(
     Conv2dNormActivation(3, 8, stride=2, activation_layer=nn.ReLU6),
     InvertedResidual(8, 8, 1, 2), InvertedResidual(8, 16, 2, 4),
     Conv2dNormActivation(16, 32, kernel_size=1, activation_layer=nn.ReLU6),
     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(32, 10),
-)
-perturb_bn(mv)
-mv.eval()
-u8 = images(8, 3, 32, 32)
-x = u8.float() / 255
-fit(mv, x, 150)
-torch.onnx.export(mv, x, "crates/warden/tests/data/mv-mini.onnx", dynamo=False,
-                  do_constant_folding=False, input_names=["x"], output_names=["logits"],
-                  dynamic_axes={"x": {0: "n"}})
-logits, pred, gaps = report(mv, x)
-print(f"// top-2 logit gaps: {', '.join(f'{g:.3e}' for g in gaps)}")
-print(f"const MV_LABELS: [u8; 8] = {pred};")
-print("const MV_LOGITS: [[f64; 10]; 8] = [")
-for row in logits.tolist():
-    print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
-print("];")
+), "mv-mini.onnx", "MV")
 
 
 def option(name, default):
