@@ -123,7 +123,7 @@ fn one() -> usize {
     1
 }
 
-fn is_one(v: &usize) -> bool {
+pub(crate) fn is_one(v: &usize) -> bool {
     *v == 1
 }
 
@@ -2023,15 +2023,6 @@ fn im2col(
                         } else {
                             (iy as usize * w + ix as usize) * c
                         };
-                        if groups == 1 {
-                            let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
-                            if outside {
-                                dst.fill(0.0);
-                            } else {
-                                dst.copy_from_slice(&xi[src..src + c]);
-                            }
-                            continue;
-                        }
                         for g in 0..groups {
                             let at = g * kg + (ky * k + kx) * cg;
                             let dst = &mut row[at..at + cg];
@@ -2081,15 +2072,6 @@ fn col2im(
                             continue;
                         }
                         let dst = (iy as usize * w + ix as usize) * c;
-                        if groups == 1 {
-                            for (d, s) in di[dst..dst + c]
-                                .iter_mut()
-                                .zip(&row[(ky * k + kx) * c..(ky * k + kx + 1) * c])
-                            {
-                                *d += s;
-                            }
-                            continue;
-                        }
                         for g in 0..groups {
                             let at = g * kg + (ky * k + kx) * cg;
                             for (d, s) in di[dst + g * cg..dst + (g + 1) * cg]
