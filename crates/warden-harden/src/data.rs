@@ -64,7 +64,7 @@ pub struct Summary {
     pub name: String,
     pub len: usize,
     /// Absent for grey-scale sets, as in reports written before sets had channels.
-    #[serde(skip_serializing_if = "is_one")]
+    #[serde(skip_serializing_if = "crate::nn::is_one")]
     pub channels: usize,
     pub rows: usize,
     pub cols: usize,
@@ -72,10 +72,6 @@ pub struct Summary {
     /// SHA-256 of the decoded images and labels (see [`Dataset::digest`]).
     pub sha256: String,
     pub sources: Vec<Source>,
-}
-
-fn is_one(v: &usize) -> bool {
-    *v == 1
 }
 
 fn hex(d: &[u8]) -> String {
@@ -115,7 +111,7 @@ impl Dataset {
         let (c, hw) = (self.channels, self.rows * self.cols);
         let scale = |p: u8| f32::from(p) / 255.0;
         if c == 1 {
-            return self.images.iter().map(|&p| scale(p)).collect();
+            return crate::train::to_f32(&self.images);
         }
         let mut out = Vec::with_capacity(self.images.len());
         for img in self.images.chunks_exact(c * hw) {

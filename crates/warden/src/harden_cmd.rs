@@ -108,16 +108,14 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
             for c in corruptions {
                 for &s in &a.severity {
                     let set = corrupt::corrupt_dataset(&test, c, s, a.seed);
-                    let bytes = if set.channels == 1 {
-                        data::encode_idx(&[set.len(), set.rows, set.cols], &set.images)
+                    // Grey-scale sets as the MNIST family's files (N × H × W), others N × C × H × W.
+                    let dims = if set.channels == 1 {
+                        vec![set.len(), set.rows, set.cols]
                     } else {
-                        data::encode_idx(
-                            &[set.len(), set.channels, set.rows, set.cols],
-                            &set.images,
-                        )
+                        vec![set.len(), set.channels, set.rows, set.cols]
                     };
-                    let dims = if set.channels == 1 { 3 } else { 4 };
-                    let name = format!("{}-{s}-images-idx{dims}-ubyte.gz", c.name());
+                    let bytes = data::encode_idx(&dims, &set.images);
+                    let name = format!("{}-{s}-images-idx{}-ubyte.gz", c.name(), dims.len());
                     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
                     gz.write_all(&bytes)?;
                     let path = a.out.join(&name);

@@ -251,15 +251,9 @@ impl TestSetArgs {
     /// The test set, cut to its first `limit` examples when given.
     pub(crate) fn load(&self, limit: Option<usize>) -> Result<data::Dataset> {
         let mut test = match (&self.test_images, &self.test_labels) {
-            (Some(images), Some(labels)) => {
-                let name = images
-                    .file_name()
-                    .map_or_else(|| "test".into(), |n| n.to_string_lossy().into_owned());
-                data::load_idx_set(images, labels, &name)?
-            }
+            (Some(images), Some(labels)) => load_own_set(images, labels, "test set")?,
             _ => data::load_fashion_mnist(&self.fashion_mnist, Split::Test)?,
         };
-        anyhow::ensure!(!test.is_empty(), "the test set is empty");
         if let Some(l) = limit {
             let idx: Vec<usize> = (0..test.len().min(l.max(1))).collect();
             if idx.len() < test.len() {
@@ -268,6 +262,17 @@ impl TestSetArgs {
         }
         Ok(test)
     }
+}
+
+/// A set of the user's own (`data::load_idx_set`), named after its images file; an empty one is
+/// refused. `role` names it in messages.
+fn load_own_set(images: &Path, labels: &Path, role: &str) -> Result<data::Dataset> {
+    let name = images
+        .file_name()
+        .map_or_else(|| role.into(), |n| n.to_string_lossy().into_owned());
+    let set = data::load_idx_set(images, labels, &name)?;
+    anyhow::ensure!(!set.is_empty(), "the {role} {name} is empty");
+    Ok(set)
 }
 
 /// Refuses a model whose input is not the set's images, or whose classes do not cover its
@@ -783,11 +788,7 @@ pub(crate) fn train_cmd(a: TrainArgs) -> Result<Outcome> {
 
     let full = match (&a.train_images, &a.train_labels) {
         (Some(images), Some(labels)) => {
-            let name = images
-                .file_name()
-                .map_or_else(|| "train".into(), |n| n.to_string_lossy().into_owned());
-            let set = data::load_idx_set(images, labels, &name)?;
-            anyhow::ensure!(!set.is_empty(), "the training set {name} is empty");
+            let set = load_own_set(images, labels, "training set")?;
             check_fits(
                 &set,
                 "training set",
