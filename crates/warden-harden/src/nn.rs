@@ -438,7 +438,8 @@ impl Dims {
 enum Op {
     /// A convolution as im2col and products. With `groups` > 1 each im2col row holds the groups
     /// one after the other (`[group][ky][kx][channel of the group]`), and each group is its own
-    /// product against its block of output channels.
+    /// product against its block of output channels. A depthwise one ([`depthwise`]) runs
+    /// directly instead, without im2col rows.
     Conv {
         layer: usize,
         cin: usize,
@@ -570,6 +571,13 @@ impl Params {
         let t = self.transposed[i]
             .get_or_init(|| crate::weights::transpose_blocks(&self.values[i], out, inf));
         (t, Shape::row_major(inf, out))
+    }
+
+    /// Weights `i` (`out × inf`) transposed to `inf × out`, the same kind of copy: a depthwise
+    /// convolution's `[c][ky][kx]` read as `[ky][kx][c]`.
+    fn transposed_copy(&self, i: usize, out: usize, inf: usize) -> &[f32] {
+        self.transposed[i]
+            .get_or_init(|| crate::weights::transpose_blocks(&self.values[i], out, inf))
     }
 }
 
@@ -753,6 +761,14 @@ impl Model {
                 } => {
                     let kk = k * k * cin;
                     let rows = n * oh * ow;
+                    if depthwise(cin, cout, groups) {
+                        out.resize(rows * cout, 0.0);
+                        let wt = self.params.transposed_copy(param, cout, k * k);
+                        let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
+                        geo.forward(input, n, wt, out);
+                        bias_act(out, &self.params[param + 1], relu);
+                        continue;
+                    }
                     let col = &mut ws.cols[i];
                     col.resize(rows * kk, 0.0);
                     im2col(input, n, [h, w, cin, groups], k, pad, stride, oh, ow, col);
@@ -911,6 +927,32 @@ impl Model {
                     cin,
                     cout,
                     k,
+                    pad,
+                    stride,
+                    groups,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    ..
+                } if depthwise(cin, cout, groups) => {
+                    let (p, hwc) = (oh * ow * cout, h * w * cin);
+                    let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
+                    ws.stash[i].clone_from(&ws.ga);
+                    ws.tmp.resize(k * k * cin, 0.0);
+                    let mut bias = vec![0.0f32; cout];
+                    for (e, s) in sq.iter_mut().enumerate() {
+                        let ge = &ws.ga[e * p..(e + 1) * p];
+                        ws.tmp.fill(0.0);
+                        geo.weight_grad(ge, &input[e * hwc..(e + 1) * hwc], 1, &mut ws.tmp);
+                        col_sums(ge, cout, &mut bias);
+                        *s += square(&ws.tmp) + square(&bias);
+                    }
+                }
+                Op::Conv {
+                    cin,
+                    cout,
+                    k,
                     groups,
                     oh,
                     ow,
@@ -1065,6 +1107,32 @@ impl Model {
                 cin,
                 cout,
                 k,
+                pad,
+                stride,
+                groups,
+                h,
+                w,
+                oh,
+                ow,
+                param,
+                ..
+            } if depthwise(cin, cout, groups) => {
+                // Summed as `[ky][kx][c]`, stored `[c][ky][kx]`.
+                let mut sums = vec![0.0f32; k * k * cin];
+                let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
+                geo.weight_grad(g, input, n, &mut sums);
+                let dw = &mut grads[param];
+                for (tap, row) in sums.chunks_exact(cin).enumerate() {
+                    for (ch, &v) in row.iter().enumerate() {
+                        dw[ch * k * k + tap] = v;
+                    }
+                }
+                col_sums(g, cout, &mut grads[param + 1]);
+            }
+            Op::Conv {
+                cin,
+                cout,
+                k,
                 groups,
                 oh,
                 ow,
@@ -1130,6 +1198,15 @@ impl Model {
                 param,
                 ..
             } => {
+                if depthwise(cin, cout, groups) {
+                    ws.gb.clear();
+                    ws.gb.resize(n * h * w * cin, 0.0);
+                    let wt = self.params.transposed_copy(param, cout, k * k);
+                    let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
+                    geo.input_grad(&ws.ga, n, wt, &mut ws.gb);
+                    std::mem::swap(&mut ws.ga, &mut ws.gb);
+                    return;
+                }
                 let (kk, rows) = (k * k * cin, n * oh * ow);
                 let (kg, cg) = (kk / groups, cout / groups);
                 ws.dcol.resize(rows * kk, 0.0);
@@ -1982,6 +2059,95 @@ fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
     }
 }
 
+/// Whether a convolution is depthwise: one input channel per group and one output channel per
+/// input channel (MobileNet's 3 × 3 layers). Such a layer runs directly ([`Depthwise`]) instead of
+/// as im2col and one product per channel, each a matrix–vector product of `k²` columns.
+fn depthwise(cin: usize, cout: usize, groups: usize) -> bool {
+    groups > 1 && groups == cin && cout == cin
+}
+
+/// The geometry of a depthwise convolution of channels-last images: input height, width and
+/// channels, a `k × k` window, padding and stride, output height and width. Its kernels walk the
+/// windows and, at each tap, run along the channels, which are contiguous both in the image and
+/// in the weights read as `[ky][kx][c]`, so the innermost loop vectorises. Taps in the padding
+/// are skipped.
+struct Depthwise {
+    hwc: [usize; 3],
+    k: usize,
+    pad: usize,
+    stride: usize,
+    out_hw: [usize; 2],
+}
+
+impl Depthwise {
+    fn new(hwc: [usize; 3], k: usize, pad: usize, stride: usize, out_hw: [usize; 2]) -> Depthwise {
+        Depthwise {
+            hwc,
+            k,
+            pad,
+            stride,
+            out_hw,
+        }
+    }
+
+    /// Calls `f(output offset, input offset, tap)` for every tap inside the image of every
+    /// output position of `n` images; offsets are in floats, each the start of `c` channels.
+    fn each_tap(&self, n: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let ([h, w, c], [oh, ow], k) = (self.hwc, self.out_hw, self.k);
+        for img in 0..n {
+            for oy in 0..oh {
+                let (ky0, ky1) = window(oy, self.stride, self.pad, k, h);
+                for ox in 0..ow {
+                    let (kx0, kx1) = window(ox, self.stride, self.pad, k, w);
+                    let at = ((img * oh + oy) * ow + ox) * c;
+                    for ky in ky0..ky1 {
+                        let iy = oy * self.stride + ky - self.pad;
+                        for kx in kx0..kx1 {
+                            let ix = ox * self.stride + kx - self.pad;
+                            f(at, ((img * h + iy) * w + ix) * c, ky * k + kx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out` = the convolution of `x` by `wt` (`[ky][kx][c]`), without bias.
+    fn forward(&self, x: &[f32], n: usize, wt: &[f32], out: &mut [f32]) {
+        let c = self.hwc[2];
+        out.fill(0.0);
+        self.each_tap(n, |o, i, tap| {
+            let (o, x, wt) = (&mut out[o..o + c], &x[i..i + c], &wt[tap * c..tap * c + c]);
+            for ((o, x), wt) in o.iter_mut().zip(x).zip(wt) {
+                *o += x * wt;
+            }
+        });
+    }
+
+    /// Adds to `dx` the gradient with respect to the input, given `g` for the output.
+    fn input_grad(&self, g: &[f32], n: usize, wt: &[f32], dx: &mut [f32]) {
+        let c = self.hwc[2];
+        self.each_tap(n, |o, i, tap| {
+            let (g, dx, wt) = (&g[o..o + c], &mut dx[i..i + c], &wt[tap * c..tap * c + c]);
+            for ((dx, g), wt) in dx.iter_mut().zip(g).zip(wt) {
+                *dx += g * wt;
+            }
+        });
+    }
+
+    /// Adds to `dw` (`[ky][kx][c]`) the gradient with respect to the weights, given `g` for the
+    /// output and the input `x`.
+    fn weight_grad(&self, g: &[f32], x: &[f32], n: usize, dw: &mut [f32]) {
+        let c = self.hwc[2];
+        self.each_tap(n, |o, i, tap| {
+            let (g, x, dw) = (&g[o..o + c], &x[i..i + c], &mut dw[tap * c..tap * c + c]);
+            for ((dw, g), x) in dw.iter_mut().zip(g).zip(x) {
+                *dw += g * x;
+            }
+        });
+    }
+}
+
 /// The im2col rows of channels-last images (`image` = height, width, channels, groups): one row
 /// per output position, `[ky][kx][channel]`, or with groups `[group][ky][kx][channel of the
 /// group]` so that each group's columns are one block.
@@ -2575,7 +2741,23 @@ mod tests {
     #[test]
     fn grouped_convolutions_equal_dense_ones_with_block_weights() {
         use LayerSpec::*;
-        for (cin, cout, groups) in [(4, 4, 4), (4, 6, 2), (3, 6, 3)] {
+        // (channels in, out, groups, kernel, padding, stride). The depthwise ones (groups = in =
+        // out) run the direct kernel: with the windows cut by the padding on every side, wider
+        // than half the window, larger windows and strides.
+        for (cin, cout, groups, k, pad, stride) in [
+            (4, 4, 4, 3, 1, 2),
+            (4, 6, 2, 3, 1, 2),
+            (3, 6, 3, 3, 1, 2),
+            (6, 6, 6, 3, 1, 1),
+            (5, 5, 5, 3, 2, 1),
+            (8, 8, 8, 5, 2, 2),
+            (3, 3, 3, 1, 0, 1),
+        ] {
+            let (oh, ow) = (
+                (5 + 2 * pad - k) / stride + 1,
+                (6 + 2 * pad - k) / stride + 1,
+            );
+            let kk = k * k;
             let arch = |groups| Arch {
                 name: "g".into(),
                 input: [cin, 5, 6],
@@ -2584,15 +2766,15 @@ mod tests {
                     Conv2d {
                         in_channels: cin,
                         out_channels: cout,
-                        kernel: 3,
-                        padding: 1,
-                        stride: 2,
+                        kernel: k,
+                        padding: pad,
+                        stride,
                         groups,
                     },
                     Relu6,
                     Flatten,
                     Linear {
-                        in_features: cout * 3 * 3,
+                        in_features: cout * oh * ow,
                         out_features: 4,
                     },
                 ],
@@ -2600,13 +2782,13 @@ mod tests {
             let g = Model::init(&arch(groups), 5).unwrap();
             let mut d = Model::zeros(&arch(1)).unwrap();
             let (cg, og) = (cin / groups, cout / groups);
-            assert_eq!(g.params()[0].len(), cout * 9 * cg);
+            assert_eq!(g.params()[0].len(), cout * kk * cg);
             // Warden's layout: [cout][ky][kx][cin]; the grouped one holds its group's channels.
             for o in 0..cout {
-                for t in 0..9 {
+                for t in 0..kk {
                     for c in 0..cg {
-                        d.params_mut()[0][(o * 9 + t) * cin + (o / og) * cg + c] =
-                            g.params()[0][(o * 9 + t) * cg + c];
+                        d.params_mut()[0][(o * kk + t) * cin + (o / og) * cg + c] =
+                            g.params()[0][(o * kk + t) * cg + c];
                     }
                 }
             }
@@ -2622,6 +2804,8 @@ mod tests {
             let (mut wg, mut wd) = (Workspace::default(), Workspace::default());
             let lg = g.forward(&mut wg, &x, n).unwrap().to_vec();
             let ld = d.forward(&mut wd, &x, n).unwrap().to_vec();
+            // The direct kernel writes no im2col rows; every other convolution does.
+            assert_eq!(wg.cols[0].is_empty(), groups == cin && cout == cin);
             for (a, b) in lg.iter().zip(&ld) {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
             }
@@ -2634,10 +2818,10 @@ mod tests {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
             }
             for o in 0..cout {
-                for t in 0..9 {
+                for t in 0..kk {
                     for c in 0..cg {
-                        let a = gg[0][(o * 9 + t) * cg + c];
-                        let b = gd[0][(o * 9 + t) * cin + (o / og) * cg + c];
+                        let a = gg[0][(o * kk + t) * cg + c];
+                        let b = gd[0][(o * kk + t) * cin + (o / og) * cg + c];
                         assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
                     }
                 }
