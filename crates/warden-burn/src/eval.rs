@@ -76,7 +76,7 @@ impl<B: AutodiffBackend> DeviceNet<B> {
             .iter()
             .map(|p| Tensor::from_inner(p.clone()))
             .collect();
-        let logits = forward(&self.template, &self.steps, &ps, xa.clone()).map_err(engine)?;
+        let logits = forward(&self.template, &self.steps, &ps, xa.clone(), true).map_err(engine)?;
         Ok((xa, logits))
     }
 }
@@ -131,7 +131,8 @@ impl<B: AutodiffBackend> Network for DeviceNet<B> {
         self.graph = None;
         guarded(|| {
             let t = self.upload(x, n);
-            let logits = forward(&self.template, &self.steps, &self.params, t).map_err(engine)?;
+            let logits =
+                forward(&self.template, &self.steps, &self.params, t, true).map_err(engine)?;
             let mut host = Vec::new();
             read(logits, &mut host)?;
             self.logits = host;

@@ -207,11 +207,20 @@ enum Act<F: Backend> {
 /// The network of `steps` of `model`'s architecture with parameters `params` (PyTorch layout,
 /// flat, shaped as `model.param_infos()` says) on inputs `x` (`N × H·W·C`, Warden's channels-last
 /// input layout); the logits.
+///
+/// With `exact`, every product is an f32 one. burn 0.21's CUDA matrix product runs f32 operands
+/// through TF32 tensor cores (10-bit mantissas), where its convolutions (direct kernels, in the
+/// build `warden-burn` makes) multiply in f32. TF32 is the usual choice for training, and
+/// training takes it; an evaluation must not, since its verdicts (the clean prediction, whether
+/// a claimed adversarial example is one) would then be those of a different model near the
+/// decision boundary. So with `exact` a linear layer runs as a 1 × 1 convolution of a 1 × 1
+/// image: the same sums, in f32 (`docs/results/gpu-imported/`).
 fn forward<F: Backend>(
     model: &Model,
     steps: &[Step],
     params: &[Tensor<F, 1>],
     x: Tensor<F, 2>,
+    exact: bool,
 ) -> Result<Tensor<F, 2>, BurnError> {
     let n = x.dims()[0];
     let [c, h, w] = model.arch().input;
@@ -303,9 +312,19 @@ fn forward<F: Backend>(
                     Act::Img(t) => t.flatten(1, 3),
                     Act::Flat(t) => t,
                 };
-                let wt: Tensor<F, 2> = params[param].clone().reshape(shape2(param)?);
-                let b = params[param + 1].clone().unsqueeze_dim::<2>(0);
-                Act::Flat(t.matmul(wt.transpose()) + b)
+                let [out, inf] = shape2(param)?;
+                if exact {
+                    let n = t.dims()[0];
+                    let wt: Tensor<F, 4> = params[param].clone().reshape([out, inf, 1, 1]);
+                    let b = params[param + 1].clone();
+                    let one = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+                    let y = module::conv2d(t.reshape([n, inf, 1, 1]), wt, Some(b), one);
+                    Act::Flat(y.reshape([n, out]))
+                } else {
+                    let wt: Tensor<F, 2> = params[param].clone().reshape([out, inf]);
+                    let b = params[param + 1].clone().unsqueeze_dim::<2>(0);
+                    Act::Flat(t.matmul(wt.transpose()) + b)
+                }
             }
         };
     }
@@ -619,7 +638,7 @@ impl<B: AutodiffBackend> Engine<B> {
         params: &[Tensor<F, 1>],
         x: Tensor<F, 2>,
     ) -> Result<Tensor<F, 2>, BurnError> {
-        forward(&self.template, &self.steps, params, x)
+        forward(&self.template, &self.steps, params, x, false)
     }
 
     /// The parameters as leaves of a new graph: tracked (for weight gradients) or not.
