@@ -316,6 +316,43 @@ pub fn evaluate(
     evaluate_on(&mut Compute::Cpu { model, pool }, test, cfg, progress)
 }
 
+/// Test examples on which a device is compared with the CPU engine before it evaluates.
+pub const PARITY_EXAMPLES: usize = 16;
+
+/// [`evaluate_on`] a network outside this crate (a GPU), `chunk` examples per pass, after
+/// checking it against Warden's CPU engine running `model` on the first [`PARITY_EXAMPLES`]
+/// test examples ([`crate::net::parity`]). A device that does not compute the model as the CPU
+/// engine does, beyond rounding ([`crate::net::Parity::agrees`]), is refused before any attack:
+/// its attacks would follow wrong gradients and overstate the model's robustness. Returns the
+/// evaluation and the comparison, for the report.
+pub fn evaluate_device(
+    model: &Model,
+    net: &mut dyn crate::net::Network,
+    chunk: usize,
+    test: &Dataset,
+    cfg: &EvalConfig,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<(ModelEval, crate::net::Parity), ModelError> {
+    let k = test.len().min(PARITY_EXAMPLES);
+    if k == 0 {
+        return Err(ModelError::Input("an empty test set".into()));
+    }
+    let first: Vec<usize> = (0..k).collect();
+    let x = test.subset(&first, "parity").inputs();
+    let mut ws = crate::nn::Workspace::default();
+    let mut cpu = crate::net::CpuNet { model, ws: &mut ws };
+    let parity = crate::net::parity(&mut cpu, net, &x, &test.labels[..k])?;
+    if let Err(why) = parity.agrees() {
+        return Err(ModelError::Engine(format!(
+            "the device does not compute this model as Warden's CPU engine does: {why}. Attacks \
+             on it would follow wrong gradients and overstate the model's robustness; evaluate \
+             with --device cpu (and please report this, with the model)"
+        )));
+    }
+    let e = evaluate_on(&mut Compute::Device { net, chunk }, test, cfg, progress)?;
+    Ok((e, parity))
+}
+
 /// [`evaluate`] on any engine.
 pub fn evaluate_on(
     c: &mut Compute<'_>,
@@ -807,6 +844,62 @@ mod tests {
             assert!(net.grads > 0);
             same(&dev, &format!("chunk {chunk}"));
         }
+    }
+
+    /// A device is compared with the CPU engine before it evaluates: one that computes the model
+    /// exactly evaluates as the CPU engine does, with the comparison returned; one whose input
+    /// gradients are wrong where its logits are right (what burn 0.21's CUDA backend did to a
+    /// strided 1 × 1 convolution) is refused before any attack asks it for a gradient.
+    #[test]
+    fn a_device_is_checked_against_the_cpu_engine_first() {
+        let (model, set) = self_labelled(20);
+        let cfg = EvalConfig::brief();
+        let cpu = evaluate(&model, &mut Pool::new(1), &set, &cfg, &mut |_, _, _| {}).unwrap();
+        let owned = || Owned {
+            model: model.clone(),
+            ws: Default::default(),
+            grads: 0,
+            fail_at: None,
+        };
+        let mut net = owned();
+        let (e, parity) =
+            evaluate_device(&model, &mut net, 7, &set, &cfg, &mut |_, _, _| {}).unwrap();
+        assert_eq!(parity.examples, PARITY_EXAMPLES);
+        assert_eq!((parity.max_logit_diff, parity.max_grad_diff), (0.0, 0.0));
+        assert_eq!(e.clean_accuracy, cpu.clean_accuracy);
+        assert_eq!(e.worst_case, cpu.worst_case);
+
+        /// Right logits; the input gradient's every other entry negated.
+        struct Flipped(Owned, Vec<f32>);
+        impl crate::net::Network for Flipped {
+            fn input(&self) -> [usize; 3] {
+                self.0.input()
+            }
+            fn classes(&self) -> usize {
+                self.0.classes()
+            }
+            fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], ModelError> {
+                self.0.forward(x, n)
+            }
+            fn input_grad(&mut self, x: &[f32], d: &[f32]) -> Result<&[f32], ModelError> {
+                let g = self.0.input_grad(x, d)?;
+                self.1 = g
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 2 == 1 { -v } else { *v })
+                    .collect();
+                Ok(&self.1)
+            }
+        }
+        let mut net = Flipped(owned(), Vec::new());
+        let r = evaluate_device(&model, &mut net, 7, &set, &cfg, &mut |_, _, _| {});
+        match r {
+            Err(ModelError::Engine(m)) => {
+                assert!(m.contains("overstate") && m.contains("--device cpu"), "{m}")
+            }
+            other => panic!("a device with wrong gradients evaluated: {other:?}"),
+        }
+        assert_eq!(net.0.grads, 1, "only the comparison asked for a gradient");
     }
 
     /// An engine that fails part-way stops the evaluation with its error: an attack that could

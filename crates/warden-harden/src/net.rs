@@ -213,6 +213,116 @@ impl Compute<'_> {
     }
 }
 
+/// How closely a network answers as a reference one on the same inputs: what a report on another
+/// engine (a GPU) says of its arithmetic, measured rather than assumed. Logits are compared
+/// directly; input gradients are those of the cross-entropy at the given labels, with the
+/// reference's logits deciding the softmax for both, so that only the networks differ.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Parity {
+    /// Inputs compared.
+    pub examples: usize,
+    /// The largest |logit| of the reference, for scale.
+    pub max_logit: f32,
+    /// The largest |difference| between the two networks' logits.
+    pub max_logit_diff: f32,
+    /// Inputs both networks put in the same class.
+    pub same_predictions: usize,
+    /// The largest |entry| of the reference's input gradient, for scale.
+    pub max_grad: f32,
+    /// The largest |difference| between the two input gradients.
+    pub max_grad_diff: f32,
+    /// The share of input-gradient entries whose signs agree (zero counted as its own sign):
+    /// what an L∞ step (FGSM, PGD) follows.
+    pub grad_sign_agreement: f64,
+}
+
+impl Parity {
+    /// `Err` (saying what differs) unless the two networks compute the same function up to the
+    /// rounding of two f32 engines: logits within 10⁻³ of their scale, input gradients within
+    /// 5% of theirs with at least 99% of their signs the same. Rounding alone stays far inside
+    /// this: burn's CPU backend on a ResNet-18, 5.6 × 10⁻⁴ of the gradients' scale and 99.994%
+    /// of the signs. A wrong backward kernel does not: burn 0.21's CUDA backend on the same
+    /// model, 90% and 81% (`docs/results/gpu-imported/`). Attacks that follow such gradients
+    /// find less than they should, and the robust accuracy they leave is overstated.
+    pub fn agrees(&self) -> Result<(), String> {
+        let logits = self.max_logit_diff <= 1e-3 * (1.0 + self.max_logit);
+        let grads = self.max_grad_diff <= 0.05 * self.max_grad && self.grad_sign_agreement >= 0.99;
+        if logits && grads {
+            return Ok(());
+        }
+        Err(format!(
+            "on the first {} test examples its logits differ by up to {:.3e} (largest {:.3e}) and its input gradients by up to {:.3e} (largest {:.3e}), with {:.2}% of their signs the same",
+            self.examples,
+            self.max_logit_diff,
+            self.max_logit,
+            self.max_grad_diff,
+            self.max_grad,
+            100.0 * self.grad_sign_agreement
+        ))
+    }
+}
+
+/// [`Parity`] of `other` against `reference` on the `y.len()` inputs `x`.
+pub fn parity(
+    reference: &mut dyn Network,
+    other: &mut dyn Network,
+    x: &[f32],
+    y: &[u8],
+) -> Result<Parity, ModelError> {
+    let n = y.len();
+    let classes = reference.classes();
+    if other.classes() != classes || other.input() != reference.input() {
+        return Err(ModelError::Input("the two networks differ in shape".into()));
+    }
+    let mut reference = Checked { net: reference };
+    let mut other = Checked { net: other };
+    let want = reference.forward(x, n)?.to_vec();
+    let got = other.forward(x, n)?.to_vec();
+    let mut dlogits = Vec::new();
+    crate::nn::softmax_xent(&want, y, classes, 1.0, &mut dlogits, None);
+    let g_want = reference.input_grad(x, &dlogits)?.to_vec();
+    let g_got = other.input_grad(x, &dlogits)?;
+    let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, a| m.max(a.abs()));
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()))
+    };
+    let same_sign = g_want
+        .iter()
+        .zip(g_got)
+        .filter(|(p, q)| sign(**p) == sign(**q))
+        .count();
+    Ok(Parity {
+        examples: n,
+        max_logit: max_abs(&want),
+        max_logit_diff: max_diff(&want, &got),
+        same_predictions: want
+            .chunks_exact(classes)
+            .zip(got.chunks_exact(classes))
+            .filter(|(p, q)| argmax(p) == argmax(q))
+            .count(),
+        max_grad: max_abs(&g_want),
+        max_grad_diff: max_diff(&g_want, g_got),
+        grad_sign_agreement: if g_want.is_empty() {
+            1.0
+        } else {
+            same_sign as f64 / g_want.len() as f64
+        },
+    })
+}
+
+/// −1, 0 or 1, with both zeros 0 (an L∞ step does not move along a zero entry).
+fn sign(v: f32) -> i8 {
+    if v > 0.0 {
+        1
+    } else if v < 0.0 {
+        -1
+    } else {
+        0
+    }
+}
+
 /// An error unless `logits` holds `n × classes` finite values.
 fn check_logits(logits: &[f32], n: usize, classes: usize) -> Result<(), ModelError> {
     if logits.len() != n * classes || logits.iter().any(|v| !v.is_finite()) {
@@ -259,5 +369,125 @@ impl Network for Checked<'_> {
             )));
         }
         Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Arch;
+
+    /// A network whose logits are another's plus `shift` and whose input gradient is the other's
+    /// negated.
+    struct Skewed<'a> {
+        inner: CpuNet<'a>,
+        shift: f32,
+        logits: Vec<f32>,
+        grad: Vec<f32>,
+    }
+
+    impl Network for Skewed<'_> {
+        fn input(&self) -> [usize; 3] {
+            self.inner.input()
+        }
+        fn classes(&self) -> usize {
+            self.inner.classes()
+        }
+        fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], ModelError> {
+            let l = self.inner.forward(x, n)?;
+            self.logits = l.iter().map(|v| v + self.shift).collect();
+            Ok(&self.logits)
+        }
+        fn input_grad(&mut self, x: &[f32], dlogits: &[f32]) -> Result<&[f32], ModelError> {
+            self.grad = self
+                .inner
+                .input_grad(x, dlogits)?
+                .iter()
+                .map(|v| -v)
+                .collect();
+            Ok(&self.grad)
+        }
+    }
+
+    #[test]
+    fn parity_measures_the_difference_between_two_networks() {
+        let model = Model::init(&Arch::small_cnn(), 3).unwrap();
+        let n = 4;
+        let x: Vec<f32> = (0..n * model.input_len())
+            .map(|i| ((i * 37) % 101) as f32 / 100.0)
+            .collect();
+        let y = [0u8, 1, 2, 3];
+        let (mut w1, mut w2, mut w3) = (
+            Workspace::default(),
+            Workspace::default(),
+            Workspace::default(),
+        );
+        let mut a = CpuNet {
+            model: &model,
+            ws: &mut w1,
+        };
+        let mut b = CpuNet {
+            model: &model,
+            ws: &mut w2,
+        };
+        let same = parity(&mut a, &mut b, &x, &y).unwrap();
+        assert_eq!(same.examples, n);
+        assert_eq!((same.max_logit_diff, same.max_grad_diff), (0.0, 0.0));
+        assert_eq!(same.same_predictions, n);
+        assert_eq!(same.grad_sign_agreement, 1.0);
+        assert!(same.agrees().is_ok());
+        assert!(same.max_logit > 0.0 && same.max_grad > 0.0, "{same:?}");
+
+        // Shifting every logit keeps each prediction and moves each logit by the shift; a
+        // negated gradient agrees in sign only where it is zero.
+        let mut c = Skewed {
+            inner: CpuNet {
+                model: &model,
+                ws: &mut w3,
+            },
+            shift: 0.5,
+            logits: Vec::new(),
+            grad: Vec::new(),
+        };
+        let skewed = parity(&mut a, &mut c, &x, &y).unwrap();
+        assert!((skewed.max_logit_diff - 0.5).abs() < 1e-6, "{skewed:?}");
+        assert_eq!(skewed.same_predictions, n);
+        assert!((skewed.max_grad_diff - 2.0 * skewed.max_grad).abs() <= 1e-6 * skewed.max_grad);
+        let logits = a.forward(&x, n).unwrap().to_vec();
+        let mut dl = Vec::new();
+        crate::nn::softmax_xent(&logits, &y, 10, 1.0, &mut dl, None);
+        let g = a.input_grad(&x, &dl).unwrap();
+        let zeros = g.iter().filter(|v| **v == 0.0).count() as f64 / g.len() as f64;
+        assert_eq!(skewed.grad_sign_agreement, zeros, "{skewed:?}");
+        let why = skewed.agrees().unwrap_err();
+        assert!(why.contains("signs the same"), "{why}");
+        // Rounding-sized differences pass; a gradient 6% off, or 2% of its signs, do not.
+        let near = Parity {
+            max_logit_diff: 1e-4,
+            max_grad_diff: 0.01 * same.max_grad,
+            grad_sign_agreement: 0.999,
+            ..same.clone()
+        };
+        assert!(near.agrees().is_ok());
+        for off in [
+            Parity {
+                max_grad_diff: 0.06 * same.max_grad,
+                ..near.clone()
+            },
+            Parity {
+                grad_sign_agreement: 0.98,
+                ..near.clone()
+            },
+            Parity {
+                max_logit_diff: 2e-3 * (1.0 + same.max_logit),
+                ..near.clone()
+            },
+        ] {
+            assert!(off.agrees().is_err(), "{off:?}");
+        }
+        assert!(
+            zeros < 0.5,
+            "the check needs entries that are not zero: {zeros}"
+        );
     }
 }

@@ -166,7 +166,8 @@ pub(crate) fn check_device(device: &str) -> Result<()> {
 }
 
 /// `eval::evaluate` on `device`: Warden's engine on the pool for cpu, otherwise burn's backend,
-/// `chunk` examples per pass; with the engine's name.
+/// `chunk` examples per pass; with the engine's name and, on a device, how closely it answered
+/// as the CPU engine (`eval::evaluate_device`, which refuses a device that does not).
 fn evaluate_on_device(
     device: &str,
     chunk: usize,
@@ -175,20 +176,17 @@ fn evaluate_on_device(
     test: &warden_harden::Dataset,
     cfg: &EvalConfig,
     progress: &mut dyn FnMut(usize, usize, &str),
-) -> Result<(ModelEval, String)> {
+) -> Result<(ModelEval, String, Option<warden_harden::net::Parity>)> {
     if device == "cpu" {
         let e = eval::evaluate(model, pool, test, cfg, progress)?;
-        return Ok((e, "warden (CPU)".into()));
+        return Ok((e, "warden (CPU)".into(), None));
     }
     #[cfg(feature = "burn")]
     {
         let mut net = warden_burn::Evaluator::new(warden_burn::Device::parse(device)?, model)?;
         let name = net.backend();
-        let mut c = warden_harden::net::Compute::Device {
-            net: &mut net,
-            chunk,
-        };
-        Ok((eval::evaluate_on(&mut c, test, cfg, progress)?, name))
+        let (e, parity) = eval::evaluate_device(model, &mut net, chunk, test, cfg, progress)?;
+        Ok((e, name, Some(parity)))
     }
     #[cfg(not(feature = "burn"))]
     {
@@ -1213,6 +1211,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         .unwrap_or(a.headline_eps);
     let mut pool = Pool::new(a.threads);
     let mut engine = String::new();
+    let mut parity = serde_json::Map::new();
     let mut run = |dir: &Path, role: &str| -> Result<(LoadedModel, ModelEval)> {
         let m = load_model_dir(dir)?;
         check_fits(
@@ -1224,7 +1223,7 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
         )?;
         fits_classes(m.model.classes())?;
         let mut progress = Progress::new(&format!("eval {role}"));
-        let (e, name) = evaluate_on_device(
+        let (e, name, p) = evaluate_on_device(
             &a.device,
             a.device_chunk,
             &m.model,
@@ -1234,6 +1233,21 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
             &mut |d, t, what| progress.update(d, t, what),
         )?;
         engine = name;
+        if let Some(p) = p {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{role} on {engine} against Warden's CPU engine, first {} test examples: logits within {:.2e} (largest {:.3}), {} of {} predictions the same, input gradients within {:.2e} (largest {:.2e}), {:.4}% of their signs the same",
+                p.examples,
+                p.max_logit_diff,
+                p.max_logit,
+                p.same_predictions,
+                p.examples,
+                p.max_grad_diff,
+                p.max_grad,
+                100.0 * p.grad_sign_agreement
+            );
+            parity.insert(role.to_string(), serde_json::to_value(&p)?);
+        }
         for r in e.attacks.iter().filter(|r| r.rejected > 0) {
             let _ = writeln!(
                 std::io::stderr().lock(),
@@ -1317,7 +1331,8 @@ pub(crate) fn eval_cmd(a: EvalArgs) -> Result<Outcome> {
                      "baseline_robust_accuracy": base.as_ref().and_then(|(_, e)| e.worst_at(headline_eps)), "reduction": headline},
         "threads": a.threads,
         "engine": {"device": a.device, "backend": engine,
-                   "chunk": (a.device != "cpu").then_some(a.device_chunk)},
+                   "chunk": (a.device != "cpu").then_some(a.device_chunk),
+                   "parity_with_cpu_engine": (!parity.is_empty()).then_some(&parity)},
         "seconds": start.elapsed().as_secs_f64(),
         "command": command_line(),
         "warden_version": env!("CARGO_PKG_VERSION"),
