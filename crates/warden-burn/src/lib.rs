@@ -21,7 +21,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData, activation, module};
 use warden_harden::attack::{Goal, Norm, Pgd};
 use warden_harden::augment::Augment;
@@ -264,6 +264,15 @@ fn forward<F: Backend>(
             ) => {
                 let wt = params[param].clone().reshape(shape4(param)?);
                 let b = params[param + 1].clone();
+                let pointwise = wt.dims()[2] == 1 && wt.dims()[3] == 1 && pad == 0;
+                // burn 0.21's CUDA backend gives a strided 1 × 1 convolution (a ResNet's
+                // downsampling shortcut) wrong input gradients (`docs/results/gpu-imported/`):
+                // such a layer runs as the subsampling it is, then an unstrided one.
+                let (t, stride) = if pointwise && stride > 1 {
+                    (subsample(t, stride), 1)
+                } else {
+                    (t, stride)
+                };
                 Act::Img(module::conv2d(
                     t,
                     wt,
@@ -332,6 +341,23 @@ fn forward<F: Backend>(
         Act::Flat(t) => Ok(t),
         Act::Img(t) => Ok(t.flatten(1, 3)),
     }
+}
+
+/// Every `s`-th row and column of `t` from the first (`N × C × ⌈H/s⌉ × ⌈W/s⌉`): what a 1 × 1
+/// convolution of stride `s` reads. The image is padded with zeros to whole `s × s` blocks, none
+/// of which is read, and the first entry of each block is taken, with reshapes and one unstrided
+/// slice, whose gradients every backend computes alike.
+fn subsample<F: Backend>(t: Tensor<F, 4>, s: usize) -> Tensor<F, 4> {
+    let [n, c, h, w] = t.dims();
+    let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
+    let t = if oh * s == h && ow * s == w {
+        t
+    } else {
+        t.pad([(0, oh * s - h), (0, ow * s - w)], PadMode::Constant(0.0))
+    };
+    t.reshape([n, c, oh, s, ow, s])
+        .slice([0..n, 0..c, 0..oh, 0..1, 0..ow, 0..1])
+        .reshape([n, c, oh, ow])
 }
 
 /// `model`'s parameters on `device`, flat, in PyTorch's layout (burn's own).

@@ -140,6 +140,43 @@ fn archs() -> Vec<Arch> {
             },
         ],
     });
+    // Strided 1×1 convolutions (run as a subsampling, then an unstrided one) on images that are
+    // and that are not whole multiples of the stride: 9 → 5 at stride 2, 5 → 2 at stride 3,
+    // and 8 → 4 at stride 2.
+    v.push(Arch {
+        name: "strided-pointwise".into(),
+        input: [3, 9, 9],
+        classes: 10,
+        layers: vec![
+            conv(3, 4, 1, 0, 2),
+            LayerSpec::Relu,
+            LayerSpec::Residual {
+                body: vec![conv(4, 4, 3, 1, 1)],
+                shortcut: vec![],
+            },
+            conv(4, 6, 1, 0, 3),
+            LayerSpec::Tanh,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 24,
+                out_features: 10,
+            },
+        ],
+    });
+    v.push(Arch {
+        name: "strided-pointwise-even".into(),
+        input: [2, 8, 8],
+        classes: 10,
+        layers: vec![
+            conv(2, 4, 1, 0, 2),
+            LayerSpec::Tanh,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 64,
+                out_features: 10,
+            },
+        ],
+    });
     // torchvision's ResNet stem on colour images: a 7×7 stride-2 convolution padded by 3, then a
     // 3×3 stride-2 max pool padded by 1 (padding takes no part in the max).
     v.push(Arch {
