@@ -341,7 +341,9 @@ pub fn evaluate_device(
     let x = test.subset(&first, "parity").inputs();
     let mut ws = crate::nn::Workspace::default();
     let mut cpu = crate::net::CpuNet { model, ws: &mut ws };
-    let parity = crate::net::parity(&mut cpu, net, &x, &test.labels[..k])?;
+    // In passes no larger than either engine's own.
+    let pass = model.chunk(PARITY_EXAMPLES).min(chunk).max(1);
+    let parity = crate::net::parity(&mut cpu, net, &x, &test.labels[..k], pass)?;
     if let Err(why) = parity.agrees() {
         return Err(ModelError::Engine(format!(
             "the device does not compute this model as Warden's CPU engine does: {why}. Attacks \
@@ -899,7 +901,12 @@ mod tests {
             }
             other => panic!("a device with wrong gradients evaluated: {other:?}"),
         }
-        assert_eq!(net.0.grads, 1, "only the comparison asked for a gradient");
+        // The comparison's own passes, 7 examples each, and no attack's.
+        assert_eq!(
+            net.0.grads,
+            PARITY_EXAMPLES.div_ceil(7),
+            "only the comparison asked for gradients"
+        );
     }
 
     /// An engine that fails part-way stops the evaluation with its error: an attack that could

@@ -690,8 +690,21 @@ impl Model {
             max_act = max_act.max(act);
             total = total.saturating_add(act);
             match *op {
-                Op::Conv { cin, k, oh, ow, .. } => {
-                    let col = oh * ow * k * k * cin;
+                Op::Conv {
+                    cin,
+                    cout,
+                    groups,
+                    k,
+                    oh,
+                    ow,
+                    ..
+                } => {
+                    // A depthwise convolution runs without im2col rows.
+                    let col = if depthwise(cin, cout, groups) {
+                        0
+                    } else {
+                        oh * ow * k * k * cin
+                    };
                     max_col = max_col.max(col);
                     total = total.saturating_add(col).saturating_add(act);
                 }
@@ -2743,7 +2756,7 @@ mod tests {
         use LayerSpec::*;
         // (channels in, out, groups, kernel, padding, stride). The depthwise ones (groups = in =
         // out) run the direct kernel: with the windows cut by the padding on every side, wider
-        // than half the window, larger windows and strides.
+        // than half the window, larger windows, and strides up to and beyond the window.
         for (cin, cout, groups, k, pad, stride) in [
             (4, 4, 4, 3, 1, 2),
             (4, 6, 2, 3, 1, 2),
@@ -2752,6 +2765,8 @@ mod tests {
             (5, 5, 5, 3, 2, 1),
             (8, 8, 8, 5, 2, 2),
             (3, 3, 3, 1, 0, 1),
+            (4, 4, 4, 1, 0, 2),
+            (4, 4, 4, 3, 0, 4),
         ] {
             let (oh, ow) = (
                 (5 + 2 * pad - k) / stride + 1,
