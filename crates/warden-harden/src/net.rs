@@ -423,12 +423,25 @@ mod tests {
     use crate::nn::Arch;
 
     /// A network whose logits are another's plus `shift` and whose input gradient is the other's
-    /// negated.
+    /// with `alter(index, entry)` applied to every entry.
     struct Skewed<'a> {
         inner: CpuNet<'a>,
         shift: f32,
+        alter: fn(usize, f32) -> f32,
         logits: Vec<f32>,
         grad: Vec<f32>,
+    }
+
+    impl<'a> Skewed<'a> {
+        fn new(inner: CpuNet<'a>, shift: f32, alter: fn(usize, f32) -> f32) -> Skewed<'a> {
+            Skewed {
+                inner,
+                shift,
+                alter,
+                logits: Vec::new(),
+                grad: Vec::new(),
+            }
+        }
     }
 
     impl Network for Skewed<'_> {
@@ -448,7 +461,8 @@ mod tests {
                 .inner
                 .input_grad(x, dlogits)?
                 .iter()
-                .map(|v| -v)
+                .enumerate()
+                .map(|(i, &v)| (self.alter)(i, v))
                 .collect();
             Ok(&self.grad)
         }
@@ -485,15 +499,11 @@ mod tests {
 
         // Shifting every logit keeps each prediction and moves each logit by the shift; a
         // negated gradient agrees in sign nowhere. Passes of 3 give what one pass of 4 gives.
-        let mut c = Skewed {
-            inner: CpuNet {
-                model: &model,
-                ws: &mut w3,
-            },
-            shift: 0.5,
-            logits: Vec::new(),
-            grad: Vec::new(),
+        let cpu = CpuNet {
+            model: &model,
+            ws: &mut w3,
         };
+        let mut c = Skewed::new(cpu, 0.5, |_, v| -v);
         let skewed = parity(&mut a, &mut c, &x, &y, 3).unwrap();
         assert!((skewed.max_logit_diff - 0.5).abs() < 1e-6, "{skewed:?}");
         assert_eq!(skewed.same_predictions, n);
@@ -528,31 +538,12 @@ mod tests {
         }
 
         // Non-finite gradients and labels beyond the classes are refused, not compared.
-        struct Nan<'a>(CpuNet<'a>, Vec<f32>);
-        impl Network for Nan<'_> {
-            fn input(&self) -> [usize; 3] {
-                self.0.input()
-            }
-            fn classes(&self) -> usize {
-                self.0.classes()
-            }
-            fn forward(&mut self, x: &[f32], n: usize) -> Result<&[f32], ModelError> {
-                self.0.forward(x, n)
-            }
-            fn input_grad(&mut self, x: &[f32], d: &[f32]) -> Result<&[f32], ModelError> {
-                self.1 = self.0.input_grad(x, d)?.to_vec();
-                self.1[1] = f32::NAN;
-                Ok(&self.1)
-            }
-        }
         let mut w4 = Workspace::default();
-        let mut nan = Nan(
-            CpuNet {
-                model: &model,
-                ws: &mut w4,
-            },
-            Vec::new(),
-        );
+        let cpu = CpuNet {
+            model: &model,
+            ws: &mut w4,
+        };
+        let mut nan = Skewed::new(cpu, 0.0, |i, v| if i == 1 { f32::NAN } else { v });
         assert!(parity(&mut a, &mut nan, &x, &y, 4).is_err());
         assert!(parity(&mut a, &mut b, &x, &[0, 1, 2, 10], 4).is_err());
     }
