@@ -25,7 +25,7 @@ pub fn losses(model: &Model, pool: &mut Pool, x: &[f32], y: &[u8]) -> Result<Vec
     }
     let classes = model.classes();
     let mut out = vec![0.0f32; n];
-    pool.run(n, &mut out, |ws, r, part| {
+    pool.run(n, model.least_per_thread(), &mut out, |ws, r, part| {
         let mut d = Vec::new();
         let chunk = model.chunk(256);
         for start in (r.start..r.end).step_by(chunk) {

@@ -163,7 +163,7 @@ impl Compute<'_> {
                 let mut parts = Vec::new();
                 let (mut adv_rest, mut ok_rest) =
                     (adversarial.as_mut_slice(), success.as_mut_slice());
-                for r in pool.shards(n) {
+                for r in pool.shards(n, model.least_per_thread()) {
                     let k = r.end - r.start;
                     let (a, at) = std::mem::take(&mut adv_rest).split_at_mut(k * len);
                     let (s, st) = std::mem::take(&mut ok_rest).split_at_mut(k);

@@ -36,6 +36,12 @@ pub const WORKSPACE_BUDGET: usize = 1 << 28;
 pub const TRAIN_BUDGET: usize = 1 << 30;
 /// Largest number of layers.
 pub const MAX_LAYERS: usize = 256;
+/// Most examples a thread of a forward or attack pass waits for before it is worth starting:
+/// below this many `small-cnn` examples, the start-up costs more than the thread saves.
+pub const LEAST_PER_THREAD: usize = 16;
+/// Multiply-adds a shard should hold to be worth a thread: [`LEAST_PER_THREAD`] examples of
+/// `small-cnn` ([`Model::least_per_thread`]).
+const SHARD_MACS: usize = LEAST_PER_THREAD * 2_631_040;
 
 /// One layer, as written in an architecture file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -724,6 +730,37 @@ impl Model {
             .saturating_add(parked)
     }
 
+    /// Multiply-adds of one example's forward pass (convolutions and linear layers).
+    pub fn macs_per_example(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match *op {
+                Op::Conv {
+                    cin,
+                    cout,
+                    k,
+                    groups,
+                    oh,
+                    ow,
+                    ..
+                } => (oh * ow * cout).saturating_mul(k * k * cin / groups.max(1)),
+                Op::Linear { inf, outf, .. } => inf.saturating_mul(outf),
+                _ => 0,
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
+    /// The fewest examples worth a thread of their own in a forward or attack pass: enough that
+    /// the shard's work outlasts the thread's start-up. 16 examples of `small-cnn` (2.6 million
+    /// multiply-adds each) were measured to be that; a larger network needs fewer, down to one
+    /// example per thread (a ResNet-18 example costs 1.8 billion at 224 × 224, 700 times
+    /// `small-cnn`'s).
+    pub fn least_per_thread(&self) -> usize {
+        SHARD_MACS
+            .div_ceil(self.macs_per_example().max(1))
+            .clamp(1, LEAST_PER_THREAD)
+    }
+
     /// How many examples to put through one pass at a time, at most `limit`, so that a thread's
     /// workspace stays within [`WORKSPACE_BUDGET`].
     pub fn chunk(&self, limit: usize) -> usize {
@@ -1338,7 +1375,7 @@ impl Model {
         }
         let mut out = vec![0u8; n];
         let classes = self.classes();
-        pool.run(n, &mut out, |ws, range, out| {
+        pool.run(n, self.least_per_thread(), &mut out, |ws, range, out| {
             let chunk = self.chunk(256);
             for start in (range.start..range.end).step_by(chunk) {
                 let end = (start + chunk).min(range.end);
@@ -1839,24 +1876,27 @@ impl Pool {
         self.workspaces.len()
     }
 
-    /// Splits `0..n` into one contiguous range per thread (fewer when `n` is small).
-    pub fn shards(&self, n: usize) -> Vec<std::ops::Range<usize>> {
-        shard_ranges(n, self.threads())
+    /// Splits `0..n` into one contiguous range per thread, each of at least `least` examples
+    /// (fewer ranges when `n` is small): [`Model::least_per_thread`] for passes of one model, 16
+    /// for training steps (whose summed gradients depend on the split).
+    pub fn shards(&self, n: usize, least: usize) -> Vec<std::ops::Range<usize>> {
+        shard_ranges(n, self.threads(), least)
     }
 
-    /// Runs `f(workspace, range, out_part)` on each shard of `0..n` in parallel, where `out_part` is
-    /// the part of `out` (the same number of elements per example) for that range; returns the first
-    /// error.
+    /// Runs `f(workspace, range, out_part)` on each shard of `0..n` (at least `least` examples
+    /// each, as [`Pool::shards`]) in parallel, where `out_part` is the part of `out` (the same
+    /// number of elements per example) for that range; returns the first error.
     pub fn run<T: Send, E: Send>(
         &mut self,
         n: usize,
+        least: usize,
         out: &mut [T],
         f: impl Fn(&mut Workspace, std::ops::Range<usize>, &mut [T]) -> Result<(), E> + Sync,
     ) -> Result<(), E> {
         let per = out.len().checked_div(n).unwrap_or(0);
         let mut parts = Vec::new();
         let mut rest = out;
-        for r in self.shards(n) {
+        for r in self.shards(n, least) {
             let (part, tail) = std::mem::take(&mut rest).split_at_mut((r.end - r.start) * per);
             rest = tail;
             parts.push((r, part));
@@ -1906,9 +1946,10 @@ impl Pool {
     }
 }
 
-pub(crate) fn shard_ranges(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
-    // Below 16 examples per thread the thread start-up costs more than it saves.
-    let t = threads.max(1).min(n.div_ceil(16)).max(1);
+/// `0..n` in contiguous ranges, one per thread, with at least `least` examples in each (fewer
+/// ranges when `n` is small).
+pub(crate) fn shard_ranges(n: usize, threads: usize, least: usize) -> Vec<std::ops::Range<usize>> {
+    let t = threads.max(1).min(n.div_ceil(least.max(1))).max(1);
     let base = n / t;
     let extra = n % t;
     let mut out = Vec::with_capacity(t);
@@ -3385,9 +3426,11 @@ mod tests {
         let a = m.predict(&mut Pool::new(1), &x, n).unwrap();
         let b = m.predict(&mut Pool::new(3), &x, n).unwrap();
         assert_eq!(a, b);
-        assert_eq!(shard_ranges(5, 2), vec![0..5]);
-        assert_eq!(shard_ranges(33, 2), vec![0..17, 17..33]);
-        assert_eq!(shard_ranges(0, 2), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(shard_ranges(5, 2, 16), vec![0..5]);
+        assert_eq!(shard_ranges(33, 2, 16), vec![0..17, 17..33]);
+        assert_eq!(shard_ranges(0, 2, 16), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(shard_ranges(5, 2, 1), vec![0..3, 3..5]);
+        assert_eq!(shard_ranges(3, 8, 1), vec![0..1, 1..2, 2..3]);
     }
 
     #[test]
@@ -3422,6 +3465,58 @@ mod tests {
     /// Logits and input gradients of an example do not depend on the batch it is in (nor on
     /// where in the batch), bit for bit: attacks shard and shrink batches as examples break,
     /// and their results must not depend on the thread count.
+    /// A network's shards shrink with its cost: `small-cnn` keeps 16 examples a thread, a
+    /// network of 46 times its cost gets a thread per example, so that a handful of
+    /// large images is not left to one thread; predictions do not change with the split.
+    #[test]
+    fn large_networks_get_a_thread_per_example() {
+        let small = Model::init(&Arch::small_cnn(), 1).unwrap();
+        assert_eq!(small.macs_per_example(), 2_631_040);
+        assert_eq!(small.least_per_thread(), 16);
+        assert_eq!(Pool::new(2).shards(16, small.least_per_thread()).len(), 1);
+        let conv = |cin: usize, cout: usize| LayerSpec::Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: 3,
+            padding: 1,
+            stride: 1,
+            groups: 1,
+        };
+        let big = Arch {
+            name: "wide-56".into(),
+            input: [3, 56, 56],
+            classes: 10,
+            layers: vec![
+                conv(3, 64),
+                LayerSpec::Relu,
+                conv(64, 64),
+                LayerSpec::Relu,
+                LayerSpec::MaxPool2d {
+                    kernel: 8,
+                    stride: None,
+                    padding: 0,
+                },
+                LayerSpec::Flatten,
+                LayerSpec::Linear {
+                    in_features: 7 * 7 * 64,
+                    out_features: 10,
+                },
+            ],
+        };
+        let m = Model::init(&big, 2).unwrap();
+        // 56² · 64 · (27 + 576) + 3,136 · 10 multiply-adds: 46 times small-cnn's.
+        assert_eq!(m.macs_per_example(), 56 * 56 * 64 * (27 + 576) + 3_136 * 10);
+        assert_eq!(m.least_per_thread(), 1);
+        assert_eq!(Pool::new(2).shards(4, 1), vec![0..2, 2..4]);
+        let n = 3;
+        let mut rng = Rng::new(8);
+        let x: Vec<f32> = (0..n * m.input_len())
+            .map(|_| rng.uniform() as f32)
+            .collect();
+        let one = m.predict(&mut Pool::new(1), &x, n).unwrap();
+        assert_eq!(m.predict(&mut Pool::new(3), &x, n).unwrap(), one);
+    }
+
     #[test]
     fn passes_are_batch_invariant() {
         // wk-wide's first linear layer sums 3,136 terms (more than a kernel block); its last

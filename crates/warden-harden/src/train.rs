@@ -511,7 +511,7 @@ impl Trainer {
         self.check_batch(n)?;
         let scale = 1.0 / n as f32;
         self.shard_pass(x, y, objective, seed, scale, false)?;
-        let used = self.pool.shards(n).len();
+        let used = self.pool.shards(n, crate::nn::LEAST_PER_THREAD).len();
         let (loss, correct) = self.reduce(used)?;
         if let (Some(gamma), Objective::Adversarial(_)) = (self.awp, objective) {
             self.perturb_weights(gamma);
@@ -545,7 +545,7 @@ impl Trainer {
         let len = self.model.input_len();
         let classes = self.model.classes();
         let model = &self.model;
-        let shards = self.pool.shards(n);
+        let shards = self.pool.shards(n, crate::nn::LEAST_PER_THREAD);
         let parts: Vec<_> = shards.into_iter().zip(self.scratch.iter_mut()).collect();
         self.pool.run_parts(
             parts,
@@ -835,7 +835,7 @@ impl Trainer {
         self.check_batch(n)?;
         let classes = self.model.classes();
         let model = &self.model;
-        let shards = self.pool.shards(n);
+        let shards = self.pool.shards(n, crate::nn::LEAST_PER_THREAD);
         let used = shards.len();
         let parts: Vec<_> = shards.into_iter().zip(self.scratch.iter_mut()).collect();
         self.pool.run_parts(

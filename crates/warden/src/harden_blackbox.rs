@@ -113,11 +113,16 @@ pub(crate) fn oracle_cmd(a: OracleArgs) -> Result<Outcome> {
         // NCHW (the protocol's, PyTorch's) to the engine's channels-last layout.
         let nhwc = transpose_blocks(&nchw, c, h * w);
         let mut out = vec![0.0f32; n * classes];
-        pool.run(n, &mut out, |ws: &mut Workspace, r, out: &mut [f32]| {
-            let l = model.forward(ws, &nhwc[r.start * len..r.end * len], r.len())?;
-            out.copy_from_slice(l);
-            Ok::<(), warden_harden::nn::ModelError>(())
-        })?;
+        pool.run(
+            n,
+            model.least_per_thread(),
+            &mut out,
+            |ws: &mut Workspace, r, out: &mut [f32]| {
+                let l = model.forward(ws, &nhwc[r.start * len..r.end * len], r.len())?;
+                out.copy_from_slice(l);
+                Ok::<(), warden_harden::nn::ModelError>(())
+            },
+        )?;
         output.write_all(&((n * classes) as u32).to_le_bytes())?;
         for v in &out {
             output.write_all(&v.to_le_bytes())?;

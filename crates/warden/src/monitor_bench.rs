@@ -696,26 +696,31 @@ fn vectors(
     let mut squeezed = vec![0.0f32; if squeeze { n * s * c } else { 0 }];
     if squeeze {
         let chunk = model.chunk(256);
-        pool.run(n, &mut squeezed, |ws, range, out| {
-            let mut imgs = Vec::new();
-            for start in (range.start..range.end).step_by(chunk) {
-                let end = (start + chunk).min(range.end);
-                let o = &mut out[(start - range.start) * s * c..(end - range.start) * s * c];
-                for k in 0..s {
-                    imgs.clear();
-                    for i in start..end {
-                        imgs.extend_from_slice(
-                            &squeezed_pixels[(i * s + k) * d..(i * s + k + 1) * d],
-                        );
-                    }
-                    let logits = model.forward(ws, &imgs, end - start)?;
-                    for (row, l) in o.chunks_exact_mut(s * c).zip(logits.chunks_exact(c)) {
-                        softmax(l, &mut row[k * c..(k + 1) * c]);
+        pool.run(
+            n,
+            model.least_per_thread(),
+            &mut squeezed,
+            |ws, range, out| {
+                let mut imgs = Vec::new();
+                for start in (range.start..range.end).step_by(chunk) {
+                    let end = (start + chunk).min(range.end);
+                    let o = &mut out[(start - range.start) * s * c..(end - range.start) * s * c];
+                    for k in 0..s {
+                        imgs.clear();
+                        for i in start..end {
+                            imgs.extend_from_slice(
+                                &squeezed_pixels[(i * s + k) * d..(i * s + k + 1) * d],
+                            );
+                        }
+                        let logits = model.forward(ws, &imgs, end - start)?;
+                        for (row, l) in o.chunks_exact_mut(s * c).zip(logits.chunks_exact(c)) {
+                            softmax(l, &mut row[k * c..(k + 1) * c]);
+                        }
                     }
                 }
-            }
-            Ok::<(), warden_harden::nn::ModelError>(())
-        })?;
+                Ok::<(), warden_harden::nn::ModelError>(())
+            },
+        )?;
     }
     let mut v = Vectors {
         n,

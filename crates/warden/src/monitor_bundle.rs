@@ -465,31 +465,36 @@ pub(crate) fn score_images(
     let mut rows: Vec<(f64, u8)> = vec![(0.0, 0); n * m];
     let mut preds = vec![0u8; n];
     // One output per example: m scores and the prediction, packed as (score, pred) pairs.
-    pool.run(n, &mut rows, |ws, range, out| -> Result<()> {
-        let mut scratch = Scratch::new();
-        let mut t = Timing::default();
-        for start in (range.start..range.end).step_by(CHUNK) {
-            let end = (start + CHUNK).min(range.end);
-            let o = &mut out[(start - range.start) * m..(end - range.start) * m];
-            let mut s = vec![0.0f64; (end - start) * m];
-            let mut p = vec![0u8; end - start];
-            score_chunk(
-                model,
-                members,
-                ws,
-                &mut scratch,
-                &x[start * len..end * len],
-                end - start,
-                &mut s,
-                &mut p,
-                &mut t,
-            )?;
-            for (i, (dst, src)) in o.iter_mut().zip(&s).enumerate() {
-                *dst = (*src, p[i / m]);
+    pool.run(
+        n,
+        model.least_per_thread(),
+        &mut rows,
+        |ws, range, out| -> Result<()> {
+            let mut scratch = Scratch::new();
+            let mut t = Timing::default();
+            for start in (range.start..range.end).step_by(CHUNK) {
+                let end = (start + CHUNK).min(range.end);
+                let o = &mut out[(start - range.start) * m..(end - range.start) * m];
+                let mut s = vec![0.0f64; (end - start) * m];
+                let mut p = vec![0u8; end - start];
+                score_chunk(
+                    model,
+                    members,
+                    ws,
+                    &mut scratch,
+                    &x[start * len..end * len],
+                    end - start,
+                    &mut s,
+                    &mut p,
+                    &mut t,
+                )?;
+                for (i, (dst, src)) in o.iter_mut().zip(&s).enumerate() {
+                    *dst = (*src, p[i / m]);
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let scores = rows.iter().map(|r| r.0).collect();
     for (i, p) in preds.iter_mut().enumerate() {
         *p = rows[i * m].1;

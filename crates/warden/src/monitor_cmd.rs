@@ -172,21 +172,26 @@ pub(crate) fn model_outputs(
     let len = model.input_len();
     let per = classes + flen;
     let mut out = vec![0.0f32; n * per];
-    pool.run(n, &mut out, |ws, range, out| -> Result<()> {
-        for start in (range.start..range.end).step_by(256) {
-            let end = (start + 256).min(range.end);
-            let c = end - start;
-            let logits = model.forward(ws, &x[start * len..end * len], c)?.to_vec();
-            let feats = model.features(ws);
-            for i in 0..c {
-                let o =
-                    &mut out[(start - range.start + i) * per..(start - range.start + i + 1) * per];
-                o[..classes].copy_from_slice(&logits[i * classes..(i + 1) * classes]);
-                o[classes..].copy_from_slice(&feats[i * flen..(i + 1) * flen]);
+    pool.run(
+        n,
+        model.least_per_thread(),
+        &mut out,
+        |ws, range, out| -> Result<()> {
+            for start in (range.start..range.end).step_by(256) {
+                let end = (start + 256).min(range.end);
+                let c = end - start;
+                let logits = model.forward(ws, &x[start * len..end * len], c)?.to_vec();
+                let feats = model.features(ws);
+                for i in 0..c {
+                    let o = &mut out
+                        [(start - range.start + i) * per..(start - range.start + i + 1) * per];
+                    o[..classes].copy_from_slice(&logits[i * classes..(i + 1) * classes]);
+                    o[classes..].copy_from_slice(&feats[i * flen..(i + 1) * flen]);
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let mut logits = Vec::with_capacity(n * classes);
     let mut feats = Vec::with_capacity(n * flen);
     for row in out.chunks_exact(per) {
