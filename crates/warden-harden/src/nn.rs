@@ -2226,10 +2226,21 @@ fn im2col(
             for ox in 0..ow {
                 let row = &mut col[r * kk..(r + 1) * kk];
                 r += 1;
-                if pad == 0 && c == 1 {
+                if groups == 1 {
+                    // A row of taps is one run of `k·c` values in the image and in `row`: copied
+                    // at once, with zeros where it hangs over the border.
                     for ky in 0..k {
-                        let src = (oy * stride + ky) * w + ox * stride;
-                        row[ky * k..ky * k + k].copy_from_slice(&xi[src..src + k]);
+                        let dst = &mut row[ky * k * c..(ky + 1) * k * c];
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        match taps_inside(ox * stride, pad, k, w) {
+                            (lo, hi) if iy >= 0 && (iy as usize) < h && lo < hi => {
+                                let src = (iy as usize * w + ox * stride + lo - pad) * c;
+                                dst[..lo * c].fill(0.0);
+                                dst[lo * c..hi * c].copy_from_slice(&xi[src..src + (hi - lo) * c]);
+                                dst[hi * c..].fill(0.0);
+                            }
+                            _ => dst.fill(0.0),
+                        }
                     }
                     continue;
                 }
@@ -2259,6 +2270,14 @@ fn im2col(
     }
 }
 
+/// The taps `lo..hi` of a row of `k` that start at padded column `x0` (input column
+/// `x0 + tap − pad`) and fall inside an input `w` wide; `lo == hi` when none does.
+fn taps_inside(x0: usize, pad: usize, k: usize, w: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(x0).min(k);
+    let hi = (w + pad).saturating_sub(x0).min(k);
+    (lo, hi.max(lo))
+}
+
 /// Adds im2col rows back onto the image they came from (the adjoint of [`im2col`]).
 #[allow(clippy::too_many_arguments)]
 fn col2im(
@@ -2284,6 +2303,18 @@ fn col2im(
                 for ky in 0..k {
                     let iy = (oy * stride + ky) as isize - pad as isize;
                     if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    if groups == 1 {
+                        // As in `im2col`: the row of taps inside the image is one run.
+                        let (lo, hi) = taps_inside(ox * stride, pad, k, w);
+                        if lo < hi {
+                            let dst = (iy as usize * w + ox * stride + lo - pad) * c;
+                            let src = &row[(ky * k + lo) * c..(ky * k + hi) * c];
+                            for (d, s) in di[dst..dst + (hi - lo) * c].iter_mut().zip(src) {
+                                *d += s;
+                            }
+                        }
                         continue;
                     }
                     for kx in 0..k {
