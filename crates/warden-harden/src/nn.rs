@@ -753,7 +753,7 @@ impl Model {
     /// The fewest examples worth a thread of their own in a forward or attack pass: enough that
     /// the shard's work outlasts the thread's start-up. 16 examples of `small-cnn` (2.6 million
     /// multiply-adds each) were measured to be that; a larger network needs fewer, down to one
-    /// example per thread (a ResNet-18 example costs 1.8 billion at 224 × 224, 700 times
+    /// example per thread (a ResNet-18 example costs 1.8 billion at 224 × 224, 690 times
     /// `small-cnn`'s).
     pub fn least_per_thread(&self) -> usize {
         SHARD_MACS
