@@ -696,17 +696,9 @@ impl Model {
             max_act = max_act.max(act);
             total = total.saturating_add(act);
             match *op {
-                Op::Conv {
-                    cin,
-                    cout,
-                    groups,
-                    k,
-                    oh,
-                    ow,
-                    ..
-                } => {
+                Op::Conv { cin, k, oh, ow, .. } => {
                     // A depthwise convolution runs without im2col rows.
-                    let col = if depthwise(cin, cout, groups) {
+                    let col = if op.depthwise().is_some() {
                         0
                     } else {
                         oh * ow * k * k * cin
@@ -794,6 +786,13 @@ impl Model {
             let input = value(self.srcs[i]);
             let out = &mut rest[0];
             match *op {
+                Op::Conv { relu, .. } if let Some((geo, param)) = op.depthwise() => {
+                    let ([oh, ow], c) = (geo.out_hw, geo.hwc[2]);
+                    out.resize(n * oh * ow * c, 0.0);
+                    let wt = self.params.transposed_copy(param, c, geo.k * geo.k);
+                    geo.forward(input, n, wt, out);
+                    bias_act(out, &self.params[param + 1], relu);
+                }
                 Op::Conv {
                     cin,
                     cout,
@@ -811,14 +810,6 @@ impl Model {
                 } => {
                     let kk = k * k * cin;
                     let rows = n * oh * ow;
-                    if depthwise(cin, cout, groups) {
-                        out.resize(rows * cout, 0.0);
-                        let wt = self.params.transposed_copy(param, cout, k * k);
-                        let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
-                        geo.forward(input, n, wt, out);
-                        bias_act(out, &self.params[param + 1], relu);
-                        continue;
-                    }
                     let col = &mut ws.cols[i];
                     col.resize(rows * kk, 0.0);
                     im2col(input, n, [h, w, cin, groups], k, pad, stride, oh, ow, col);
@@ -973,29 +964,17 @@ impl Model {
             self.mask_output_grad(ws, i);
             let input = value_of(x, &ws.acts, self.srcs[i]);
             match self.ops[i] {
-                Op::Conv {
-                    cin,
-                    cout,
-                    k,
-                    pad,
-                    stride,
-                    groups,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    ..
-                } if depthwise(cin, cout, groups) => {
-                    let (p, hwc) = (oh * ow * cout, h * w * cin);
-                    let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
+                ref op if let Some((geo, _)) = op.depthwise() => {
+                    let ([h, w, c], [oh, ow], k) = (geo.hwc, geo.out_hw, geo.k);
+                    let (p, hwc) = (oh * ow * c, h * w * c);
                     ws.stash[i].clone_from(&ws.ga);
-                    ws.tmp.resize(k * k * cin, 0.0);
-                    let mut bias = vec![0.0f32; cout];
+                    ws.tmp.resize(k * k * c, 0.0);
+                    let mut bias = vec![0.0f32; c];
                     for (e, s) in sq.iter_mut().enumerate() {
                         let ge = &ws.ga[e * p..(e + 1) * p];
                         ws.tmp.fill(0.0);
                         geo.weight_grad(ge, &input[e * hwc..(e + 1) * hwc], 1, &mut ws.tmp);
-                        col_sums(ge, cout, &mut bias);
+                        col_sums(ge, c, &mut bias);
                         *s += square(&ws.tmp) + square(&bias);
                     }
                 }
@@ -1153,31 +1132,18 @@ impl Model {
         grads: &mut [Vec<f32>],
     ) {
         match self.ops[i] {
-            Op::Conv {
-                cin,
-                cout,
-                k,
-                pad,
-                stride,
-                groups,
-                h,
-                w,
-                oh,
-                ow,
-                param,
-                ..
-            } if depthwise(cin, cout, groups) => {
+            ref op if let Some((geo, param)) = op.depthwise() => {
+                let (c, kk) = (geo.hwc[2], geo.k * geo.k);
                 // Summed as `[ky][kx][c]`, stored `[c][ky][kx]`.
-                let mut sums = vec![0.0f32; k * k * cin];
-                let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
+                let mut sums = vec![0.0f32; kk * c];
                 geo.weight_grad(g, input, n, &mut sums);
                 let dw = &mut grads[param];
-                for (tap, row) in sums.chunks_exact(cin).enumerate() {
+                for (tap, row) in sums.chunks_exact(c).enumerate() {
                     for (ch, &v) in row.iter().enumerate() {
-                        dw[ch * k * k + tap] = v;
+                        dw[ch * kk + tap] = v;
                     }
                 }
-                col_sums(g, cout, &mut grads[param + 1]);
+                col_sums(g, c, &mut grads[param + 1]);
             }
             Op::Conv {
                 cin,
@@ -1234,6 +1200,13 @@ impl Model {
         let n = ws.n;
         let input = value_of(x, &ws.acts, self.srcs[i]);
         match self.ops[i] {
+            ref op if let Some((geo, param)) = op.depthwise() => {
+                let [h, w, c] = geo.hwc;
+                ws.gb.clear();
+                ws.gb.resize(n * h * w * c, 0.0);
+                let wt = self.params.transposed_copy(param, c, geo.k * geo.k);
+                geo.input_grad(&ws.ga, n, wt, &mut ws.gb);
+            }
             Op::Conv {
                 cin,
                 cout,
@@ -1248,15 +1221,6 @@ impl Model {
                 param,
                 ..
             } => {
-                if depthwise(cin, cout, groups) {
-                    ws.gb.clear();
-                    ws.gb.resize(n * h * w * cin, 0.0);
-                    let wt = self.params.transposed_copy(param, cout, k * k);
-                    let geo = Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]);
-                    geo.input_grad(&ws.ga, n, wt, &mut ws.gb);
-                    std::mem::swap(&mut ws.ga, &mut ws.gb);
-                    return;
-                }
                 let (kk, rows) = (k * k * cin, n * oh * ow);
                 let (kg, cg) = (kk / groups, cout / groups);
                 ws.dcol.resize(rows * kk, 0.0);
@@ -2113,11 +2077,32 @@ fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
     }
 }
 
-/// Whether a convolution is depthwise: one input channel per group and one output channel per
-/// input channel (MobileNet's 3 × 3 layers). Such a layer runs directly ([`Depthwise`]) instead of
-/// as im2col and one product per channel, each a matrix–vector product of `k²` columns.
-fn depthwise(cin: usize, cout: usize, groups: usize) -> bool {
-    groups > 1 && groups == cin && cout == cin
+impl Op {
+    /// A depthwise convolution's geometry and the index of its weights; `None` for any other op.
+    /// A convolution is depthwise with one input channel per group and one output channel per
+    /// input channel (MobileNet's 3 × 3 layers). Such a layer runs directly ([`Depthwise`]) instead
+    /// of as im2col and one product per channel, each a matrix–vector product of `k²` columns.
+    fn depthwise(&self) -> Option<(Depthwise, usize)> {
+        match *self {
+            Op::Conv {
+                cin,
+                cout,
+                k,
+                pad,
+                stride,
+                groups,
+                h,
+                w,
+                oh,
+                ow,
+                param,
+                ..
+            } if groups > 1 && groups == cin && cout == cin => {
+                Some((Depthwise::new([h, w, cin], k, pad, stride, [oh, ow]), param))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The geometry of a depthwise convolution of channels-last images: input height, width and
