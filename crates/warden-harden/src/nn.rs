@@ -37,7 +37,8 @@ pub const TRAIN_BUDGET: usize = 1 << 30;
 /// Largest number of layers.
 pub const MAX_LAYERS: usize = 256;
 /// Most examples a thread of a forward or attack pass waits for before it is worth starting:
-/// below this many `small-cnn` examples, the start-up costs more than the thread saves.
+/// below this many `small-cnn` examples, the start-up costs more than the thread saves. Training
+/// steps shard by this count for every network, since their summed gradients depend on the split.
 pub const LEAST_PER_THREAD: usize = 16;
 /// Multiply-adds a shard should hold to be worth a thread: [`LEAST_PER_THREAD`] examples of
 /// `small-cnn` ([`Model::least_per_thread`]).
