@@ -107,6 +107,7 @@ enum Step {
     Relu6,
     Tanh,
     Elu,
+    Silu,
     /// Max pooling; `pad` on every side takes no part in a window (burn pads with −∞).
     Pool {
         k: usize,
@@ -161,6 +162,7 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
         LayerSpec::Relu6 => Step::Relu6,
         LayerSpec::Tanh => Step::Tanh,
         LayerSpec::Elu => Step::Elu,
+        LayerSpec::Silu => Step::Silu,
         LayerSpec::MaxPool2d {
             kernel,
             stride,
@@ -314,6 +316,8 @@ fn forward<F: Backend>(
             (Step::Tanh, Act::Flat(t)) => Act::Flat(activation::tanh(t)),
             (Step::Elu, Act::Img(t)) => Act::Img(activation::elu(t, 1.0)),
             (Step::Elu, Act::Flat(t)) => Act::Flat(activation::elu(t, 1.0)),
+            (Step::Silu, Act::Img(t)) => Act::Img(activation::silu(t)),
+            (Step::Silu, Act::Flat(t)) => Act::Flat(activation::silu(t)),
             (Step::Flatten, Act::Img(t)) => Act::Flat(t.flatten(1, 3)),
             (Step::Flatten, f @ Act::Flat(_)) => f,
             (Step::Linear { param }, a) => {

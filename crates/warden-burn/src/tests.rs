@@ -61,6 +61,9 @@ fn archs() -> Vec<Arch> {
     .map(|n| Arch::named(n).unwrap())
     .collect();
     v.push(Arch::strided(16, 32, 100, "wk-small").with_activation(LayerSpec::Elu, "wk-small-elu"));
+    v.push(
+        Arch::strided(16, 32, 100, "wk-small").with_activation(LayerSpec::Silu, "wk-small-silu"),
+    );
     // Average pools: small-cnn's max pools as average pools, and a head on a global average.
     let mut avg = Arch::small_cnn();
     avg.name = "small-cnn-avg".into();

@@ -1,6 +1,6 @@
 //! Import of ONNX image classifiers for evaluation (a user's PyTorch model exported with
 //! `torch.onnx.export`), white-box: a graph of the layers Warden's engine has (`Conv`, grouped
-//! or depthwise too, `Relu`, `Clip` between 0 and 6 (ReLU6), `Tanh`, `Elu`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or `Reshape` to
+//! or depthwise too, `Relu`, `Clip` between 0 and 6 (ReLU6), `Tanh`, `Elu`, SiLU (`x · Sigmoid(x)`), `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or `Reshape` to
 //! `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`), in a chain or in residual blocks (a
 //! value read by two branches that meet in an `Add` of the two, as in a ResNet), becomes an
 //! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
@@ -712,6 +712,35 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// The Sigmoid and the product of `x · Sigmoid(x)` (PyTorch's export of `nn.SiLU`), when
+    /// `value`'s two readers `a` and `b` are a Sigmoid of it, read only by the product, and the
+    /// product of `value` and that Sigmoid, in either order.
+    fn silu_at(&self, value: &str, a: usize, b: usize) -> Option<(usize, usize)> {
+        let (s, m) = if self.nodes[a].op == "Sigmoid" {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let (sig, mul) = (&self.nodes[s], &self.nodes[m]);
+        let standard = |n: &Node| n.domain.is_empty() || n.domain == "ai.onnx";
+        let sig_out = match (&sig.inputs[..], &sig.outputs[..]) {
+            ([i], [o]) if i == value => o,
+            _ => return None,
+        };
+        let product_of_both = match &mul.inputs[..] {
+            [p, q] => (p == value && q == sig_out) || (p == sig_out && q == value),
+            _ => false,
+        };
+        (sig.op == "Sigmoid"
+            && mul.op == "Mul"
+            && standard(sig)
+            && standard(mul)
+            && mul.outputs.len() == 1
+            && product_of_both
+            && self.readers(sig_out) == [m])
+        .then_some((s, m))
+    }
+
     /// Whether node `k` is the end of a residual block: a sum of two computed values.
     fn is_join(&self, k: usize) -> bool {
         let n = &self.nodes[k];
@@ -731,6 +760,7 @@ impl Importer<'_> {
                 .ok_or_else(|| bad("a node without an output"))?;
             match self.readers(out) {
                 [next] => k = *next,
+                &[a, b] if let Some((_, m)) = self.silu_at(out, a, b) => k = m,
                 _ => {
                     return Err(unsupported(format!(
                         "a branch through node {k} ({}) forks again or ends before its sum (residual blocks with two branches that meet in an Add are supported)",
@@ -767,6 +797,12 @@ impl Importer<'_> {
                 }
                 ([k], _) => {
                     current = self.node(*k, &current, &mut layers, &mut tensors, join.is_none())?;
+                }
+                (&[a, b], _) if let Some((s, m)) = self.silu_at(&current, a, b) => {
+                    self.visit(s)?;
+                    self.visit(m)?;
+                    layers.push(LayerSpec::Silu);
+                    current.clone_from(&self.nodes[m].outputs[0]);
                 }
                 ([a, b], None) => {
                     let j = self.join_of(*a)?;
@@ -1117,7 +1153,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Elu, MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Elu, SiLU (a Mul of x and Sigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -1347,6 +1383,18 @@ impl Writer<'_> {
             }
             LayerSpec::Tanh => "Tanh",
             LayerSpec::Elu => "Elu",
+            // ONNX opset 13 has no SiLU: `x · Sigmoid(x)`, as PyTorch exports `nn.SiLU`.
+            LayerSpec::Silu => {
+                let sig = format!("{out}.sigmoid");
+                let mut s = Msg::default();
+                s.str(1, input)
+                    .str(2, &sig)
+                    .str(3, &format!("Sigmoid_{name}"))
+                    .str(4, "Sigmoid");
+                self.graph.msg(1, &s);
+                inputs.push(sig);
+                "Mul"
+            }
             LayerSpec::MaxPool2d { kernel, stride, .. }
             | LayerSpec::AvgPool2d { kernel, stride } => {
                 let k = *kernel as i64;

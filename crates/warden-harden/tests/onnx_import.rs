@@ -56,6 +56,46 @@ const LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+// torch 2.15.0+cu132, scripts/reference/make_onnx_silu_fixture.py
+const SILU_LOGITS: [[f64; 10]; 3] = [
+    [
+        3.687158599e-02,
+        1.074913442e-01,
+        -1.146159172e-01,
+        -3.140467405e-02,
+        -2.173672058e-02,
+        -1.465596072e-02,
+        8.366397023e-02,
+        -1.306442171e-02,
+        8.311992139e-02,
+        3.620380536e-02,
+    ],
+    [
+        5.257184803e-02,
+        4.866579548e-02,
+        -1.174182296e-01,
+        3.084482625e-03,
+        2.992110327e-03,
+        -7.525424659e-02,
+        4.458440095e-02,
+        -2.603922039e-03,
+        -1.130638737e-02,
+        5.525467917e-02,
+    ],
+    [
+        4.594740644e-02,
+        1.657443680e-02,
+        -1.097800061e-01,
+        1.412475295e-02,
+        8.387796581e-03,
+        -8.701730520e-02,
+        6.058852747e-02,
+        -2.731762081e-02,
+        -3.834536299e-02,
+        1.014915258e-01,
+    ],
+];
+
 // torch 2.15.0+cu132
 const RESNET_LOGITS: [[f64; 10]; 3] = [
     [
@@ -342,6 +382,61 @@ fn default_exporter_files_import_with_their_external_weights() {
     }
 }
 
+/// PyTorch's `nn.SiLU`, which both exporters write as `x · Sigmoid(x)` (a value read by two
+/// nodes), imports as SiLU: after the stem, inside a residual body and before the head; the same
+/// layers from both exporters and PyTorch's logits; gradients go through it.
+#[test]
+fn silu_imports_from_both_exporters() {
+    use warden_harden::nn::LayerSpec::{self, *};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for file in ["silu-mini.onnx", "silu-mini-dynamo.onnx"] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let m = import_with(&bytes, &mut |loc| {
+            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        let layers = &m.arch().layers;
+        let kinds: Vec<&str> = layers
+            .iter()
+            .map(|l| match l {
+                Conv2d { .. } => "conv",
+                Silu => "silu",
+                Residual { .. } => "residual",
+                Flatten => "flatten",
+                Linear { .. } => "linear",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["conv", "silu", "residual", "silu", "flatten", "linear"],
+            "{file}"
+        );
+        let Residual { body, shortcut } = &layers[2] else {
+            unreachable!()
+        };
+        assert!(shortcut.is_empty(), "{file}");
+        assert_eq!(body.len(), 3, "{file}");
+        assert_eq!(body[1], LayerSpec::Silu, "{file}");
+        let x = inputs();
+        let logits = m
+            .forward(&mut Workspace::default(), &x, 3)
+            .unwrap()
+            .to_vec();
+        let worst = worst_logit_gap(&logits, &SILU_LOGITS);
+        assert!(worst < 1e-5, "{file}: {worst}");
+        let y: Vec<u8> = logits
+            .chunks_exact(10)
+            .map(|row| warden_harden::nn::argmax(row) as u8)
+            .collect();
+        let pgd = Pgd::linf(0.1, 0.02, 10, 1);
+        let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
+        let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
+        assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
+        assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+    }
+}
+
 /// The same ResNet through PyTorch's default exporter (weights beside the model, batch norms
 /// folded by the exporter, the global pool as a ReduceMean over the spatial axes): the same
 /// blocks and PyTorch's logits.
@@ -415,6 +510,7 @@ fn export_round_trips() {
         Arch::dp_cnn(),
         Arch::mlp(&[64, 32]),
         Arch::strided(8, 16, 32, "elu").with_activation(LayerSpec::Elu, "elu"),
+        Arch::strided(8, 16, 32, "silu").with_activation(LayerSpec::Silu, "silu"),
         avg_arch(),
     ] {
         let m = Model::init(&arch, 4).unwrap();

@@ -168,7 +168,11 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
                 }
                 flat = false;
             }
-            LayerSpec::Relu | LayerSpec::Relu6 | LayerSpec::Tanh | LayerSpec::Elu => {}
+            LayerSpec::Relu
+            | LayerSpec::Relu6
+            | LayerSpec::Tanh
+            | LayerSpec::Elu
+            | LayerSpec::Silu => {}
             LayerSpec::Residual { .. } => unreachable!("the reference networks are chains"),
         }
     }
