@@ -108,6 +108,7 @@ enum Step {
     Tanh,
     Elu,
     Silu,
+    Sigmoid,
     /// Max pooling; `pad` on every side takes no part in a window (burn pads with −∞).
     Pool {
         k: usize,
@@ -129,6 +130,8 @@ enum Step {
     Shortcut,
     /// The block ends: the body's output plus the shortcut's.
     Join,
+    /// A gate ends: the input kept at its [`Step::Fork`] times the body's output.
+    Scale,
 }
 
 fn plan(arch: &Arch) -> Vec<Step> {
@@ -163,6 +166,7 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
         LayerSpec::Tanh => Step::Tanh,
         LayerSpec::Elu => Step::Elu,
         LayerSpec::Silu => Step::Silu,
+        LayerSpec::Sigmoid => Step::Sigmoid,
         LayerSpec::MaxPool2d {
             kernel,
             stride,
@@ -195,6 +199,13 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
                 plan_layer(b, param, steps);
             }
             Step::Join
+        }
+        LayerSpec::Gate { ref body } => {
+            steps.push(Step::Fork);
+            for b in body {
+                plan_layer(b, param, steps);
+            }
+            Step::Scale
         }
     };
     steps.push(step);
@@ -252,7 +263,9 @@ fn forward<F: Backend>(
                 Act::Img(input)
             }
             (Step::Join, Act::Img(t)) => Act::Img(kept.pop().ok_or_else(unbalanced)? + t),
-            (Step::Fork | Step::Shortcut | Step::Join, Act::Flat(_)) => {
+            // A 1 × 1 factor image broadcasts over the positions.
+            (Step::Scale, Act::Img(t)) => Act::Img(kept.pop().ok_or_else(unbalanced)? * t),
+            (Step::Fork | Step::Shortcut | Step::Join | Step::Scale, Act::Flat(_)) => {
                 return Err(BurnError::Arch("a residual block after flattening".into()));
             }
             (
@@ -318,6 +331,8 @@ fn forward<F: Backend>(
             (Step::Elu, Act::Flat(t)) => Act::Flat(activation::elu(t, 1.0)),
             (Step::Silu, Act::Img(t)) => Act::Img(activation::silu(t)),
             (Step::Silu, Act::Flat(t)) => Act::Flat(activation::silu(t)),
+            (Step::Sigmoid, Act::Img(t)) => Act::Img(activation::sigmoid(t)),
+            (Step::Sigmoid, Act::Flat(t)) => Act::Flat(activation::sigmoid(t)),
             (Step::Flatten, Act::Img(t)) => Act::Flat(t.flatten(1, 3)),
             (Step::Flatten, f @ Act::Flat(_)) => f,
             (Step::Linear { param }, a) => {

@@ -244,6 +244,47 @@ fn archs() -> Vec<Arch> {
             },
         ],
     });
+    // EfficientNet's MBConv block: SiLU, a depthwise convolution, a squeeze-and-excitation gate
+    // inside the residual body; a gate outside one, and one with a factor per value.
+    let se = |c: usize| LayerSpec::Gate {
+        body: vec![
+            LayerSpec::GlobalAvgPool,
+            grouped(c, 2, 1, 0, 1, 1),
+            LayerSpec::Silu,
+            grouped(2, c, 1, 0, 1, 1),
+            LayerSpec::Sigmoid,
+        ],
+    };
+    v.push(Arch {
+        name: "mbconv-se".into(),
+        input: [3, 12, 12],
+        classes: 10,
+        layers: vec![
+            grouped(3, 8, 3, 1, 2, 1),
+            LayerSpec::Silu,
+            LayerSpec::Residual {
+                body: vec![
+                    grouped(8, 16, 1, 0, 1, 1),
+                    LayerSpec::Silu,
+                    grouped(16, 16, 3, 1, 1, 16),
+                    LayerSpec::Silu,
+                    se(16),
+                    grouped(16, 8, 1, 0, 1, 1),
+                ],
+                shortcut: vec![],
+            },
+            se(8),
+            LayerSpec::Gate {
+                body: vec![grouped(8, 8, 3, 1, 1, 1), LayerSpec::Sigmoid],
+            },
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 8,
+                out_features: 10,
+            },
+        ],
+    });
     v
 }
 

@@ -74,6 +74,8 @@ pub enum LayerSpec {
     /// Sigmoid-weighted linear unit, `x·σ(x)` (PyTorch's `nn.SiLU`, "swish"), as in EfficientNet;
     /// smooth everywhere, the best activation of Xie et al. 2020's adversarial training study.
     Silu,
+    /// Logistic sigmoid, `1 / (1 + e⁻ˣ)`: the gate at the end of a [`LayerSpec::Gate`]'s body.
+    Sigmoid,
     /// Square window, floor mode; the stride is the window's size unless given; `padding` on
     /// every side, at most half the window, never the maximum (PyTorch's `MaxPool2d(kernel,
     /// stride, padding)`, as in torchvision's ResNet stem, `MaxPool2d(3, 2, 1)`).
@@ -111,6 +113,16 @@ pub enum LayerSpec {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         shortcut: Vec<LayerSpec>,
     },
+    /// `x · body(x)`: the input scaled by what its body computes from it, one factor per
+    /// channel when the body ends on a 1×1 image (broadcast over the positions), one per value
+    /// when it gives the input's shape. A squeeze-and-excitation block (Hu et al. 2018), as in
+    /// EfficientNet and MobileNet V3: body `[global_avg_pool, conv2d 1×1, silu, conv2d 1×1,
+    /// sigmoid]`. The body holds image layers only; a gate may sit in a residual block's branch.
+    /// In PyTorch, a module with an `nn.Sequential` `body` whose forward is `x * self.body(x)`;
+    /// parameters are named `{index}.body.{j}.weight`.
+    Gate {
+        body: Vec<LayerSpec>,
+    },
 }
 
 impl LayerSpec {
@@ -124,6 +136,7 @@ impl LayerSpec {
                     .map(LayerSpec::count)
                     .sum::<usize>()
             }
+            LayerSpec::Gate { body } => 1 + body.iter().map(LayerSpec::count).sum::<usize>(),
             _ => 1,
         }
     }
@@ -489,9 +502,18 @@ enum Op {
     Tanh,
     Elu,
     Silu,
+    Sigmoid,
     /// The sum of the value this op reads and value `other` (the end of a residual block).
     Add {
         other: usize,
+    },
+    /// The value this op reads (an image, `hw` positions of `c` channels) times value `gate`
+    /// (the end of a gate's body): one factor per channel when `per_channel`, else per value.
+    Scale {
+        gate: usize,
+        hw: usize,
+        c: usize,
+        per_channel: bool,
     },
     Linear {
         layer: usize,
@@ -715,11 +737,15 @@ impl Model {
                 _ => {}
             }
         }
-        // A residual block parks up to two gradients while its branches are walked back.
-        let parked = if self.ops.iter().any(|op| matches!(op, Op::Add { .. })) {
-            2 * max_act
-        } else {
-            0
+        // A residual block parks up to two gradients while its branches are walked back, and
+        // a gate inside it one more.
+        let parked = match (
+            self.ops.iter().any(|op| matches!(op, Op::Add { .. })),
+            self.ops.iter().any(|op| matches!(op, Op::Scale { .. })),
+        ) {
+            (false, false) => 0,
+            (true, true) => 3 * max_act,
+            _ => 2 * max_act,
         };
         total
             .saturating_add(max_col)
@@ -903,6 +929,23 @@ impl Model {
                 Op::Silu => {
                     out.resize(input.len(), 0.0);
                     silu(input, out);
+                }
+                Op::Sigmoid => {
+                    out.clear();
+                    out.extend(
+                        input
+                            .iter()
+                            .map(|&v| sigmoid_of(v, exp_nonpositive(-v.abs()))),
+                    );
+                }
+                Op::Scale {
+                    gate,
+                    hw,
+                    c,
+                    per_channel,
+                } => {
+                    out.resize(input.len(), 0.0);
+                    scale(input, value(gate), n, hw, c, per_channel, out);
                 }
                 Op::Add { other } => {
                     out.clear();
@@ -1127,6 +1170,11 @@ impl Model {
             Op::Relu6 => relu6_mask(&mut ws.ga, out),
             Op::Tanh => tanh_grad(&mut ws.ga, out),
             Op::Elu => elu_grad(&mut ws.ga, out),
+            Op::Sigmoid => {
+                for (g, &o) in ws.ga.iter_mut().zip(out) {
+                    *g *= o * (1.0 - o);
+                }
+            }
             _ => {}
         }
     }
@@ -1310,7 +1358,41 @@ impl Model {
             }
             // The derivative was applied in place by `mask_output_grad`; a sum passes its
             // gradient to both operands (`scatter` hands the other its copy).
-            Op::Relu | Op::Relu6 | Op::Tanh | Op::Elu | Op::Silu | Op::Add { .. } => return,
+            // The input's gradient is the output's times the gate; the gate's, the output's
+            // times the input (summed over the positions for a factor per channel), parked
+            // for the gate's value.
+            Op::Scale {
+                gate,
+                hw,
+                c,
+                per_channel,
+            } => {
+                let factors = value_of(x, &ws.acts, gate);
+                ws.gb.resize(input.len(), 0.0);
+                scale(&ws.ga, factors, n, hw, c, per_channel, &mut ws.gb);
+                let mut b = ws.spare.pop().unwrap_or_default();
+                b.clear();
+                if per_channel {
+                    b.resize(n * c, 0.0);
+                    for ((be, ge), xe) in b
+                        .chunks_exact_mut(c)
+                        .zip(ws.ga.chunks_exact(hw * c))
+                        .zip(input.chunks_exact(hw * c))
+                    {
+                        for (gp, xp) in ge.chunks_exact(c).zip(xe.chunks_exact(c)) {
+                            for ((bv, &g), &v) in be.iter_mut().zip(gp).zip(xp) {
+                                *bv += g * v;
+                            }
+                        }
+                    }
+                } else {
+                    b.extend(ws.ga.iter().zip(input).map(|(&g, &v)| g * v));
+                }
+                park(ws, gate, b);
+            }
+            Op::Relu | Op::Relu6 | Op::Tanh | Op::Elu | Op::Silu | Op::Sigmoid | Op::Add { .. } => {
+                return;
+            }
         }
         std::mem::swap(&mut ws.ga, &mut ws.gb);
     }
@@ -1594,6 +1676,9 @@ impl Planner {
             LayerSpec::Silu => {
                 self.push(Op::Silu, self.cur);
             }
+            LayerSpec::Sigmoid => {
+                self.push(Op::Sigmoid, self.cur);
+            }
             LayerSpec::MaxPool2d { kernel, stride, .. }
             | LayerSpec::AvgPool2d { kernel, stride } => {
                 let max = matches!(spec, LayerSpec::MaxPool2d { .. });
@@ -1738,7 +1823,7 @@ impl Planner {
                 if body.iter().chain(shortcut).any(branch) {
                     return Err(bad(
                         li,
-                        "residual branches hold image layers only (no flatten, linear or residual)"
+                        "residual branches hold image layers only (no flatten, linear or residual; gates may)"
                             .into(),
                     ));
                 }
@@ -1767,6 +1852,58 @@ impl Planner {
                 let other = self.val;
                 self.val = body_out;
                 self.push(Op::Add { other }, body_dims);
+            }
+            LayerSpec::Gate { ref body } => {
+                let Dims::Image { h, w, c } = self.cur else {
+                    return Err(bad(li, "gate needs an image input".into()));
+                };
+                if body.is_empty() {
+                    return Err(bad(li, "gate with an empty body".into()));
+                }
+                let nests = |l: &LayerSpec| {
+                    matches!(
+                        l,
+                        LayerSpec::Flatten
+                            | LayerSpec::Linear { .. }
+                            | LayerSpec::Residual { .. }
+                            | LayerSpec::Gate { .. }
+                    )
+                };
+                if body.iter().any(nests) {
+                    return Err(bad(
+                        li,
+                        "a gate's body holds image layers only (no flatten, linear, residual or gate)"
+                            .into(),
+                    ));
+                }
+                let (input, dims) = (self.val, self.cur);
+                for (j, l) in body.iter().enumerate() {
+                    self.seq += 1;
+                    self.layer(li, &format!("{name}.body.{j}"), l, true)?;
+                }
+                let per_channel = match self.cur {
+                    Dims::Image { h: 1, w: 1, c: gc } if gc == c => true,
+                    d if d == dims => false,
+                    d => {
+                        return Err(bad(
+                            li,
+                            format!(
+                                "the gate's body gives {d:?}; it must give one factor per channel (1×1×{c}) or the input's shape {dims:?}"
+                            ),
+                        ));
+                    }
+                };
+                let gate = self.val;
+                self.val = input;
+                self.push(
+                    Op::Scale {
+                        gate,
+                        hw: h * w,
+                        c,
+                        per_channel,
+                    },
+                    dims,
+                );
             }
         }
         if self.total > MAX_PARAMS {
@@ -2066,6 +2203,38 @@ fn elu_grad(g: &mut [f32], out: &[f32]) {
 /// `e / (1 + e)` below.
 fn sigmoid_of(v: f32, e: f32) -> f32 {
     (if v >= 0.0 { 1.0 } else { e }) / (1.0 + e)
+}
+
+/// `out = x · gate` for `n` images of `hw` positions of `c` channels: one factor per channel
+/// and image (`gate` is `n × c`) when `per_channel`, else one per value.
+fn scale(
+    x: &[f32],
+    gate: &[f32],
+    n: usize,
+    hw: usize,
+    c: usize,
+    per_channel: bool,
+    out: &mut [f32],
+) {
+    if !per_channel {
+        for ((o, &v), &f) in out.iter_mut().zip(x).zip(gate) {
+            *o = v * f;
+        }
+        return;
+    }
+    let len = hw * c;
+    for ((oe, xe), fe) in out
+        .chunks_exact_mut(len)
+        .zip(x.chunks_exact(len))
+        .zip(gate.chunks_exact(c))
+        .take(n)
+    {
+        for (op, xp) in oe.chunks_exact_mut(c).zip(xe.chunks_exact(c)) {
+            for ((o, &v), &f) in op.iter_mut().zip(xp).zip(fe) {
+                *o = v * f;
+            }
+        }
+    }
 }
 
 /// SiLU, `x·σ(x)`, of every value, branch-free so that it vectorises.
@@ -2841,6 +3010,159 @@ mod tests {
         }
     }
 
+    /// EfficientNet's parts: SiLU, a squeeze-and-excitation gate at the top level, one inside a
+    /// residual body after a depthwise convolution (with a fused ReLU in its body), and a gate
+    /// with a factor per value.
+    pub(crate) fn tiny_gated() -> Arch {
+        use LayerSpec::*;
+        let conv = |cin, cout, kernel, padding, groups| Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel,
+            padding,
+            stride: 1,
+            groups,
+        };
+        let se = |act: LayerSpec| Gate {
+            body: vec![
+                GlobalAvgPool,
+                conv(4, 2, 1, 0, 1),
+                act,
+                conv(2, 4, 1, 0, 1),
+                Sigmoid,
+            ],
+        };
+        Arch {
+            name: "tiny-gated".into(),
+            input: [2, 6, 6],
+            classes: 3,
+            layers: vec![
+                conv(2, 4, 3, 1, 1),
+                Silu,
+                se(Silu),
+                Residual {
+                    body: vec![
+                        conv(4, 4, 1, 0, 1),
+                        Silu,
+                        conv(4, 4, 3, 1, 4),
+                        Silu,
+                        se(Relu),
+                        conv(4, 4, 1, 0, 1),
+                    ],
+                    shortcut: vec![],
+                },
+                Gate {
+                    body: vec![conv(4, 4, 3, 1, 1), Sigmoid],
+                },
+                GlobalAvgPool,
+                Flatten,
+                Linear {
+                    in_features: 4,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
+    /// Gates are refused where their body is empty, does not give one factor per channel or
+    /// per value, or nests; they may sit in a residual body. Gates compute `x · body(x)`.
+    #[test]
+    fn gates_scale_their_input_and_bad_ones_are_refused() {
+        use LayerSpec::*;
+        let with = |layers: Vec<LayerSpec>| Arch {
+            name: "g".into(),
+            input: [2, 4, 4],
+            classes: 3,
+            layers: [
+                layers,
+                vec![
+                    Flatten,
+                    Linear {
+                        in_features: 32,
+                        out_features: 3,
+                    },
+                ],
+            ]
+            .concat(),
+        };
+        let conv = |cin, cout| Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: 1,
+            padding: 0,
+            stride: 1,
+            groups: 1,
+        };
+        // A per-channel gate of constant factors: x · σ(b) with zero weights and bias b.
+        let gate = Gate {
+            body: vec![GlobalAvgPool, conv(2, 2), Sigmoid],
+        };
+        let mut m = Model::init(&with(vec![gate.clone()]), 1).unwrap();
+        let plain = {
+            let mut p = Model::init(&with(vec![]), 1).unwrap();
+            p.params_mut()[0].clone_from(&m.params()[2]);
+            p.params_mut()[1].clone_from(&m.params()[3]);
+            p
+        };
+        m.params_mut()[0].fill(0.0);
+        m.params_mut()[1].copy_from_slice(&[0.5, -2.0]);
+        let x: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+        let (s0, s1) = (1.0 / (1.0 + (-0.5f32).exp()), 1.0 / (1.0 + 2.0f32.exp()));
+        let scaled: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * if i % 2 == 0 { s0 } else { s1 })
+            .collect();
+        let a = m
+            .forward(&mut Workspace::default(), &x, 1)
+            .unwrap()
+            .to_vec();
+        let b = plain
+            .forward(&mut Workspace::default(), &scaled, 1)
+            .unwrap()
+            .to_vec();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+        for (layers, why) in [
+            (vec![Gate { body: vec![] }], "empty"),
+            (
+                vec![Gate {
+                    body: vec![GlobalAvgPool, conv(2, 3)],
+                }],
+                "3 factors for 2 channels",
+            ),
+            (
+                vec![Gate {
+                    body: vec![conv(2, 2), GlobalAvgPool, Flatten],
+                }],
+                "flatten inside",
+            ),
+            (
+                vec![Gate {
+                    body: vec![gate.clone()],
+                }],
+                "nested gate",
+            ),
+            (
+                vec![Gate {
+                    body: vec![Residual {
+                        body: vec![conv(2, 2)],
+                        shortcut: vec![],
+                    }],
+                }],
+                "residual inside",
+            ),
+        ] {
+            assert!(Model::init(&with(layers), 0).is_err(), "{why}");
+        }
+        let in_residual = Residual {
+            body: vec![conv(2, 2), gate],
+            shortcut: vec![],
+        };
+        Model::init(&with(vec![in_residual]), 0).unwrap();
+    }
+
     /// A grouped convolution is a dense one whose weights are zero between groups: the same
     /// logits, input gradient and (on the group blocks) weight gradient, for a depthwise and a
     /// 2-group convolution; and the parameter count of the grouped one.
@@ -3081,6 +3403,58 @@ mod tests {
         gradients_match_finite_differences_for(tiny().with_activation(LayerSpec::Silu, "silu"));
         gradients_match_finite_differences_for(
             tiny_residual().with_activation(LayerSpec::Silu, "silu-residual"),
+        );
+        gradients_match_finite_differences_for(tiny_gated());
+        directional_derivatives_match(tiny_gated());
+    }
+
+    /// Each parameter tensor's gradient, and the input's, along a random ±1 direction against
+    /// the loss's central difference along it: one sum over the whole tensor, so that a small
+    /// gradient (a gate's body, behind a sigmoid) is checked to 1% rather than lost in the
+    /// per-value tolerance.
+    fn directional_derivatives_match(arch: Arch) {
+        let mut m = Model::init(&arch, 11).unwrap();
+        let n = 3;
+        let mut rng = Rng::new(5);
+        let x: Vec<f32> = (0..n * m.input_len())
+            .map(|_| rng.uniform() as f32)
+            .collect();
+        let y = [1u8, 0, 2];
+        let mut ws = Workspace::default();
+        let logits = m.forward(&mut ws, &x, n).unwrap().to_vec();
+        let mut d = Vec::new();
+        softmax_xent(&logits, &y, 3, 1.0, &mut d, None);
+        let mut grads = m.zero_grads();
+        m.backward(&mut ws, &x, &d, Some(&mut grads), true);
+        let gx = ws.input_grad().to_vec();
+        let h = 1e-2f32;
+        let sign = |rng: &mut Rng| if rng.uniform() < 0.5 { -1.0f32 } else { 1.0 };
+        for (p, grad) in grads.iter().enumerate() {
+            let v: Vec<f32> = (0..grad.len()).map(|_| sign(&mut rng)).collect();
+            let orig = m.params[p].clone();
+            let moved = |s: f32| orig.iter().zip(&v).map(|(a, b)| a + s * b).collect();
+            m.params_mut()[p] = moved(h);
+            let lp = loss_of(&m, &mut ws, &x, &y);
+            m.params_mut()[p] = moved(-h);
+            let lm = loss_of(&m, &mut ws, &x, &y);
+            m.params_mut()[p] = orig;
+            let num = (lp - lm) / (2.0 * f64::from(h));
+            let ana: f64 = grad.iter().zip(&v).map(|(g, s)| f64::from(g * s)).sum();
+            assert!(
+                (num - ana).abs() < 1e-4 + 1e-2 * ana.abs(),
+                "{}: param {p}: {num} vs {ana}",
+                arch.name
+            );
+        }
+        let v: Vec<f32> = (0..x.len()).map(|_| sign(&mut rng)).collect();
+        let at = |s: f32| -> Vec<f32> { x.iter().zip(&v).map(|(a, b)| a + s * b).collect() };
+        let num = (loss_of(&m, &mut ws, &at(h), &y) - loss_of(&m, &mut ws, &at(-h), &y))
+            / (2.0 * f64::from(h));
+        let ana: f64 = gx.iter().zip(&v).map(|(g, s)| f64::from(g * s)).sum();
+        assert!(
+            (num - ana).abs() < 1e-4 + 1e-2 * ana.abs(),
+            "{}: input: {num} vs {ana}",
+            arch.name
         );
     }
 

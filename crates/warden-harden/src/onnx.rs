@@ -2,7 +2,9 @@
 //! `torch.onnx.export`), white-box: a graph of the layers Warden's engine has (`Conv`, grouped
 //! or depthwise too, `Relu`, `Clip` between 0 and 6 (ReLU6), `Tanh`, `Elu`, SiLU (`x · Sigmoid(x)`), `MaxPool`, `AveragePool`, `GlobalAveragePool`, `Flatten` or `Reshape` to
 //! `[N, -1]`, `Gemm`, or `MatMul` with an optional `Add`), in a chain or in residual blocks (a
-//! value read by two branches that meet in an `Add` of the two, as in a ResNet), becomes an
+//! value read by two branches that meet in an `Add` of the two, as in a ResNet) and gates (a
+//! value times what a branch computes from it, a `Mul`: squeeze-and-excitation, as in
+//! EfficientNet; `Sigmoid` allowed, and in a residual body too), becomes an
 //! [`Arch`] and a [`Model`] with the same weights, so every attack, gradient-based ones included,
 //! runs on it. `Constant` nodes are constants, the shape computation PyTorch writes for
 //! `x.view(x.size(0), -1)` under a dynamic batch is recognised as flattening, and weights kept in
@@ -741,6 +743,47 @@ impl Importer<'_> {
         .then_some((s, m))
     }
 
+    /// The product and the body's first node of a gate, `value · body(value)` (a
+    /// squeeze-and-excitation block), when `value`'s two readers `a` and `b` are a Mul of it
+    /// and another computed value, and the first node of a body that leads to that value: a
+    /// chain of nodes, each the one reader of the value before (SiLUs included).
+    fn gate_at(&self, value: &str, a: usize, b: usize) -> Option<(usize, usize)> {
+        let is_product = |m: usize| {
+            let n = &self.nodes[m];
+            n.op == "Mul"
+                && (n.domain.is_empty() || n.domain == "ai.onnx")
+                && n.outputs.len() == 1
+                && match &n.inputs[..] {
+                    [p, q] => {
+                        (p == value) != (q == value)
+                            && !self.inits.contains_key(p)
+                            && !self.inits.contains_key(q)
+                    }
+                    _ => false,
+                }
+        };
+        let (m, first) = if is_product(a) {
+            (a, b)
+        } else if is_product(b) {
+            (b, a)
+        } else {
+            return None;
+        };
+        let mut k = first;
+        for _ in 0..self.nodes.len() {
+            let out = self.nodes[k].outputs.first()?;
+            match self.readers(out) {
+                [next] if *next == m => {
+                    return self.nodes[m].inputs.contains(out).then_some((m, first));
+                }
+                [next] => k = *next,
+                &[p, q] if let Some((_, s)) = self.silu_at(out, p, q) => k = s,
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Whether node `k` is the end of a residual block: a sum of two computed values.
     fn is_join(&self, k: usize) -> bool {
         let n = &self.nodes[k];
@@ -761,6 +804,7 @@ impl Importer<'_> {
             match self.readers(out) {
                 [next] => k = *next,
                 &[a, b] if let Some((_, m)) = self.silu_at(out, a, b) => k = m,
+                &[a, b] if let Some((m, _)) = self.gate_at(out, a, b) => k = m,
                 _ => {
                     return Err(unsupported(format!(
                         "a branch through node {k} ({}) forks again or ends before its sum (residual blocks with two branches that meet in an Add are supported)",
@@ -802,6 +846,17 @@ impl Importer<'_> {
                     self.visit(s)?;
                     self.visit(m)?;
                     layers.push(LayerSpec::Silu);
+                    current.clone_from(&self.nodes[m].outputs[0]);
+                }
+                (&[a, b], _) if let Some((m, first)) = self.gate_at(&current, a, b) => {
+                    let (body, t, _) = self.chain(&current, Some(first), Some(m))?;
+                    self.visit(m)?;
+                    let li = layers.len();
+                    tensors.extend(
+                        t.into_iter()
+                            .map(|(p, kind, d, v)| (format!("{li}.body.{p}"), kind, d, v)),
+                    );
+                    layers.push(LayerSpec::Gate { body });
                     current.clone_from(&self.nodes[m].outputs[0]);
                 }
                 ([a, b], None) => {
@@ -955,6 +1010,7 @@ impl Importer<'_> {
                 }
             }
             "Tanh" => layers.push(LayerSpec::Tanh),
+            "Sigmoid" => layers.push(LayerSpec::Sigmoid),
             "Elu" if n.float("alpha", 1.0) == 1.0 => layers.push(LayerSpec::Elu),
             "Elu" => {
                 return Err(unsupported(
@@ -1153,7 +1209,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Elu, SiLU (a Mul of x and Sigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -1382,6 +1438,7 @@ impl Writer<'_> {
                 "Clip"
             }
             LayerSpec::Tanh => "Tanh",
+            LayerSpec::Sigmoid => "Sigmoid",
             LayerSpec::Elu => "Elu",
             // ONNX opset 13 has no SiLU: `x · Sigmoid(x)`, as PyTorch exports `nn.SiLU`.
             LayerSpec::Silu => {
@@ -1437,13 +1494,24 @@ impl Writer<'_> {
                 inputs = ends;
                 "Add"
             }
+            // `x · body(x)`: ONNX's Mul broadcasts a 1×1 factor image over the positions.
+            LayerSpec::Gate { body } => {
+                let mut cur = input.to_string();
+                for (j, l) in body.iter().enumerate() {
+                    let next = format!("{out}.body.{j}");
+                    self.layer(l, &format!("{name}.body.{j}"), &cur, &next);
+                    cur = next;
+                }
+                inputs.push(cur);
+                "Mul"
+            }
         };
         for i in &inputs {
             n.str(1, i);
         }
         n.str(2, out).str(3, &format!("{op}_{name}")).str(4, op);
         self.graph.msg(1, &n);
-        if !matches!(layer, LayerSpec::Residual { .. }) {
+        if !matches!(layer, LayerSpec::Residual { .. } | LayerSpec::Gate { .. }) {
             for pname in inputs.iter().skip(1) {
                 if let Some(&(idx, info)) = self.params.get(pname.as_str()) {
                     self.graph

@@ -56,6 +56,46 @@ const LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+// torch 2.15.0+cu132, scripts/reference/make_onnx_gate_fixture.py
+const SE_LOGITS: [[f64; 10]; 3] = [
+    [
+        3.592626572e+00,
+        1.062738514e+01,
+        -5.470571518e+00,
+        1.216302299e+01,
+        -1.213968182e+01,
+        1.216657829e+01,
+        -3.376029253e+00,
+        4.570252895e+00,
+        3.862876892e+00,
+        -1.404389381e+01,
+    ],
+    [
+        3.383021116e+00,
+        1.008046436e+01,
+        -5.362737656e+00,
+        1.161877346e+01,
+        -1.151659679e+01,
+        1.115723324e+01,
+        -3.340195894e+00,
+        4.038305283e+00,
+        3.470606804e+00,
+        -1.342874622e+01,
+    ],
+    [
+        2.918447018e+00,
+        9.837830544e+00,
+        -5.294094086e+00,
+        1.172493172e+01,
+        -1.111994743e+01,
+        1.153173351e+01,
+        -3.014969110e+00,
+        3.889648438e+00,
+        2.894174099e+00,
+        -1.353064919e+01,
+    ],
+];
+
 // torch 2.15.0+cu132, scripts/reference/make_onnx_silu_fixture.py
 const SILU_LOGITS: [[f64; 10]; 3] = [
     [
@@ -437,6 +477,58 @@ fn silu_imports_from_both_exporters() {
     }
 }
 
+/// A small EfficientNet in torchvision's parts (SiLU, depthwise convolutions, squeeze-and-
+/// excitation as `scale * x`, batch norms) imports white-box from both exporters: the first
+/// block's gate inside its residual body, the second block's at the top level; PyTorch's logits;
+/// a gradient attack runs on it.
+#[test]
+fn squeeze_and_excitation_imports_as_gates() {
+    use warden_harden::nn::LayerSpec::{self, *};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let se = |l: &LayerSpec| matches!(l, Gate { body } if matches!(body[..], [GlobalAvgPool, Conv2d { .. }, Silu, Conv2d { .. }, Sigmoid]));
+    for file in ["se-mini.onnx", "se-mini-dynamo.onnx"] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let m = import_with(&bytes, &mut |loc| {
+            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        let layers = &m.arch().layers;
+        let blocks: Vec<&LayerSpec> = layers
+            .iter()
+            .filter(|l| matches!(l, Residual { .. } | Gate { .. }))
+            .collect();
+        assert_eq!(blocks.len(), 2, "{file}: {layers:?}");
+        let Residual { body, shortcut } = blocks[0] else {
+            panic!("{file}: {:?}", blocks[0])
+        };
+        assert!(shortcut.is_empty());
+        assert_eq!(body.iter().filter(|l| se(l)).count(), 1, "{file}: {body:?}");
+        assert!(se(blocks[1]), "{file}: {:?}", blocks[1]);
+        assert_eq!(
+            layers.iter().filter(|l| **l == Silu).count(),
+            4,
+            "{file}: stem, the second block's two, the head"
+        );
+        let x = inputs();
+        let logits = m
+            .forward(&mut Workspace::default(), &x, 3)
+            .unwrap()
+            .to_vec();
+        let worst = worst_logit_gap(&logits, &SE_LOGITS);
+        eprintln!("{file}: max |Δlogit| = {worst:e}");
+        assert!(worst < 1e-4, "{file}: {worst}");
+        let y: Vec<u8> = logits
+            .chunks_exact(10)
+            .map(|row| warden_harden::nn::argmax(row) as u8)
+            .collect();
+        let pgd = Pgd::linf(0.1, 0.02, 10, 1);
+        let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
+        let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
+        assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
+        assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+    }
+}
+
 /// The same ResNet through PyTorch's default exporter (weights beside the model, batch norms
 /// folded by the exporter, the global pool as a ReduceMean over the spatial axes): the same
 /// blocks and PyTorch's logits.
@@ -512,12 +604,58 @@ fn export_round_trips() {
         Arch::strided(8, 16, 32, "elu").with_activation(LayerSpec::Elu, "elu"),
         Arch::strided(8, 16, 32, "silu").with_activation(LayerSpec::Silu, "silu"),
         avg_arch(),
+        gated_arch(),
     ] {
         let m = Model::init(&arch, 4).unwrap();
         let bytes = warden_harden::onnx::export(&m);
         let back = import(&bytes).unwrap();
         assert_eq!(back.arch().layers, arch.layers, "{}", arch.name);
         assert_eq!(back.params(), m.params(), "{}", arch.name);
+    }
+}
+
+/// Squeeze-and-excitation gates, at the top level and inside a residual body, and a gate with a
+/// factor per value.
+fn gated_arch() -> warden_harden::nn::Arch {
+    use warden_harden::nn::{Arch, LayerSpec::*};
+    let conv = |cin, cout, kernel, padding, groups| Conv2d {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        padding,
+        stride: 1,
+        groups,
+    };
+    let se = Gate {
+        body: vec![
+            GlobalAvgPool,
+            conv(4, 2, 1, 0, 1),
+            Silu,
+            conv(2, 4, 1, 0, 1),
+            Sigmoid,
+        ],
+    };
+    Arch {
+        name: "gated".into(),
+        input: [1, 8, 8],
+        classes: 10,
+        layers: vec![
+            conv(1, 4, 3, 1, 1),
+            Silu,
+            se.clone(),
+            Residual {
+                body: vec![conv(4, 4, 3, 1, 4), Silu, se, conv(4, 4, 1, 0, 1)],
+                shortcut: vec![],
+            },
+            Gate {
+                body: vec![conv(4, 4, 3, 1, 1), Sigmoid],
+            },
+            Flatten,
+            Linear {
+                in_features: 256,
+                out_features: 10,
+            },
+        ],
     }
 }
 

@@ -172,8 +172,11 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
             | LayerSpec::Relu6
             | LayerSpec::Tanh
             | LayerSpec::Elu
-            | LayerSpec::Silu => {}
-            LayerSpec::Residual { .. } => unreachable!("the reference networks are chains"),
+            | LayerSpec::Silu
+            | LayerSpec::Sigmoid => {}
+            LayerSpec::Residual { .. } | LayerSpec::Gate { .. } => {
+                unreachable!("the reference networks are chains")
+            }
         }
     }
     out

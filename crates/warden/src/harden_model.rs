@@ -440,8 +440,9 @@ pub(crate) struct TrainArgs {
 #[derive(Debug, Args)]
 pub(crate) struct EvalArgs {
     /// A model directory written by `warden harden train`, or an ONNX file of a classifier made of
-    /// Conv (grouped too), Relu, ReLU6, Tanh, Elu, SiLU, MaxPool, AveragePool, GlobalAveragePool,
-    /// Flatten and Gemm/MatMul layers, in a chain or in residual blocks, with batch norms after
+    /// Conv (grouped too), Relu, ReLU6, Tanh, Elu, SiLU, Sigmoid, MaxPool, AveragePool,
+    /// GlobalAveragePool, Flatten and Gemm/MatMul layers, in a chain, in residual blocks or in
+    /// squeeze-and-excitation gates, with batch norms after
     /// Conv or Gemm, inference Dropout and a final Softmax allowed (imported white-box).
     model: PathBuf,
     /// A baseline model (directory or ONNX file): the report gives the reduction of adversarial
