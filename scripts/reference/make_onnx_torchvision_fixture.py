@@ -25,7 +25,8 @@ would change them. The script prints each image's logits and the model's predict
 test uses as its labels, and the gap between its two largest logits (every one must be far above
 float rounding).
 
-With --resnet18 DIR (or --mobilenet-v2 DIR: DIR/mobilenet-v2.onnx, `mobilenet_v2`) it also
+With --resnet18 DIR (or --mobilenet-v2 DIR: DIR/mobilenet-v2.onnx, `mobilenet_v2`; or
+--efficientnet-b0 DIR: DIR/efficientnet-b0.onnx, `efficientnet_b0`) it also
 writes DIR/resnet18.onnx: torchvision's `resnet18(num_classes=10)`
 itself (11M parameters, too large to commit; fitted for --fit steps, default 60, at a learning
 rate of 1e-3 the same way), with DIR/images.idx, DIR/labels.idx (--count images of the formula,
@@ -34,7 +35,7 @@ DIR/logits.txt, for the check described in docs/results/torchvision-import/.
 
 Run from the repository root:
     /tmp/torch-venv/bin/python scripts/reference/make_onnx_torchvision_fixture.py \
-        [--resnet18 DIR | --mobilenet-v2 DIR] [--size 64] [--count 16] [--fit 60]
+        [--resnet18 DIR | --mobilenet-v2 DIR | --efficientnet-b0 DIR] [--size 64] [--count 16] [--fit 60]
 (needs torch, torchvision, onnx: /tmp/torch-venv/bin/pip install torch torchvision onnx onnxscript).
 """
 import struct
@@ -42,7 +43,7 @@ import sys
 
 import torch
 import torch.nn as nn
-from torchvision.models import mobilenet_v2, resnet18
+from torchvision.models import efficientnet_b0, mobilenet_v2, resnet18
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops.misc import Conv2dNormActivation
@@ -68,6 +69,22 @@ def perturb_bn(net):
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+
+
+def calibrate_bn(net, x):
+    """Sets every batch norm's running statistics to the images' own (one pass in training mode,
+    a cumulative average), then returns the network to eval mode. EfficientNet-B0 with
+    `perturb_bn`'s statistics gives the same logits for every image to 1e-6 after its sixteen
+    blocks, and stays so through the fit; with calibrated statistics its outputs depend on the
+    images."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(x)
+    net.eval()
 
 
 def fit(net, x, steps, lr=1e-2):
@@ -135,7 +152,8 @@ def option(name, default):
     return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
-for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2)]:
+for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2),
+                    ("--efficientnet-b0", efficientnet_b0)]:
     if flag not in sys.argv:
         continue
     out = sys.argv[sys.argv.index(flag) + 1]
@@ -143,10 +161,13 @@ for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2)]:
     size, count, steps = option("--size", 64), option("--count", 16), option("--fit", 60)
     torch.manual_seed(0)
     big = build(num_classes=10)
-    perturb_bn(big)
-    big.eval()
     u8 = images(count, 3, size, size)
     x = u8.float() / 255
+    if build is efficientnet_b0:
+        calibrate_bn(big, x)
+    else:
+        perturb_bn(big)
+    big.eval()
     fit(big, x, steps, lr=1e-3)
     torch.onnx.export(big, x, f"{out}/{name}.onnx", dynamo=False, do_constant_folding=False,
                       input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}})

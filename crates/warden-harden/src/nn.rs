@@ -1592,11 +1592,13 @@ impl Planner {
                     ));
                 }
                 let (oh, ow) = ((ph - kernel) / stride + 1, (pw - kernel) / stride + 1);
-                // The im2col buffer of one example is the largest per-example allocation.
+                // The im2col buffer of one example is the largest per-example allocation. A
+                // depthwise convolution ([`Op::depthwise`]) runs without one.
+                let depthwise = groups > 1 && groups == in_channels && out_channels == in_channels;
                 let col = [ow, kernel, kernel, in_channels]
                     .iter()
                     .fold(oh, |a, &b| a.saturating_mul(b));
-                if col > MAX_ACTIVATION {
+                if col > MAX_ACTIVATION && !depthwise {
                     return Err(bad(
                         li,
                         format!("convolution needs more than {MAX_ACTIVATION} values per example"),
@@ -3738,6 +3740,34 @@ mod tests {
         };
         assert!(matches!(
             Model::zeros(&a),
+            Err(ModelError::Layer { layer: 0, .. })
+        ));
+        // A depthwise convolution has no im2col buffer: 256 channels of 64 × 64 (1M values)
+        // through a 5 × 5 window would need 26M im2col values, refused for a dense one only.
+        let wide = |groups| Arch {
+            name: "depthwise".into(),
+            input: [256, 64, 64],
+            classes: 2,
+            layers: vec![
+                Conv2d {
+                    in_channels: 256,
+                    out_channels: 256,
+                    kernel: 5,
+                    padding: 2,
+                    stride: 1,
+                    groups,
+                },
+                GlobalAvgPool,
+                Flatten,
+                Linear {
+                    in_features: 256,
+                    out_features: 2,
+                },
+            ],
+        };
+        Model::zeros(&wide(256)).unwrap();
+        assert!(matches!(
+            Model::zeros(&wide(1)),
             Err(ModelError::Layer { layer: 0, .. })
         ));
         // Products that would overflow saturate instead of wrapping past the check.

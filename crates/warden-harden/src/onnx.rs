@@ -141,7 +141,7 @@ fn push_ints(v: Val<'_>, out: &mut Vec<i64>) -> Result<(), OnnxError> {
     Ok(())
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Tensor {
     name: String,
     dims: Vec<i64>,
@@ -152,6 +152,13 @@ struct Tensor {
     external: bool,
     /// Where external data lives: `location`, `offset`, `length` (keys and values as written).
     external_data: Vec<(String, String)>,
+}
+
+impl Tensor {
+    /// Bytes its values take in memory.
+    fn byte_len(&self) -> usize {
+        self.floats.len() * 4 + self.ints.len() * 8 + self.raw.len()
+    }
 }
 
 fn tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
@@ -476,6 +483,33 @@ pub fn import_with(
                 "node {k}: a Constant other than one tensor value"
             )));
         };
+        t.name.clone_from(out);
+        inits.insert(out.clone(), t);
+        taken[k] = true;
+    }
+    // PyTorch's TorchScript exporter writes a parameter equal to an earlier one once (batch
+    // norms as initialised, all ones and zeros) and the others as Identity nodes of it: aliases,
+    // taken as constants. The copies may add up to no more than the constants themselves.
+    let budget: usize = inits.values().map(Tensor::byte_len).sum();
+    let mut copied = 0usize;
+    for k in 0..nodes.len() {
+        let n = &nodes[k];
+        if n.op != "Identity" || !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            continue;
+        }
+        let ([input], [out]) = (n.inputs.as_slice(), n.outputs.as_slice()) else {
+            continue;
+        };
+        let Some(t) = inits.get(input) else {
+            continue;
+        };
+        copied = copied.saturating_add(t.byte_len());
+        if copied > budget {
+            return Err(unsupported(
+                "Identity copies of constants larger than the constants".into(),
+            ));
+        }
+        let mut t = t.clone();
         t.name.clone_from(out);
         inits.insert(out.clone(), t);
         taken[k] = true;
@@ -1620,6 +1654,73 @@ mod tests {
         }
         match import(&graph(true)) {
             Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("3 nodes"), "{msg}"),
+            other => panic!("{:?}", other.map(|m| m.arch().clone())),
+        }
+    }
+
+    /// Two convolutions whose second weight is an `Identity` of the first (how PyTorch's
+    /// TorchScript exporter writes a parameter equal to an earlier one), with `copies` more
+    /// Identity copies of it that nothing reads.
+    fn aliased(copies: usize) -> Vec<u8> {
+        let node = |inputs: &[&str], out: &str, op: &str, attrs: &[Msg]| {
+            let mut n = Msg::default();
+            for i in inputs {
+                n.str(1, i);
+            }
+            n.str(2, out).str(3, out).str(4, op);
+            for a in attrs {
+                n.msg(5, a);
+            }
+            n
+        };
+        let mut g = Msg::default();
+        let conv = [
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("pads", &[1, 1, 1, 1]),
+        ];
+        g.msg(1, &node(&["w"], "w2", "Identity", &[]));
+        for i in 0..copies {
+            g.msg(1, &node(&["w"], &format!("copy{i}"), "Identity", &[]));
+        }
+        g.msg(1, &node(&["x", "w", "b"], "c", "Conv", &conv));
+        g.msg(1, &node(&["c"], "r", "Relu", &[]));
+        g.msg(1, &node(&["r", "w2", "b"], "c2", "Conv", &conv));
+        g.msg(1, &node(&["c2"], "f", "Flatten", &[]));
+        g.msg(
+            1,
+            &node(
+                &["f", "lw", "lb"],
+                "logits",
+                "Gemm",
+                &[attr_int("transB", 1)],
+            ),
+        );
+        let w: Vec<f32> = (0..9).map(|i| i as f32 / 9.0 - 0.4).collect();
+        g.msg(5, &float_tensor("w", &[1, 1, 3, 3], &w));
+        g.msg(5, &float_tensor("b", &[1], &[0.1]));
+        g.msg(5, &float_tensor("lw", &[2, 16], &[0.25; 32]));
+        g.msg(5, &float_tensor("lb", &[2], &[0.0, 0.5]));
+        g.msg(11, &value_info_msg("x", &[None, Some(1), Some(4), Some(4)]));
+        let mut opset = Msg::default();
+        opset.str(1, "").int(2, 13);
+        let mut m = Msg::default();
+        m.int(1, 8).msg(7, &g).msg(8, &opset);
+        m.0
+    }
+
+    /// An Identity of a constant is that constant: both convolutions get the same weights. So
+    /// many copies that they outweigh the constants are refused (a memory bomb otherwise).
+    #[test]
+    fn identity_copies_of_constants_are_constants() {
+        let m = import(&aliased(0)).unwrap();
+        assert_eq!(m.params()[0], m.params()[2]);
+        assert_eq!(m.params()[1], m.params()[3]);
+        assert_eq!(m.params()[0].len(), 9);
+        // The constants weigh 44 values (9 + 1 + 32 + 2): four copies of the weights (`w2` and
+        // three unread ones) fit, five do not.
+        assert!(import(&aliased(3)).is_ok());
+        match import(&aliased(4)) {
+            Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("larger"), "{msg}"),
             other => panic!("{:?}", other.map(|m| m.arch().clone())),
         }
     }
