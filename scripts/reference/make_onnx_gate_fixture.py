@@ -1,5 +1,6 @@
-"""Makes crates/warden-harden/tests/data/se-mini.onnx, se-mini-dynamo.onnx (+ .data) and the
-reference logits pasted into crates/warden-harden/tests/onnx_import.rs (`SE_LOGITS`): a small
+"""Makes crates/warden-harden/tests/data/se-mini.onnx, se-mini-dynamo.onnx (+ .data), mv3-mini.onnx,
+mv3-mini-dynamo.onnx (+ .data) and the reference logits pasted into
+crates/warden-harden/tests/onnx_import.rs (`SE_LOGITS`, `MV3_LOGITS`). se-mini is a small
 EfficientNet in PyTorch, written as torchvision writes its parts. A stem (convolution, batch norm,
 SiLU); an MBConv block with a residual connection (pointwise expansion, depthwise convolution,
 squeeze-and-excitation, pointwise projection, batch norms after each convolution); a strided
@@ -86,10 +87,53 @@ torch.onnx.export(net, x, "crates/warden-harden/tests/data/se-mini.onnx", dynamo
 torch.onnx.export(net, (x,), "crates/warden-harden/tests/data/se-mini-dynamo.onnx", dynamo=True,
                   input_names=["x"], output_names=["logits"],
                   dynamic_shapes=({0: torch.export.Dim("n")},))
+
+
+def print_logits(net, name):
+    with torch.no_grad():
+        logits = net(x).double()
+    print(f"// torch {torch.__version__}")
+    print(f"const {name}: [[f64; 10]; 3] = [")
+    for row in logits.tolist():
+        print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
+    print("];")
+
+
+print_logits(net, "SE_LOGITS")
+
+# MobileNet V3 in small, from torchvision's own parts: a hard-swish stem, an InvertedResidual
+# with ReLU, a strided depthwise convolution and squeeze-and-excitation gated by a hard sigmoid,
+# one with hard swish and a 5x5 depthwise convolution (its identity shortcut), the last 1x1
+# convolution, and the classifier (linear, hard swish, dropout, linear). The TorchScript export
+# is written at opset 13, before ONNX's HardSwish: hard swish is `x * HardSigmoid(x)` there; the
+# default exporter writes HardSwish nodes.
+from functools import partial
+
+from torchvision.models.mobilenetv3 import InvertedResidual, InvertedResidualConfig
+from torchvision.ops.misc import Conv2dNormActivation
+
+torch.manual_seed(0)
+norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
+mv3 = nn.Sequential(
+    Conv2dNormActivation(1, 16, 3, stride=2, norm_layer=norm, activation_layer=nn.Hardswish),
+    InvertedResidual(InvertedResidualConfig(16, 3, 16, 16, True, "RE", 2, 1, 1.0), norm),
+    InvertedResidual(InvertedResidualConfig(16, 5, 48, 16, True, "HS", 1, 1, 1.0), norm),
+    Conv2dNormActivation(16, 32, 1, norm_layer=norm, activation_layer=nn.Hardswish),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    nn.Linear(32, 24), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(24, 10),
+)
 with torch.no_grad():
-    logits = net(x).double()
-print(f"// torch {torch.__version__}")
-print("const SE_LOGITS: [[f64; 10]; 3] = [")
-for row in logits.tolist():
-    print("    [" + ", ".join(f"{v:.9e}" for v in row) + "],")
-print("];")
+    for m in mv3.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.02, 0.1)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.2, 0.2)
+mv3.eval()
+torch.onnx.export(mv3, x, "crates/warden-harden/tests/data/mv3-mini.onnx", dynamo=False,
+                  opset_version=13, do_constant_folding=False, input_names=["x"],
+                  output_names=["logits"], dynamic_axes={"x": {0: "n"}})
+torch.onnx.export(mv3, (x,), "crates/warden-harden/tests/data/mv3-mini-dynamo.onnx", dynamo=True,
+                  input_names=["x"], output_names=["logits"],
+                  dynamic_shapes=({0: torch.export.Dim("n")},))
+print_logits(mv3, "MV3_LOGITS")

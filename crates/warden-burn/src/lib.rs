@@ -109,6 +109,8 @@ enum Step {
     Elu,
     Silu,
     Sigmoid,
+    HardSigmoid,
+    HardSwish,
     /// Max pooling; `pad` on every side takes no part in a window (burn pads with −∞).
     Pool {
         k: usize,
@@ -167,6 +169,8 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
         LayerSpec::Elu => Step::Elu,
         LayerSpec::Silu => Step::Silu,
         LayerSpec::Sigmoid => Step::Sigmoid,
+        LayerSpec::HardSigmoid => Step::HardSigmoid,
+        LayerSpec::HardSwish => Step::HardSwish,
         LayerSpec::MaxPool2d {
             kernel,
             stride,
@@ -333,6 +337,14 @@ fn forward<F: Backend>(
             (Step::Silu, Act::Flat(t)) => Act::Flat(activation::silu(t)),
             (Step::Sigmoid, Act::Img(t)) => Act::Img(activation::sigmoid(t)),
             (Step::Sigmoid, Act::Flat(t)) => Act::Flat(activation::sigmoid(t)),
+            (Step::HardSigmoid, Act::Img(t)) => {
+                Act::Img(activation::hard_sigmoid(t, 1.0 / 6.0, 0.5))
+            }
+            (Step::HardSigmoid, Act::Flat(t)) => {
+                Act::Flat(activation::hard_sigmoid(t, 1.0 / 6.0, 0.5))
+            }
+            (Step::HardSwish, Act::Img(t)) => Act::Img(activation::hard_swish(t)),
+            (Step::HardSwish, Act::Flat(t)) => Act::Flat(activation::hard_swish(t)),
             (Step::Flatten, Act::Img(t)) => Act::Flat(t.flatten(1, 3)),
             (Step::Flatten, f @ Act::Flat(_)) => f,
             (Step::Linear { param }, a) => {

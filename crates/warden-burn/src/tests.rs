@@ -64,6 +64,10 @@ fn archs() -> Vec<Arch> {
     v.push(
         Arch::strided(16, 32, 100, "wk-small").with_activation(LayerSpec::Silu, "wk-small-silu"),
     );
+    v.push(
+        Arch::strided(16, 32, 100, "wk-small")
+            .with_activation(LayerSpec::HardSwish, "wk-small-hardswish"),
+    );
     // Average pools: small-cnn's max pools as average pools, and a head on a global average.
     let mut avg = Arch::small_cnn();
     avg.name = "small-cnn-avg".into();
@@ -275,7 +279,7 @@ fn archs() -> Vec<Arch> {
             },
             se(8),
             LayerSpec::Gate {
-                body: vec![grouped(8, 8, 3, 1, 1, 1), LayerSpec::Sigmoid],
+                body: vec![grouped(8, 8, 3, 1, 1, 1), LayerSpec::HardSigmoid],
             },
             LayerSpec::GlobalAvgPool,
             LayerSpec::Flatten,

@@ -35,7 +35,7 @@ pub const WORKSPACE_BUDGET: usize = 1 << 28;
 /// Workspace values one thread may use for a training step: 4 GiB.
 pub const TRAIN_BUDGET: usize = 1 << 30;
 /// Largest number of layers.
-pub const MAX_LAYERS: usize = 256;
+pub const MAX_LAYERS: usize = 1024;
 /// Most examples a thread of a forward or attack pass waits for before it is worth starting:
 /// below this many `small-cnn` examples, the start-up costs more than the thread saves. Training
 /// steps shard by this count for every network, since their summed gradients depend on the split.
@@ -76,6 +76,10 @@ pub enum LayerSpec {
     Silu,
     /// Logistic sigmoid, `1 / (1 + e⁻ˣ)`: the gate at the end of a [`LayerSpec::Gate`]'s body.
     Sigmoid,
+    /// `min(max(x/6 + 1/2, 0), 1)` (PyTorch's `nn.Hardsigmoid`), MobileNet V3's gate.
+    HardSigmoid,
+    /// `x · hard_sigmoid(x)` (PyTorch's `nn.Hardswish`), MobileNet V3's activation.
+    HardSwish,
     /// Square window, floor mode; the stride is the window's size unless given; `padding` on
     /// every side, at most half the window, never the maximum (PyTorch's `MaxPool2d(kernel,
     /// stride, padding)`, as in torchvision's ResNet stem, `MaxPool2d(3, 2, 1)`).
@@ -503,6 +507,8 @@ enum Op {
     Elu,
     Silu,
     Sigmoid,
+    HardSigmoid,
+    HardSwish,
     /// The sum of the value this op reads and value `other` (the end of a residual block).
     Add {
         other: usize,
@@ -938,6 +944,14 @@ impl Model {
                             .map(|&v| sigmoid_of(v, exp_nonpositive(-v.abs()))),
                     );
                 }
+                Op::HardSigmoid => {
+                    out.clear();
+                    out.extend(input.iter().map(|&v| hard_sigmoid(v)));
+                }
+                Op::HardSwish => {
+                    out.clear();
+                    out.extend(input.iter().map(|&v| v * hard_sigmoid(v)));
+                }
                 Op::Scale {
                     gate,
                     hw,
@@ -1164,6 +1178,13 @@ impl Model {
         let out = &ws.acts[i];
         match self.ops[i] {
             Op::Silu => silu_grad(&mut ws.ga, value_of(x, &ws.acts, self.srcs[i])),
+            Op::HardSwish => hard_swish_grad(&mut ws.ga, value_of(x, &ws.acts, self.srcs[i])),
+            // 1/6 strictly inside (−3, 3), where the output is strictly inside (0, 1).
+            Op::HardSigmoid => {
+                for (g, &o) in ws.ga.iter_mut().zip(out) {
+                    *g *= if o > 0.0 && o < 1.0 { 1.0 / 6.0 } else { 0.0 };
+                }
+            }
             Op::Conv { relu: true, .. } | Op::Linear { relu: true, .. } | Op::Relu => {
                 relu_mask(&mut ws.ga, out)
             }
@@ -1390,9 +1411,15 @@ impl Model {
                 }
                 park(ws, gate, b);
             }
-            Op::Relu | Op::Relu6 | Op::Tanh | Op::Elu | Op::Silu | Op::Sigmoid | Op::Add { .. } => {
-                return;
-            }
+            Op::Relu
+            | Op::Relu6
+            | Op::Tanh
+            | Op::Elu
+            | Op::Silu
+            | Op::Sigmoid
+            | Op::HardSigmoid
+            | Op::HardSwish
+            | Op::Add { .. } => return,
         }
         std::mem::swap(&mut ws.ga, &mut ws.gb);
     }
@@ -1478,7 +1505,7 @@ fn plan(arch: &Arch) -> Result<Plan, ModelError> {
     let count = arch.layers.iter().map(LayerSpec::count).sum::<usize>();
     if arch.layers.is_empty() || count > MAX_LAYERS {
         return Err(ModelError::Arch(format!(
-            "{count} layers (1 to {MAX_LAYERS}, counting those inside residual blocks)"
+            "{count} layers (1 to {MAX_LAYERS}, counting those inside residual blocks and gates)"
         )));
     }
     let mut p = Planner {
@@ -1680,6 +1707,12 @@ impl Planner {
             }
             LayerSpec::Sigmoid => {
                 self.push(Op::Sigmoid, self.cur);
+            }
+            LayerSpec::HardSigmoid => {
+                self.push(Op::HardSigmoid, self.cur);
+            }
+            LayerSpec::HardSwish => {
+                self.push(Op::HardSwish, self.cur);
             }
             LayerSpec::MaxPool2d { kernel, stride, .. }
             | LayerSpec::AvgPool2d { kernel, stride } => {
@@ -2236,6 +2269,25 @@ fn scale(
                 *o = v * f;
             }
         }
+    }
+}
+
+/// PyTorch's `hardsigmoid`: `min(max(x/6 + 1/2, 0), 1)`.
+fn hard_sigmoid(v: f32) -> f32 {
+    (v / 6.0 + 0.5).clamp(0.0, 1.0)
+}
+
+/// Hard swish's derivative from its input, as PyTorch's `hardswish_backward` takes it: 0 below
+/// −3, `x/3 + 1/2` from −3 to 3, 1 above.
+fn hard_swish_grad(g: &mut [f32], input: &[f32]) {
+    for (g, &v) in g.iter_mut().zip(input) {
+        *g *= if v < -3.0 {
+            0.0
+        } else if v <= 3.0 {
+            v / 3.0 + 0.5
+        } else {
+            1.0
+        };
     }
 }
 
@@ -3408,6 +3460,21 @@ mod tests {
         );
         gradients_match_finite_differences_for(tiny_gated());
         directional_derivatives_match(tiny_gated());
+        // MobileNet V3's: hard swish as the activation, a gate ending on a hard sigmoid.
+        let mut hard = tiny_gated();
+        hard.name = "hard".into();
+        for l in &mut hard.layers {
+            if *l == LayerSpec::Silu {
+                *l = LayerSpec::HardSwish;
+            }
+            if let LayerSpec::Gate { body } = l
+                && let Some(last) = body.last_mut()
+            {
+                *last = LayerSpec::HardSigmoid;
+            }
+        }
+        gradients_match_finite_differences_for(hard.clone());
+        directional_derivatives_match(hard);
     }
 
     /// Each parameter tensor's gradient, and the input's, along a random ±1 direction against

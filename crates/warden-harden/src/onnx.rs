@@ -748,14 +748,20 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// The Sigmoid and the product of `x · Sigmoid(x)` (PyTorch's export of `nn.SiLU`), when
-    /// `value`'s two readers `a` and `b` are a Sigmoid of it, read only by the product, and the
-    /// product of `value` and that Sigmoid, in either order.
-    fn silu_at(&self, value: &str, a: usize, b: usize) -> Option<(usize, usize)> {
-        let (s, m) = if self.nodes[a].op == "Sigmoid" {
-            (a, b)
-        } else {
-            (b, a)
+    /// The gate and the product of `x · Sigmoid(x)` (PyTorch's export of `nn.SiLU`) or
+    /// `x · HardSigmoid(x)` (of `nn.Hardswish` before opset 14), and the layer they make, when
+    /// `value`'s two readers `a` and `b` are such a gate of it, read only by the product, and
+    /// the product of `value` and that gate, in either order.
+    fn silu_at(&self, value: &str, a: usize, b: usize) -> Option<(usize, usize, LayerSpec)> {
+        let gate = |k: usize| match self.nodes[k].op.as_str() {
+            "Sigmoid" => Some(LayerSpec::Silu),
+            "HardSigmoid" if pytorch_hard_sigmoid(&self.nodes[k]) => Some(LayerSpec::HardSwish),
+            _ => None,
+        };
+        let (s, m, layer) = match (gate(a), gate(b)) {
+            (Some(l), _) => (a, b, l),
+            (None, Some(l)) => (b, a, l),
+            (None, None) => return None,
         };
         let (sig, mul) = (&self.nodes[s], &self.nodes[m]);
         let standard = |n: &Node| n.domain.is_empty() || n.domain == "ai.onnx";
@@ -767,14 +773,13 @@ impl Importer<'_> {
             [p, q] => (p == value && q == sig_out) || (p == sig_out && q == value),
             _ => false,
         };
-        (sig.op == "Sigmoid"
-            && mul.op == "Mul"
+        (mul.op == "Mul"
             && standard(sig)
             && standard(mul)
             && mul.outputs.len() == 1
             && product_of_both
             && self.readers(sig_out) == [m])
-        .then_some((s, m))
+        .then_some((s, m, layer))
     }
 
     /// The product and the body's first node of a gate, `value · body(value)` (a
@@ -811,7 +816,7 @@ impl Importer<'_> {
                     return self.nodes[m].inputs.contains(out).then_some((m, first));
                 }
                 [next] => k = *next,
-                &[p, q] if let Some((_, s)) = self.silu_at(out, p, q) => k = s,
+                &[p, q] if let Some((_, s, _)) = self.silu_at(out, p, q) => k = s,
                 _ => return None,
             }
         }
@@ -837,7 +842,7 @@ impl Importer<'_> {
                 .ok_or_else(|| bad("a node without an output"))?;
             match self.readers(out) {
                 [next] => k = *next,
-                &[a, b] if let Some((_, m)) = self.silu_at(out, a, b) => k = m,
+                &[a, b] if let Some((_, m, _)) = self.silu_at(out, a, b) => k = m,
                 &[a, b] if let Some((m, _)) = self.gate_at(out, a, b) => k = m,
                 _ => {
                     return Err(unsupported(format!(
@@ -876,10 +881,10 @@ impl Importer<'_> {
                 ([k], _) => {
                     current = self.node(*k, &current, &mut layers, &mut tensors, join.is_none())?;
                 }
-                (&[a, b], _) if let Some((s, m)) = self.silu_at(&current, a, b) => {
+                (&[a, b], _) if let Some((s, m, layer)) = self.silu_at(&current, a, b) => {
                     self.visit(s)?;
                     self.visit(m)?;
-                    layers.push(LayerSpec::Silu);
+                    layers.push(layer);
                     current.clone_from(&self.nodes[m].outputs[0]);
                 }
                 (&[a, b], _) if let Some((m, first)) = self.gate_at(&current, a, b) => {
@@ -1045,6 +1050,13 @@ impl Importer<'_> {
             }
             "Tanh" => layers.push(LayerSpec::Tanh),
             "Sigmoid" => layers.push(LayerSpec::Sigmoid),
+            "HardSigmoid" if pytorch_hard_sigmoid(n) => layers.push(LayerSpec::HardSigmoid),
+            "HardSigmoid" => {
+                return Err(unsupported(
+                    "HardSigmoid with alpha other than 1/6 or beta other than 1/2 (only PyTorch's nn.Hardsigmoid)".into(),
+                ));
+            }
+            "HardSwish" => layers.push(LayerSpec::HardSwish),
             "Elu" if n.float("alpha", 1.0) == 1.0 => layers.push(LayerSpec::Elu),
             "Elu" => {
                 return Err(unsupported(
@@ -1243,12 +1255,17 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
         Ok(n.outputs[0].clone())
     }
+}
+
+/// Whether `n` (a HardSigmoid) is PyTorch's: α = 1/6, β = 1/2.
+fn pytorch_hard_sigmoid(n: &Node) -> bool {
+    (n.float("alpha", 0.2) - 1.0 / 6.0).abs() <= 1e-6 && n.float("beta", 0.5) == 0.5
 }
 
 /// Folds an inference BatchNormalization (`stats`: scale, shift, mean, variance, one value per
@@ -1340,6 +1357,24 @@ impl Msg {
     fn msg(&mut self, field: u64, m: &Msg) -> &mut Msg {
         self.bytes(field, &m.0)
     }
+    fn float(&mut self, field: u64, v: f32) -> &mut Msg {
+        self.key(field, 5);
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+}
+
+fn attr_float(name: &str, v: f32) -> Msg {
+    let mut a = Msg::default();
+    a.str(1, name).float(2, v).int(20, 1); // FLOAT
+    a
+}
+
+/// PyTorch's `hardsigmoid` as ONNX writes it: `HardSigmoid` with α = 1/6 and β = 1/2 (ONNX's
+/// defaults are 0.2 and 0.5).
+fn hard_sigmoid_attrs(n: &mut Msg) {
+    n.msg(5, &attr_float("alpha", 1.0 / 6.0));
+    n.msg(5, &attr_float("beta", 0.5));
 }
 
 fn attr_ints(name: &str, v: &[i64]) -> Msg {
@@ -1473,6 +1508,23 @@ impl Writer<'_> {
             }
             LayerSpec::Tanh => "Tanh",
             LayerSpec::Sigmoid => "Sigmoid",
+            LayerSpec::HardSigmoid => {
+                hard_sigmoid_attrs(&mut n);
+                "HardSigmoid"
+            }
+            // HardSwish is opset 14: `x · HardSigmoid(x)`, as PyTorch writes it before.
+            LayerSpec::HardSwish => {
+                let hs = format!("{out}.hardsigmoid");
+                let mut h = Msg::default();
+                h.str(1, input)
+                    .str(2, &hs)
+                    .str(3, &format!("HardSigmoid_{name}"))
+                    .str(4, "HardSigmoid");
+                hard_sigmoid_attrs(&mut h);
+                self.graph.msg(1, &h);
+                inputs.push(hs);
+                "Mul"
+            }
             LayerSpec::Elu => "Elu",
             // ONNX opset 13 has no SiLU: `x · Sigmoid(x)`, as PyTorch exports `nn.SiLU`.
             LayerSpec::Silu => {

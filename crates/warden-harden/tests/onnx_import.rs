@@ -57,6 +57,46 @@ const LOGITS: [[f64; 10]; 3] = [
 ];
 
 // torch 2.15.0+cu132, scripts/reference/make_onnx_gate_fixture.py
+const MV3_LOGITS: [[f64; 10]; 3] = [
+    [
+        8.492360711e-01,
+        4.792641103e-01,
+        -1.583828092e+00,
+        3.418281376e-01,
+        -4.442462921e+00,
+        -3.624323606e+00,
+        -4.454144001e+00,
+        4.061626911e+00,
+        3.755091906e+00,
+        -1.437457204e+00,
+    ],
+    [
+        9.044505954e-01,
+        4.894885719e-01,
+        -1.615798473e+00,
+        2.097851336e-01,
+        -4.418169975e+00,
+        -3.537353992e+00,
+        -4.382720470e+00,
+        4.069349289e+00,
+        3.758590221e+00,
+        -1.311856270e+00,
+    ],
+    [
+        8.096101284e-01,
+        4.670695961e-01,
+        -1.503862381e+00,
+        2.443377674e-01,
+        -4.490302086e+00,
+        -3.630475998e+00,
+        -4.433084011e+00,
+        4.016880989e+00,
+        3.812787533e+00,
+        -1.454831481e+00,
+    ],
+];
+
+// torch 2.15.0+cu132, scripts/reference/make_onnx_gate_fixture.py
 const SE_LOGITS: [[f64; 10]; 3] = [
     [
         3.592626572e+00,
@@ -529,6 +569,64 @@ fn squeeze_and_excitation_imports_as_gates() {
     }
 }
 
+/// MobileNet V3 in small, from torchvision's parts (hard swish, squeeze-and-excitation gated by a
+/// hard sigmoid, ReLU in the first block): from the TorchScript exporter at opset 13, where hard
+/// swish is `x · HardSigmoid(x)`, and from the default exporter, which writes HardSwish nodes.
+/// The same layers from both, PyTorch's logits, and an attack that moves every input.
+#[test]
+fn mobilenet_v3_imports_from_both_exporters() {
+    use warden_harden::nn::LayerSpec::{self, *};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut seen: Option<Vec<LayerSpec>> = None;
+    for file in ["mv3-mini.onnx", "mv3-mini-dynamo.onnx"] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let m = import_with(&bytes, &mut |loc| {
+            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        let layers = m.arch().layers.clone();
+        let gates = |ls: &[LayerSpec]| {
+            ls.iter()
+                .filter(|l| matches!(l, Gate { body } if body.last() == Some(&HardSigmoid)))
+                .count()
+        };
+        let in_residual: usize = layers
+            .iter()
+            .map(|l| match l {
+                Residual { body, .. } => gates(body),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!((gates(&layers), in_residual), (1, 1), "{file}: {layers:?}");
+        assert_eq!(
+            layers.iter().filter(|l| **l == HardSwish).count(),
+            3,
+            "{file}: the stem, the last convolution and the classifier's"
+        );
+        if let Some(prev) = &seen {
+            assert_eq!(prev, &layers, "{file}");
+        }
+        seen = Some(layers);
+        let x = inputs();
+        let logits = m
+            .forward(&mut Workspace::default(), &x, 3)
+            .unwrap()
+            .to_vec();
+        let worst = worst_logit_gap(&logits, &MV3_LOGITS);
+        eprintln!("{file}: max |Δlogit| = {worst:e}");
+        assert!(worst < 1e-5, "{file}: {worst}");
+        let y: Vec<u8> = logits
+            .chunks_exact(10)
+            .map(|row| warden_harden::nn::argmax(row) as u8)
+            .collect();
+        let pgd = Pgd::linf(0.1, 0.02, 10, 1);
+        let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
+        let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
+        assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
+        assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+    }
+}
+
 /// The same ResNet through PyTorch's default exporter (weights beside the model, batch norms
 /// folded by the exporter, the global pool as a ReduceMean over the spatial axes): the same
 /// blocks and PyTorch's logits.
@@ -603,6 +701,7 @@ fn export_round_trips() {
         Arch::mlp(&[64, 32]),
         Arch::strided(8, 16, 32, "elu").with_activation(LayerSpec::Elu, "elu"),
         Arch::strided(8, 16, 32, "silu").with_activation(LayerSpec::Silu, "silu"),
+        Arch::strided(8, 16, 32, "hardswish").with_activation(LayerSpec::HardSwish, "hardswish"),
         avg_arch(),
         gated_arch(),
     ] {
@@ -648,7 +747,7 @@ fn gated_arch() -> warden_harden::nn::Arch {
                 shortcut: vec![],
             },
             Gate {
-                body: vec![conv(4, 4, 3, 1, 1), Sigmoid],
+                body: vec![conv(4, 4, 3, 1, 1), HardSigmoid],
             },
             Flatten,
             Linear {
@@ -982,6 +1081,26 @@ fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
     match import(&model_with(&nodes, &inits())) {
         Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("Elu"), "{msg}"),
         other => panic!("{:?}", other.map(|m| m.param_count())),
+    }
+    // A HardSigmoid with ONNX's default alpha (0.2), not PyTorch's 1/6; PyTorch's imports.
+    for (alpha, ok) in [(0.2, false), (1.0 / 6.0, true)] {
+        let nodes = [
+            conv.clone(),
+            node_with_float("HardSigmoid", &["c"], "h", "alpha", alpha),
+            node("Flatten", &["h"], "f"),
+            gemm("f", "y"),
+        ];
+        match import(&model_with(&nodes, &inits())) {
+            Err(OnnxError::Unsupported(msg)) if !ok => {
+                assert!(msg.contains("HardSigmoid"), "{msg}")
+            }
+            Ok(m) if ok => assert!(
+                m.arch()
+                    .layers
+                    .contains(&warden_harden::nn::LayerSpec::HardSigmoid)
+            ),
+            other => panic!("{alpha}: {:?}", other.map(|m| m.param_count())),
+        }
     }
     // A softmax that is not the last node.
     let nodes = [

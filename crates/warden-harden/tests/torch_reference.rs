@@ -173,7 +173,9 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
             | LayerSpec::Tanh
             | LayerSpec::Elu
             | LayerSpec::Silu
-            | LayerSpec::Sigmoid => {}
+            | LayerSpec::Sigmoid
+            | LayerSpec::HardSigmoid
+            | LayerSpec::HardSwish => {}
             LayerSpec::Residual { .. } | LayerSpec::Gate { .. } => {
                 unreachable!("the reference networks are chains")
             }
