@@ -3477,25 +3477,32 @@ mod tests {
         directional_derivatives_match(hard);
     }
 
+    /// Three uniform random inputs of `m` (drawn from `rng`), and the cross-entropy's gradients
+    /// at them for labels `y`: the parameters', then the input's.
+    fn gradients_at(m: &Model, rng: &mut Rng, y: &[u8; 3]) -> (Vec<f32>, Vec<Vec<f32>>, Vec<f32>) {
+        let x: Vec<f32> = (0..3 * m.input_len())
+            .map(|_| rng.uniform() as f32)
+            .collect();
+        let mut ws = Workspace::default();
+        let logits = m.forward(&mut ws, &x, 3).unwrap().to_vec();
+        let mut d = Vec::new();
+        softmax_xent(&logits, y, 3, 1.0, &mut d, None);
+        let mut grads = m.zero_grads();
+        m.backward(&mut ws, &x, &d, Some(&mut grads), true);
+        let gx = ws.input_grad().to_vec();
+        (x, grads, gx)
+    }
+
     /// Each parameter tensor's gradient, and the input's, along a random ±1 direction against
     /// the loss's central difference along it: one sum over the whole tensor, so that a small
     /// gradient (a gate's body, behind a sigmoid) is checked to 1% rather than lost in the
     /// per-value tolerance.
     fn directional_derivatives_match(arch: Arch) {
         let mut m = Model::init(&arch, 11).unwrap();
-        let n = 3;
         let mut rng = Rng::new(5);
-        let x: Vec<f32> = (0..n * m.input_len())
-            .map(|_| rng.uniform() as f32)
-            .collect();
         let y = [1u8, 0, 2];
+        let (x, grads, gx) = gradients_at(&m, &mut rng, &y);
         let mut ws = Workspace::default();
-        let logits = m.forward(&mut ws, &x, n).unwrap().to_vec();
-        let mut d = Vec::new();
-        softmax_xent(&logits, &y, 3, 1.0, &mut d, None);
-        let mut grads = m.zero_grads();
-        m.backward(&mut ws, &x, &d, Some(&mut grads), true);
-        let gx = ws.input_grad().to_vec();
         let h = 1e-2f32;
         let sign = |rng: &mut Rng| if rng.uniform() < 0.5 { -1.0f32 } else { 1.0 };
         for (p, grad) in grads.iter().enumerate() {
@@ -3600,19 +3607,9 @@ mod tests {
     #[allow(clippy::needless_range_loop)]
     fn gradients_match_finite_differences_for(arch: Arch) {
         let mut m = Model::init(&arch, 7).unwrap();
-        let n = 3;
-        let mut rng = Rng::new(3);
-        let x: Vec<f32> = (0..n * m.input_len())
-            .map(|_| rng.uniform() as f32)
-            .collect();
         let y = [0u8, 2, 1];
+        let (x, grads, gx) = gradients_at(&m, &mut Rng::new(3), &y);
         let mut ws = Workspace::default();
-        let logits = m.forward(&mut ws, &x, n).unwrap().to_vec();
-        let mut d = Vec::new();
-        softmax_xent(&logits, &y, 3, 1.0, &mut d, None);
-        let mut grads = m.zero_grads();
-        m.backward(&mut ws, &x, &d, Some(&mut grads), true);
-        let gx = ws.input_grad().to_vec();
         let h = 1e-3f32;
         let mut checked = 0;
         for p in 0..m.params.len() {

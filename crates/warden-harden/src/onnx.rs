@@ -1614,21 +1614,32 @@ mod tests {
     use super::*;
     use crate::nn::{Arch, Workspace};
 
+    /// A node reading `inputs` and giving `out` (also its name).
+    fn node(inputs: &[&str], out: &str, op: &str, attrs: &[Msg]) -> Msg {
+        let mut n = Msg::default();
+        for i in inputs {
+            n.str(1, i);
+        }
+        n.str(2, out).str(3, out).str(4, op);
+        for a in attrs {
+            n.msg(5, a);
+        }
+        n
+    }
+
+    /// A model file (IR 8, opset 13) of graph `g`.
+    fn model_of(g: &Msg) -> Vec<u8> {
+        let mut opset = Msg::default();
+        opset.str(1, "").int(2, 13);
+        let mut m = Msg::default();
+        m.int(1, 8).msg(7, g).msg(8, &opset);
+        m.0
+    }
+
     /// A graph written by hand: `x + relu(conv(x))`, with the identity as the sum's first operand
     /// (PyTorch's `x + self.body(x)`), then a linear head; and the same with a third reader of
     /// `x`, which is refused.
     fn graph(third_reader: bool) -> Vec<u8> {
-        let node = |inputs: &[&str], out: &str, op: &str, attrs: &[Msg]| {
-            let mut n = Msg::default();
-            for i in inputs {
-                n.str(1, i);
-            }
-            n.str(2, out).str(3, out).str(4, op);
-            for a in attrs {
-                n.msg(5, a);
-            }
-            n
-        };
         let w: Vec<f32> = (0..36)
             .map(|i| ((i * 5) % 17) as f32 / 17.0 - 0.5)
             .collect();
@@ -1654,11 +1665,7 @@ mod tests {
         g.msg(5, &float_tensor("lw", &[3, 32], &lw));
         g.msg(5, &float_tensor("lb", &[3], &[0.0, 0.5, -0.5]));
         g.msg(11, &value_info_msg("x", &[None, Some(2), Some(4), Some(4)]));
-        let mut opset = Msg::default();
-        opset.str(1, "").int(2, 13);
-        let mut m = Msg::default();
-        m.int(1, 8).msg(7, &g).msg(8, &opset);
-        m.0
+        model_of(&g)
     }
 
     #[test]
@@ -1714,17 +1721,6 @@ mod tests {
     /// TorchScript exporter writes a parameter equal to an earlier one), with `copies` more
     /// Identity copies of it that nothing reads.
     fn aliased(copies: usize) -> Vec<u8> {
-        let node = |inputs: &[&str], out: &str, op: &str, attrs: &[Msg]| {
-            let mut n = Msg::default();
-            for i in inputs {
-                n.str(1, i);
-            }
-            n.str(2, out).str(3, out).str(4, op);
-            for a in attrs {
-                n.msg(5, a);
-            }
-            n
-        };
         let mut g = Msg::default();
         let conv = [
             attr_ints("kernel_shape", &[3, 3]),
@@ -1753,11 +1749,7 @@ mod tests {
         g.msg(5, &float_tensor("lw", &[2, 16], &[0.25; 32]));
         g.msg(5, &float_tensor("lb", &[2], &[0.0, 0.5]));
         g.msg(11, &value_info_msg("x", &[None, Some(1), Some(4), Some(4)]));
-        let mut opset = Msg::default();
-        opset.str(1, "").int(2, 13);
-        let mut m = Msg::default();
-        m.int(1, 8).msg(7, &g).msg(8, &opset);
-        m.0
+        model_of(&g)
     }
 
     /// An Identity of a constant is that constant: both convolutions get the same weights. So

@@ -270,6 +270,44 @@ fn residual_blocks(m: &warden_harden::nn::Model) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// A model from `tests/data`, its external weights read beside it.
+fn fixture(file: &str) -> warden_harden::nn::Model {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    import_with(&bytes, &mut |loc| {
+        std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
+    })
+    .unwrap()
+}
+
+/// `m`'s logits on [`inputs`] are `want`'s to `tol`, and PGD (L∞ 0.1, labels the model's own
+/// predictions) moves every input by more than half the budget and stays inside it: gradients
+/// flow through every layer to the input.
+fn logits_match_and_pgd_moves_every_input(
+    m: &warden_harden::nn::Model,
+    want: &[[f64; 10]],
+    tol: f64,
+    file: &str,
+) {
+    let x = inputs();
+    let logits = m
+        .forward(&mut Workspace::default(), &x, 3)
+        .unwrap()
+        .to_vec();
+    let worst = worst_logit_gap(&logits, want);
+    eprintln!("{file}: max |Δlogit| = {worst:e}");
+    assert!(worst < tol, "{file}: {worst}");
+    let y: Vec<u8> = logits
+        .chunks_exact(10)
+        .map(|row| warden_harden::nn::argmax(row) as u8)
+        .collect();
+    let pgd = Pgd::linf(0.1, 0.02, 10, 1);
+    let out = attack::run(m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
+    let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
+    assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{file}: {moved:?}");
+    assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+}
+
 /// The largest |Δ| between 10-class logits, row by row, and PyTorch's.
 fn worst_logit_gap(logits: &[f32], want: &[[f64; 10]]) -> f64 {
     assert_eq!(logits.len(), want.len() * 10);
@@ -468,13 +506,8 @@ fn default_exporter_files_import_with_their_external_weights() {
 #[test]
 fn silu_imports_from_both_exporters() {
     use warden_harden::nn::LayerSpec::{self, *};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     for file in ["silu-mini.onnx", "silu-mini-dynamo.onnx"] {
-        let bytes = std::fs::read(dir.join(file)).unwrap();
-        let m = import_with(&bytes, &mut |loc| {
-            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
-        })
-        .unwrap();
+        let m = fixture(file);
         let layers = &m.arch().layers;
         let kinds: Vec<&str> = layers
             .iter()
@@ -498,22 +531,7 @@ fn silu_imports_from_both_exporters() {
         assert!(shortcut.is_empty(), "{file}");
         assert_eq!(body.len(), 3, "{file}");
         assert_eq!(body[1], LayerSpec::Silu, "{file}");
-        let x = inputs();
-        let logits = m
-            .forward(&mut Workspace::default(), &x, 3)
-            .unwrap()
-            .to_vec();
-        let worst = worst_logit_gap(&logits, &SILU_LOGITS);
-        assert!(worst < 1e-5, "{file}: {worst}");
-        let y: Vec<u8> = logits
-            .chunks_exact(10)
-            .map(|row| warden_harden::nn::argmax(row) as u8)
-            .collect();
-        let pgd = Pgd::linf(0.1, 0.02, 10, 1);
-        let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
-        let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
-        assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
-        assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+        logits_match_and_pgd_moves_every_input(&m, &SILU_LOGITS, 1e-5, file);
     }
 }
 
@@ -524,14 +542,14 @@ fn silu_imports_from_both_exporters() {
 #[test]
 fn squeeze_and_excitation_imports_as_gates() {
     use warden_harden::nn::LayerSpec::{self, *};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let se = |l: &LayerSpec| matches!(l, Gate { body } if matches!(body[..], [GlobalAvgPool, Conv2d { .. }, Silu, Conv2d { .. }, Sigmoid]));
+    let se = |l: &LayerSpec| {
+        let squeeze = [GlobalAvgPool, Silu, Sigmoid];
+        matches!(l, Gate { body } if body.len() == 5
+            && [&body[0], &body[2], &body[4]].into_iter().eq(&squeeze)
+            && matches!((&body[1], &body[3]), (Conv2d { .. }, Conv2d { .. })))
+    };
     for file in ["se-mini.onnx", "se-mini-dynamo.onnx"] {
-        let bytes = std::fs::read(dir.join(file)).unwrap();
-        let m = import_with(&bytes, &mut |loc| {
-            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
-        })
-        .unwrap();
+        let m = fixture(file);
         let layers = &m.arch().layers;
         let blocks: Vec<&LayerSpec> = layers
             .iter()
@@ -549,23 +567,7 @@ fn squeeze_and_excitation_imports_as_gates() {
             4,
             "{file}: stem, the second block's two, the head"
         );
-        let x = inputs();
-        let logits = m
-            .forward(&mut Workspace::default(), &x, 3)
-            .unwrap()
-            .to_vec();
-        let worst = worst_logit_gap(&logits, &SE_LOGITS);
-        eprintln!("{file}: max |Δlogit| = {worst:e}");
-        assert!(worst < 1e-4, "{file}: {worst}");
-        let y: Vec<u8> = logits
-            .chunks_exact(10)
-            .map(|row| warden_harden::nn::argmax(row) as u8)
-            .collect();
-        let pgd = Pgd::linf(0.1, 0.02, 10, 1);
-        let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
-        let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
-        assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
-        assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+        logits_match_and_pgd_moves_every_input(&m, &SE_LOGITS, 1e-4, file);
     }
 }
 
@@ -576,14 +578,9 @@ fn squeeze_and_excitation_imports_as_gates() {
 #[test]
 fn mobilenet_v3_imports_from_both_exporters() {
     use warden_harden::nn::LayerSpec::{self, *};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut seen: Option<Vec<LayerSpec>> = None;
     for file in ["mv3-mini.onnx", "mv3-mini-dynamo.onnx"] {
-        let bytes = std::fs::read(dir.join(file)).unwrap();
-        let m = import_with(&bytes, &mut |loc| {
-            std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
-        })
-        .unwrap();
+        let m = fixture(file);
         let layers = m.arch().layers.clone();
         let gates = |ls: &[LayerSpec]| {
             ls.iter()
@@ -607,23 +604,7 @@ fn mobilenet_v3_imports_from_both_exporters() {
             assert_eq!(prev, &layers, "{file}");
         }
         seen = Some(layers);
-        let x = inputs();
-        let logits = m
-            .forward(&mut Workspace::default(), &x, 3)
-            .unwrap()
-            .to_vec();
-        let worst = worst_logit_gap(&logits, &MV3_LOGITS);
-        eprintln!("{file}: max |Δlogit| = {worst:e}");
-        assert!(worst < 1e-5, "{file}: {worst}");
-        let y: Vec<u8> = logits
-            .chunks_exact(10)
-            .map(|row| warden_harden::nn::argmax(row) as u8)
-            .collect();
-        let pgd = Pgd::linf(0.1, 0.02, 10, 1);
-        let out = attack::run(&m, &mut Pool::new(2), &pgd, &x, &y, 0).unwrap();
-        let moved = attack::distances(Norm::Linf, &x, &out.adversarial, 784);
-        assert!(moved.iter().all(|&d| d <= 0.1 + 1e-6), "{moved:?}");
-        assert!(moved.iter().all(|&d| d > 0.05), "{file}: {moved:?}");
+        logits_match_and_pgd_moves_every_input(&m, &MV3_LOGITS, 1e-5, file);
     }
 }
 
@@ -633,12 +614,7 @@ fn mobilenet_v3_imports_from_both_exporters() {
 #[test]
 fn the_default_exporters_resnet_imports_too() {
     use warden_harden::nn::LayerSpec;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let bytes = std::fs::read(dir.join("resnet-mini-dynamo.onnx")).unwrap();
-    let m = import_with(&bytes, &mut |loc| {
-        std::fs::read(dir.join(loc)).map_err(|e| e.to_string())
-    })
-    .unwrap();
+    let m = fixture("resnet-mini-dynamo.onnx");
     let blocks = residual_blocks(&m);
     assert_eq!(blocks, vec![(3, 0), (3, 1)]);
     assert!(m.arch().layers.contains(&LayerSpec::GlobalAvgPool));
