@@ -1,7 +1,8 @@
 """Checks a Warden ONNX export with the onnx checker and onnxruntime, and against the same weights
 loaded into PyTorch from the model directory's safetensors file, in the nn.Sequential that the
 directory's arch.json describes (any Warden architecture: strides, paddings, activations, pools,
-residual blocks as a module with `body` and `shortcut` nn.Sequentials).
+residual blocks as a module with `body` and `shortcut` nn.Sequentials, gates as a module with a
+`body` nn.Sequential whose forward is `x * self.body(x)`).
 
 Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx [IMAGES.idx]
 (needs torch, onnx, onnxruntime, safetensors in that venv). The inputs are the first 1,000 of
@@ -47,8 +48,21 @@ class Residual(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
+class Gate(nn.Module):
+    """Warden's gate layer: x * body(x) (squeeze-and-excitation)."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x):
+        return x * self.body(x)
+
+
 def module(layer):
     t = layer["type"]
+    if t == "gate":
+        return Gate([module(l) for l in layer["body"]])
     if t == "residual":
         return Residual([module(l) for l in layer["body"]], [module(l) for l in layer.get("shortcut", [])])
     if t == "avg_pool2d":
@@ -63,7 +77,9 @@ def module(layer):
         return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"), padding=layer.get("padding", 0))
     if t == "linear":
         return nn.Linear(layer["in_features"], layer["out_features"])
-    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "elu": nn.ELU, "flatten": nn.Flatten}[t]()
+    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU,
+            "sigmoid": nn.Sigmoid, "hard_sigmoid": nn.Hardsigmoid, "hard_swish": nn.Hardswish,
+            "flatten": nn.Flatten}[t]()
 
 
 with open(f"{model_dir}/arch.json") as f:
