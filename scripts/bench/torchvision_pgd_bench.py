@@ -2,8 +2,8 @@
 threads and images: the timing half of docs/results/torchvision-import/ (issue 4's "large models
 on the CPU").
 
-The model is torchvision's resnet18, mobilenet_v2, efficientnet_b0 or mobilenet_v3_small
-(num_classes=10) as
+The model is torchvision's resnet18, mobilenet_v2, efficientnet_b0, mobilenet_v3_small or
+googlenet (num_classes=10) as
 scripts/reference/make_onnx_torchvision_fixture.py exports it (DIR/NAME.onnx, DIR/images.idx,
 DIR/labels.idx). PyTorch runs PGD-10 (L-inf, step eps/5, no random start, input gradients only,
 weights frozen, eval mode) on all the images in one batch; Warden runs `harden eval --independent`
@@ -22,12 +22,13 @@ import tempfile
 import time
 
 import torch
-from torchvision.models import efficientnet_b0, mobilenet_v2, mobilenet_v3_small, resnet18
+from torchvision.models import efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small, resnet18
 
 p = argparse.ArgumentParser()
 p.add_argument("warden")
 p.add_argument("dir")
-p.add_argument("name", choices=["resnet18", "mobilenet-v2", "efficientnet-b0", "mobilenet-v3-small"])
+p.add_argument("name", choices=["resnet18", "mobilenet-v2", "efficientnet-b0", "mobilenet-v3-small",
+                                "googlenet"])
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--rounds", type=int, default=2)
 p.add_argument("--eps", type=float, default=1e-4)
@@ -47,7 +48,7 @@ x = read_idx(f"{a.dir}/images.idx").float() / 255
 n = x.shape[0]
 net = {"resnet18": resnet18, "mobilenet-v2": mobilenet_v2,
        "efficientnet-b0": efficientnet_b0,
-       "mobilenet-v3-small": mobilenet_v3_small}[a.name](num_classes=10).eval()
+       "mobilenet-v3-small": mobilenet_v3_small, "googlenet": googlenet}[a.name](num_classes=10).eval()
 for q in net.parameters():
     q.requires_grad_(False)
 with torch.no_grad():

@@ -2,7 +2,8 @@
 loaded into PyTorch from the model directory's safetensors file, in the nn.Sequential that the
 directory's arch.json describes (any Warden architecture: strides, paddings, activations, pools,
 residual blocks as a module with `body` and `shortcut` nn.Sequentials, gates as a module with a
-`body` nn.Sequential whose forward is `x * self.body(x)`).
+`body` nn.Sequential whose forward is `x * self.body(x)`, concatenations as a module with an
+nn.ModuleList `branches` whose forward is `torch.cat([b(x) for b in self.branches], 1)`).
 
 Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx [IMAGES.idx]
 (needs torch, onnx, onnxruntime, safetensors in that venv). The inputs are the first 1,000 of
@@ -59,8 +60,21 @@ class Gate(nn.Module):
         return x * self.body(x)
 
 
+class Concat(nn.Module):
+    """Warden's concat layer: its branches' outputs side by side along the channels."""
+
+    def __init__(self, branches):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Sequential(*b) for b in branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
 def module(layer):
     t = layer["type"]
+    if t == "concat":
+        return Concat([[module(l) for l in b] for b in layer["branches"]])
     if t == "gate":
         return Gate([module(l) for l in layer["body"]])
     if t == "residual":
@@ -74,7 +88,8 @@ def module(layer):
                          stride=layer.get("stride", 1), padding=layer.get("padding", 0),
                          groups=layer.get("groups", 1))
     if t == "max_pool2d":
-        return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"), padding=layer.get("padding", 0))
+        return nn.MaxPool2d(layer["kernel"], stride=layer.get("stride"), padding=layer.get("padding", 0),
+                            ceil_mode=layer.get("ceil_mode", False))
     if t == "linear":
         return nn.Linear(layer["in_features"], layer["out_features"])
     return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU,

@@ -26,7 +26,7 @@ test uses as its labels, and the gap between its two largest logits (every one m
 float rounding).
 
 With --resnet18 DIR (or --mobilenet-v2 DIR: DIR/mobilenet-v2.onnx, `mobilenet_v2`; or
---efficientnet-b0 DIR: DIR/efficientnet-b0.onnx, `efficientnet_b0`; or --mobilenet-v3-small DIR)
+--efficientnet-b0 DIR: DIR/efficientnet-b0.onnx, `efficientnet_b0`; or --mobilenet-v3-small DIR, or --googlenet DIR)
 it also
 writes DIR/resnet18.onnx: torchvision's `resnet18(num_classes=10)`
 itself (11M parameters, too large to commit; fitted for --fit steps, default 60, at a learning
@@ -36,7 +36,8 @@ DIR/logits.txt, for the check described in docs/results/torchvision-import/.
 
 Run from the repository root:
     /tmp/torch-venv/bin/python scripts/reference/make_onnx_torchvision_fixture.py \
-        [--resnet18 DIR | --mobilenet-v2 DIR | --efficientnet-b0 DIR | --mobilenet-v3-small DIR] [--size 64] [--count 16] [--fit 60]
+        [--resnet18 DIR | --mobilenet-v2 DIR | --efficientnet-b0 DIR | --mobilenet-v3-small DIR
+         | --googlenet DIR] [--size 64] [--count 16] [--fit 60]
 (needs torch, torchvision, onnx: /tmp/torch-venv/bin/pip install torch torchvision onnx onnxscript).
 """
 import struct
@@ -44,7 +45,7 @@ import sys
 
 import torch
 import torch.nn as nn
-from torchvision.models import efficientnet_b0, mobilenet_v2, mobilenet_v3_small, resnet18
+from torchvision.models import efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small, resnet18
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops.misc import Conv2dNormActivation
@@ -155,7 +156,8 @@ def option(name, default):
 
 
 for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2),
-                    ("--efficientnet-b0", efficientnet_b0), ("--mobilenet-v3-small", mobilenet_v3_small)]:
+                    ("--efficientnet-b0", efficientnet_b0), ("--mobilenet-v3-small", mobilenet_v3_small),
+                    ("--googlenet", googlenet)]:
     if flag not in sys.argv:
         continue
     out = sys.argv[sys.argv.index(flag) + 1]
@@ -165,7 +167,7 @@ for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2),
     big = build(num_classes=10)
     u8 = images(count, 3, size, size)
     x = u8.float() / 255
-    if build in (efficientnet_b0, mobilenet_v3_small):
+    if build in (efficientnet_b0, mobilenet_v3_small, googlenet):
         calibrate_bn(big, x)
     else:
         perturb_bn(big)

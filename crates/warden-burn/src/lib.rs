@@ -116,6 +116,7 @@ enum Step {
         k: usize,
         stride: usize,
         pad: usize,
+        ceil: bool,
     },
     AvgPool {
         k: usize,
@@ -134,6 +135,13 @@ enum Step {
     Join,
     /// A gate ends: the input kept at its [`Step::Fork`] times the body's output.
     Scale,
+    /// A concatenation's branch has ended: its output is kept and the next branch starts from
+    /// the block's input.
+    NextBranch,
+    /// A concatenation ends: its `branches` outputs side by side along the channels.
+    Cat {
+        branches: usize,
+    },
 }
 
 fn plan(arch: &Arch) -> Vec<Step> {
@@ -175,10 +183,12 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
             kernel,
             stride,
             padding,
+            ceil_mode,
         } => Step::Pool {
             k: kernel,
             stride: stride.unwrap_or(kernel),
             pad: padding,
+            ceil: ceil_mode,
         },
         LayerSpec::AvgPool2d { kernel, stride } => Step::AvgPool {
             k: kernel,
@@ -210,6 +220,20 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
                 plan_layer(b, param, steps);
             }
             Step::Scale
+        }
+        LayerSpec::Concat { ref branches } => {
+            steps.push(Step::Fork);
+            for (i, branch) in branches.iter().enumerate() {
+                if i > 0 {
+                    steps.push(Step::NextBranch);
+                }
+                for b in branch {
+                    plan_layer(b, param, steps);
+                }
+            }
+            Step::Cat {
+                branches: branches.len(),
+            }
         }
     };
     steps.push(step);
@@ -269,7 +293,31 @@ fn forward<F: Backend>(
             (Step::Join, Act::Img(t)) => Act::Img(kept.pop().ok_or_else(unbalanced)? + t),
             // A 1 × 1 factor image broadcasts over the positions.
             (Step::Scale, Act::Img(t)) => Act::Img(kept.pop().ok_or_else(unbalanced)? * t),
-            (Step::Fork | Step::Shortcut | Step::Join | Step::Scale, Act::Flat(_)) => {
+            (Step::NextBranch, Act::Img(t)) => {
+                let input = kept.pop().ok_or_else(unbalanced)?;
+                kept.push(t);
+                kept.push(input.clone());
+                Act::Img(input)
+            }
+            (Step::Cat { branches }, Act::Img(t)) => {
+                kept.pop().ok_or_else(unbalanced)?;
+                let from = kept
+                    .len()
+                    .checked_sub(branches - 1)
+                    .ok_or_else(unbalanced)?;
+                let mut parts: Vec<Tensor<F, 4>> = kept.drain(from..).collect();
+                parts.push(t);
+                Act::Img(Tensor::cat(parts, 1))
+            }
+            (
+                Step::Fork
+                | Step::Shortcut
+                | Step::Join
+                | Step::Scale
+                | Step::NextBranch
+                | Step::Cat { .. },
+                Act::Flat(_),
+            ) => {
                 return Err(BurnError::Arch("a residual block after flattening".into()));
             }
             (
@@ -299,13 +347,21 @@ fn forward<F: Backend>(
                     ConvOptions::new([stride, stride], [pad, pad], [1, 1], groups),
                 ))
             }
-            (Step::Pool { k, stride, pad }, Act::Img(t)) => Act::Img(module::max_pool2d(
+            (
+                Step::Pool {
+                    k,
+                    stride,
+                    pad,
+                    ceil,
+                },
+                Act::Img(t),
+            ) => Act::Img(module::max_pool2d(
                 t,
                 [k, k],
                 [stride, stride],
                 [pad, pad],
                 [1, 1],
-                false,
+                ceil,
             )),
             (Step::AvgPool { k, stride }, Act::Img(t)) => Act::Img(module::avg_pool2d(
                 t,

@@ -197,6 +197,7 @@ fn archs() -> Vec<Arch> {
                 kernel: 3,
                 stride: Some(2),
                 padding: 1,
+                ceil_mode: false,
             },
             LayerSpec::Residual {
                 body: vec![conv(8, 8, 3, 1, 1), LayerSpec::Relu, conv(8, 8, 3, 1, 1)],
@@ -285,6 +286,50 @@ fn archs() -> Vec<Arch> {
             LayerSpec::Flatten,
             LayerSpec::Linear {
                 in_features: 8,
+                out_features: 10,
+            },
+        ],
+    });
+    // Inception's parts: four branches (1×1; 1×1 then 3×3; a padded max pool then 1×1; the
+    // identity) side by side, then the identity and a convolution (DenseNet's way).
+    v.push(Arch {
+        name: "inception".into(),
+        input: [3, 10, 10],
+        classes: 10,
+        layers: vec![
+            conv(3, 4, 3, 1, 1),
+            LayerSpec::Relu,
+            LayerSpec::Concat {
+                branches: vec![
+                    vec![conv(4, 3, 1, 0, 1), LayerSpec::Relu],
+                    vec![conv(4, 2, 1, 0, 1), LayerSpec::Relu, conv(2, 3, 3, 1, 1)],
+                    vec![
+                        LayerSpec::MaxPool2d {
+                            kernel: 3,
+                            stride: Some(1),
+                            padding: 1,
+                            ceil_mode: false,
+                        },
+                        conv(4, 2, 1, 0, 1),
+                    ],
+                    vec![],
+                ],
+            },
+            LayerSpec::Relu,
+            LayerSpec::Concat {
+                branches: vec![vec![], vec![conv(12, 2, 3, 1, 1)]],
+            },
+            // Ceil mode: 10 → 5 (floor mode: 4).
+            LayerSpec::MaxPool2d {
+                kernel: 3,
+                stride: Some(2),
+                padding: 0,
+                ceil_mode: true,
+            },
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                in_features: 14,
                 out_features: 10,
             },
         ],

@@ -823,6 +823,64 @@ impl Importer<'_> {
         None
     }
 
+    /// The Concat that `value`'s readers `rs` meet in, and for each of its inputs in order the
+    /// first node of the branch that gives it (`None`: `value` itself, an identity branch):
+    /// when every reader starts a chain (SiLUs and gates included) whose end only that Concat
+    /// reads, or is that Concat, over the channels, and the Concat reads nothing else.
+    fn concat_at(&self, value: &str, rs: &[usize]) -> Option<(usize, Vec<Option<usize>>)> {
+        let mut ends: Vec<(&str, usize)> = Vec::with_capacity(rs.len());
+        let mut join = None;
+        for &r in rs {
+            let (j, end) = if self.nodes[r].op == "Concat" {
+                (r, value)
+            } else {
+                self.concat_end(r)?
+            };
+            if *join.get_or_insert(j) != j {
+                return None;
+            }
+            if end != value {
+                ends.push((end, r));
+            }
+        }
+        let j = join?;
+        let cat = &self.nodes[j];
+        let axis = cat.int("axis", i64::MIN);
+        if !(cat.domain.is_empty() || cat.domain == "ai.onnx")
+            || !(axis == 1 || axis == -3)
+            || cat.outputs.len() != 1
+            || !(2..=16).contains(&cat.inputs.len())
+        {
+            return None;
+        }
+        let mut firsts = Vec::with_capacity(cat.inputs.len());
+        for input in &cat.inputs {
+            if input == value {
+                firsts.push(None);
+            } else {
+                let at = ends.iter().position(|(e, _)| *e == input.as_str())?;
+                firsts.push(Some(ends.swap_remove(at).1));
+            }
+        }
+        ends.is_empty().then_some((j, firsts))
+    }
+
+    /// The Concat that a chain from node `k` ends in (each value the one reader of the one
+    /// before, SiLUs and gates stepped over), and the value it gives that Concat.
+    fn concat_end(&self, mut k: usize) -> Option<(usize, &str)> {
+        for _ in 0..self.nodes.len() {
+            let out = self.nodes[k].outputs.first()?;
+            match self.readers(out) {
+                [j] if self.nodes[*j].op == "Concat" => return Some((*j, out.as_str())),
+                [next] => k = *next,
+                &[a, b] if let Some((_, m, _)) = self.silu_at(out, a, b) => k = m,
+                &[a, b] if let Some((m, _)) = self.gate_at(out, a, b) => k = m,
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Whether node `k` is the end of a residual block: a sum of two computed values.
     fn is_join(&self, k: usize) -> bool {
         let n = &self.nodes[k];
@@ -897,6 +955,36 @@ impl Importer<'_> {
                     );
                     layers.push(LayerSpec::Gate { body });
                     current.clone_from(&self.nodes[m].outputs[0]);
+                }
+                (rs, None)
+                    if rs.len() >= 2
+                        && let Some((j, firsts)) = self.concat_at(&current, rs) =>
+                {
+                    let mut branches = Vec::with_capacity(firsts.len());
+                    let li = layers.len();
+                    for (b, first) in firsts.into_iter().enumerate() {
+                        let (branch, t) = match first {
+                            None => (Vec::new(), Vec::new()),
+                            Some(f) => {
+                                let (branch, t, _) = self.chain(&current, Some(f), Some(j))?;
+                                (branch, t)
+                            }
+                        };
+                        tensors.extend(
+                            t.into_iter().map(|(p, kind, d, v)| {
+                                (format!("{li}.branches.{b}.{p}"), kind, d, v)
+                            }),
+                        );
+                        branches.push(branch);
+                    }
+                    self.visit(j)?;
+                    layers.push(LayerSpec::Concat { branches });
+                    current.clone_from(
+                        self.nodes[j]
+                            .outputs
+                            .first()
+                            .ok_or_else(|| bad("Concat without an output"))?,
+                    );
                 }
                 ([a, b], None) => {
                     let j = self.join_of(*a)?;
@@ -1092,7 +1180,8 @@ impl Importer<'_> {
                             && pad.is_some_and(|p| p as i64 <= *a / 2)
                             && explicit
                             && ones
-                            && n.int("ceil_mode", 0) == 0 =>
+                            && (n.int("ceil_mode", 0) == 0
+                                || (max && n.int("ceil_mode", 0) == 1)) =>
                     {
                         let (kernel, stride) = (*a as usize, (c != a).then_some(*c as usize));
                         layers.push(if max {
@@ -1100,6 +1189,7 @@ impl Importer<'_> {
                                 kernel,
                                 stride,
                                 padding: pad.unwrap_or(0),
+                                ceil_mode: n.int("ceil_mode", 0) == 1,
                             }
                         } else {
                             LayerSpec::AvgPool2d { kernel, stride }
@@ -1107,7 +1197,7 @@ impl Importer<'_> {
                     }
                     _ => {
                         return Err(unsupported(format!(
-                            "{} other than square windows of at most {MAX_POOL} with equal strides up to the size, floor mode, and no padding (MaxPool: the same padding on every side, at most half the window)",
+                            "{} other than square windows of at most {MAX_POOL} with equal strides up to the size, floor mode, and no padding (MaxPool: the same padding on every side, at most half the window, and ceil mode too)",
                             n.op
                         )));
                     }
@@ -1255,7 +1345,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Concat over the channels of branches from one value (Inception, SqueezeNet's fire module), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -1549,7 +1639,10 @@ impl Writer<'_> {
                 n.msg(5, &attr_ints("kernel_shape", &[k, k]));
                 n.msg(5, &attr_ints("strides", &[s, s]));
                 n.msg(5, &attr_ints("pads", &[p, p, p, p]));
-                if matches!(layer, LayerSpec::MaxPool2d { .. }) {
+                if let LayerSpec::MaxPool2d { ceil_mode, .. } = layer {
+                    if *ceil_mode {
+                        n.msg(5, &attr_int("ceil_mode", 1));
+                    }
                     "MaxPool"
                 } else {
                     "AveragePool"
@@ -1591,13 +1684,30 @@ impl Writer<'_> {
                 inputs.push(cur);
                 "Mul"
             }
+            LayerSpec::Concat { branches } => {
+                inputs.clear();
+                for (b, branch) in branches.iter().enumerate() {
+                    let mut cur = input.to_string();
+                    for (j, l) in branch.iter().enumerate() {
+                        let next = format!("{out}.branches.{b}.{j}");
+                        self.layer(l, &format!("{name}.branches.{b}.{j}"), &cur, &next);
+                        cur = next;
+                    }
+                    inputs.push(cur);
+                }
+                n.msg(5, &attr_int("axis", 1));
+                "Concat"
+            }
         };
         for i in &inputs {
             n.str(1, i);
         }
         n.str(2, out).str(3, &format!("{op}_{name}")).str(4, op);
         self.graph.msg(1, &n);
-        if !matches!(layer, LayerSpec::Residual { .. } | LayerSpec::Gate { .. }) {
+        if !matches!(
+            layer,
+            LayerSpec::Residual { .. } | LayerSpec::Gate { .. } | LayerSpec::Concat { .. }
+        ) {
             for pname in inputs.iter().skip(1) {
                 if let Some(&(idx, info)) = self.params.get(pname.as_str()) {
                     self.graph

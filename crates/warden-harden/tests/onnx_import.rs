@@ -56,6 +56,46 @@ const LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+// torch 2.15.0+cu132, scripts/reference/make_onnx_concat_fixture.py
+const INCEPTION_LOGITS: [[f64; 10]; 3] = [
+    [
+        -2.396619022e-01,
+        4.701611400e-01,
+        5.332002640e-01,
+        1.689699888e-01,
+        1.557113171e+00,
+        1.319223762e+00,
+        3.300767541e-01,
+        -1.052589417e+00,
+        -1.004297495e+00,
+        -1.628283978e+00,
+    ],
+    [
+        -2.402689755e-01,
+        4.700434208e-01,
+        5.330950022e-01,
+        1.696966290e-01,
+        1.558184385e+00,
+        1.316958070e+00,
+        3.302850127e-01,
+        -1.049894929e+00,
+        -1.002339959e+00,
+        -1.631008625e+00,
+    ],
+    [
+        -2.418828309e-01,
+        4.663162529e-01,
+        5.324828029e-01,
+        1.653460562e-01,
+        1.557282448e+00,
+        1.315180779e+00,
+        3.285753131e-01,
+        -1.053308249e+00,
+        -1.002216220e+00,
+        -1.627963781e+00,
+    ],
+];
+
 // torch 2.15.0+cu132, scripts/reference/make_onnx_gate_fixture.py
 const MV3_LOGITS: [[f64; 10]; 3] = [
     [
@@ -608,6 +648,43 @@ fn mobilenet_v3_imports_from_both_exporters() {
     }
 }
 
+/// torchvision's multi-branch parts (SqueezeNet's `Fire`, GoogLeNet's `Inception` with its
+/// ceil-mode max pool in a branch, ceil-mode pools between them) import from both exporters: a
+/// concatenation of two branches, then one of four, in PyTorch's channel order; PyTorch's
+/// logits; an attack that moves every input.
+#[test]
+fn concatenated_branches_import_from_both_exporters() {
+    use warden_harden::nn::LayerSpec::*;
+    for file in ["inception-mini.onnx", "inception-mini-dynamo.onnx"] {
+        let m = fixture(file);
+        let layers = &m.arch().layers;
+        let widths: Vec<Vec<usize>> = layers
+            .iter()
+            .filter_map(|l| match l {
+                Concat { branches } => Some(branches.iter().map(Vec::len).collect()),
+                _ => None,
+            })
+            .collect();
+        // Fire: conv+ReLU twice (ReLUs stay layers in the file's chain); Inception: 1, 2 and 2
+        // convolutions with their ReLUs, and the pool branch.
+        assert_eq!(widths, [vec![2, 2], vec![2, 4, 4, 3]], "{file}: {layers:?}");
+        let ceil_pools = layers
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l,
+                    MaxPool2d {
+                        ceil_mode: true,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(ceil_pools, 2, "{file}");
+        logits_match_and_pgd_moves_every_input(&m, &INCEPTION_LOGITS, 1e-5, file);
+    }
+}
+
 /// The same ResNet through PyTorch's default exporter (weights beside the model, batch norms
 /// folded by the exporter, the global pool as a ReduceMean over the spatial axes): the same
 /// blocks and PyTorch's logits.
@@ -680,6 +757,7 @@ fn export_round_trips() {
         Arch::strided(8, 16, 32, "hardswish").with_activation(LayerSpec::HardSwish, "hardswish"),
         avg_arch(),
         gated_arch(),
+        concat_arch(),
     ] {
         let m = Model::init(&arch, 4).unwrap();
         let bytes = warden_harden::onnx::export(&m);
@@ -728,6 +806,54 @@ fn gated_arch() -> warden_harden::nn::Arch {
             Flatten,
             Linear {
                 in_features: 256,
+                out_features: 10,
+            },
+        ],
+    }
+}
+
+/// A concatenation of three branches (one the identity, one through a ceil-mode max pool).
+fn concat_arch() -> warden_harden::nn::Arch {
+    use warden_harden::nn::{Arch, LayerSpec::*};
+    let conv = |cin, cout, kernel, padding| Conv2d {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        padding,
+        stride: 1,
+        groups: 1,
+    };
+    Arch {
+        name: "concat".into(),
+        input: [1, 9, 9],
+        classes: 10,
+        layers: vec![
+            conv(1, 4, 3, 1),
+            Relu,
+            Concat {
+                branches: vec![
+                    vec![conv(4, 2, 1, 0), Relu],
+                    vec![],
+                    vec![
+                        MaxPool2d {
+                            kernel: 3,
+                            stride: Some(1),
+                            padding: 1,
+                            ceil_mode: true,
+                        },
+                        conv(4, 3, 1, 0),
+                    ],
+                ],
+            },
+            MaxPool2d {
+                kernel: 2,
+                stride: None,
+                padding: 0,
+                ceil_mode: true,
+            },
+            Flatten,
+            Linear {
+                in_features: 9 * 5 * 5,
                 out_features: 10,
             },
         ],

@@ -70,6 +70,7 @@ fn mini_cnn() -> Arch {
                 kernel: 2,
                 stride: None,
                 padding: 0,
+                ceil_mode: false,
             },
             Conv2d {
                 in_channels: 4,
@@ -84,6 +85,7 @@ fn mini_cnn() -> Arch {
                 kernel: 2,
                 stride: None,
                 padding: 0,
+                ceil_mode: false,
             },
             Flatten,
             Linear {
@@ -176,7 +178,7 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
             | LayerSpec::Sigmoid
             | LayerSpec::HardSigmoid
             | LayerSpec::HardSwish => {}
-            LayerSpec::Residual { .. } | LayerSpec::Gate { .. } => {
+            LayerSpec::Residual { .. } | LayerSpec::Gate { .. } | LayerSpec::Concat { .. } => {
                 unreachable!("the reference networks are chains")
             }
         }

@@ -258,7 +258,8 @@ fn torchvision_stem_imports_with_pytorchs_logits() {
             warden_harden::nn::LayerSpec::MaxPool2d {
                 kernel: 3,
                 stride: Some(2),
-                padding: 1
+                padding: 1,
+                ceil_mode: false,
             }
         )),
         "{:?}",
