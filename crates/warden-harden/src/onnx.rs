@@ -714,6 +714,12 @@ fn batch_flatten_shape(
 /// values.
 type Pending = (String, &'static str, Vec<i64>, Vec<f32>);
 
+/// A branch's parameters named as the block's: `{prefix}.{path}`.
+fn prefixed(t: Vec<Pending>, prefix: &str) -> impl Iterator<Item = Pending> {
+    t.into_iter()
+        .map(move |(p, kind, d, v)| (format!("{prefix}.{p}"), kind, d, v))
+}
+
 /// Layers translated from a stretch of the graph, their parameters, and the value it ends on.
 type Stretch = (Vec<LayerSpec>, Vec<Pending>, String);
 
@@ -752,7 +758,7 @@ impl Importer<'_> {
     /// `x · HardSigmoid(x)` (of `nn.Hardswish` before opset 14), and the layer they make, when
     /// `value`'s two readers `a` and `b` are such a gate of it, read only by the product, and
     /// the product of `value` and that gate, in either order.
-    fn silu_at(&self, value: &str, a: usize, b: usize) -> Option<(usize, usize, LayerSpec)> {
+    fn self_gated_at(&self, value: &str, a: usize, b: usize) -> Option<(usize, usize, LayerSpec)> {
         let gate = |k: usize| match self.nodes[k].op.as_str() {
             "Sigmoid" => Some(LayerSpec::Silu),
             "HardSigmoid" if pytorch_hard_sigmoid(&self.nodes[k]) => Some(LayerSpec::HardSwish),
@@ -816,7 +822,7 @@ impl Importer<'_> {
                     return self.nodes[m].inputs.contains(out).then_some((m, first));
                 }
                 [next] => k = *next,
-                &[p, q] if let Some((_, s, _)) = self.silu_at(out, p, q) => k = s,
+                &[p, q] if let Some((_, s, _)) = self.self_gated_at(out, p, q) => k = s,
                 _ => return None,
             }
         }
@@ -873,7 +879,7 @@ impl Importer<'_> {
             match self.readers(out) {
                 [j] if self.nodes[*j].op == "Concat" => return Some((*j, out.as_str())),
                 [next] => k = *next,
-                &[a, b] if let Some((_, m, _)) = self.silu_at(out, a, b) => k = m,
+                &[a, b] if let Some((_, m, _)) = self.self_gated_at(out, a, b) => k = m,
                 &[a, b] if let Some((m, _)) = self.gate_at(out, a, b) => k = m,
                 _ => return None,
             }
@@ -900,7 +906,7 @@ impl Importer<'_> {
                 .ok_or_else(|| bad("a node without an output"))?;
             match self.readers(out) {
                 [next] => k = *next,
-                &[a, b] if let Some((_, m, _)) = self.silu_at(out, a, b) => k = m,
+                &[a, b] if let Some((_, m, _)) = self.self_gated_at(out, a, b) => k = m,
                 &[a, b] if let Some((m, _)) = self.gate_at(out, a, b) => k = m,
                 _ => {
                     return Err(unsupported(format!(
@@ -939,7 +945,7 @@ impl Importer<'_> {
                 ([k], _) => {
                     current = self.node(*k, &current, &mut layers, &mut tensors, join.is_none())?;
                 }
-                (&[a, b], _) if let Some((s, m, layer)) = self.silu_at(&current, a, b) => {
+                (&[a, b], _) if let Some((s, m, layer)) = self.self_gated_at(&current, a, b) => {
                     self.visit(s)?;
                     self.visit(m)?;
                     layers.push(layer);
@@ -949,10 +955,7 @@ impl Importer<'_> {
                     let (body, t, _) = self.chain(&current, Some(first), Some(m))?;
                     self.visit(m)?;
                     let li = layers.len();
-                    tensors.extend(
-                        t.into_iter()
-                            .map(|(p, kind, d, v)| (format!("{li}.body.{p}"), kind, d, v)),
-                    );
+                    tensors.extend(prefixed(t, &format!("{li}.body")));
                     layers.push(LayerSpec::Gate { body });
                     current.clone_from(&self.nodes[m].outputs[0]);
                 }
@@ -970,11 +973,7 @@ impl Importer<'_> {
                                 (branch, t)
                             }
                         };
-                        tensors.extend(
-                            t.into_iter().map(|(p, kind, d, v)| {
-                                (format!("{li}.branches.{b}.{p}"), kind, d, v)
-                            }),
-                        );
+                        tensors.extend(prefixed(t, &format!("{li}.branches.{b}")));
                         branches.push(branch);
                     }
                     self.visit(j)?;
@@ -1016,10 +1015,7 @@ impl Importer<'_> {
                         .map_err(|_| bad("two branches expected"))?;
                     let li = layers.len();
                     for (part, t) in [("body", tb), ("shortcut", ts)] {
-                        tensors.extend(
-                            t.into_iter()
-                                .map(|(p, kind, d, v)| (format!("{li}.{part}.{p}"), kind, d, v)),
-                        );
+                        tensors.extend(prefixed(t, &format!("{li}.{part}")));
                     }
                     layers.push(LayerSpec::Residual { body, shortcut });
                     current.clone_from(
@@ -1563,6 +1559,35 @@ struct Writer<'m> {
 }
 
 impl Writer<'_> {
+    /// Writes the layers of a branch from value `input`: layer `j` named `{path}.{j}` (as its
+    /// parameters are) and giving value `{values}.{j}`. The value it ends on (`input` itself for
+    /// an empty branch).
+    fn branch(&mut self, layers: &[LayerSpec], path: &str, input: &str, values: &str) -> String {
+        let mut cur = input.to_string();
+        for (j, l) in layers.iter().enumerate() {
+            let next = format!("{values}.{j}");
+            self.layer(l, &format!("{path}.{j}"), &cur, &next);
+            cur = next;
+        }
+        cur
+    }
+
+    /// Writes `op(input)` (`Sigmoid`, or PyTorch's `HardSigmoid`) for the `x · op(x)` that opset
+    /// 13 writes SiLU and hard swish as; the value it gives.
+    fn self_gate(&mut self, input: &str, out: &str, name: &str, op: &str) -> String {
+        let gate = format!("{out}.{}", op.to_lowercase());
+        let mut n = Msg::default();
+        n.str(1, input)
+            .str(2, &gate)
+            .str(3, &format!("{op}_{name}"))
+            .str(4, op);
+        if op == "HardSigmoid" {
+            hard_sigmoid_attrs(&mut n);
+        }
+        self.graph.msg(1, &n);
+        gate
+    }
+
     /// Writes `layer` (named `name`, as its parameters are) reading value `input` and giving
     /// value `out`. A residual block becomes its two branches and an `Add`.
     fn layer(&mut self, layer: &LayerSpec, name: &str, input: &str, out: &str) {
@@ -1604,28 +1629,13 @@ impl Writer<'_> {
             }
             // HardSwish is opset 14: `x · HardSigmoid(x)`, as PyTorch writes it before.
             LayerSpec::HardSwish => {
-                let hs = format!("{out}.hardsigmoid");
-                let mut h = Msg::default();
-                h.str(1, input)
-                    .str(2, &hs)
-                    .str(3, &format!("HardSigmoid_{name}"))
-                    .str(4, "HardSigmoid");
-                hard_sigmoid_attrs(&mut h);
-                self.graph.msg(1, &h);
-                inputs.push(hs);
+                inputs.push(self.self_gate(input, out, name, "HardSigmoid"));
                 "Mul"
             }
             LayerSpec::Elu => "Elu",
             // ONNX opset 13 has no SiLU: `x · Sigmoid(x)`, as PyTorch exports `nn.SiLU`.
             LayerSpec::Silu => {
-                let sig = format!("{out}.sigmoid");
-                let mut s = Msg::default();
-                s.str(1, input)
-                    .str(2, &sig)
-                    .str(3, &format!("Sigmoid_{name}"))
-                    .str(4, "Sigmoid");
-                self.graph.msg(1, &s);
-                inputs.push(sig);
+                inputs.push(self.self_gate(input, out, name, "Sigmoid"));
                 "Mul"
             }
             LayerSpec::MaxPool2d { kernel, stride, .. }
@@ -1662,38 +1672,24 @@ impl Writer<'_> {
             LayerSpec::Residual { body, shortcut } => {
                 let mut ends = Vec::new();
                 for (branch, layers) in [("body", body), ("shortcut", shortcut)] {
-                    let mut cur = input.to_string();
-                    for (j, l) in layers.iter().enumerate() {
-                        let next = format!("{out}.{branch}.{j}");
-                        self.layer(l, &format!("{name}.{branch}.{j}"), &cur, &next);
-                        cur = next;
-                    }
-                    ends.push(cur);
+                    let (path, values) = (format!("{name}.{branch}"), format!("{out}.{branch}"));
+                    ends.push(self.branch(layers, &path, input, &values));
                 }
                 inputs = ends;
                 "Add"
             }
             // `x · body(x)`: ONNX's Mul broadcasts a 1×1 factor image over the positions.
             LayerSpec::Gate { body } => {
-                let mut cur = input.to_string();
-                for (j, l) in body.iter().enumerate() {
-                    let next = format!("{out}.body.{j}");
-                    self.layer(l, &format!("{name}.body.{j}"), &cur, &next);
-                    cur = next;
-                }
-                inputs.push(cur);
+                let (path, values) = (format!("{name}.body"), format!("{out}.body"));
+                inputs.push(self.branch(body, &path, input, &values));
                 "Mul"
             }
             LayerSpec::Concat { branches } => {
                 inputs.clear();
                 for (b, branch) in branches.iter().enumerate() {
-                    let mut cur = input.to_string();
-                    for (j, l) in branch.iter().enumerate() {
-                        let next = format!("{out}.branches.{b}.{j}");
-                        self.layer(l, &format!("{name}.branches.{b}.{j}"), &cur, &next);
-                        cur = next;
-                    }
-                    inputs.push(cur);
+                    let path = format!("{name}.branches.{b}");
+                    let values = format!("{out}.branches.{b}");
+                    inputs.push(self.branch(branch, &path, input, &values));
                 }
                 n.msg(5, &attr_int("axis", 1));
                 "Concat"
