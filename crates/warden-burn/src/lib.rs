@@ -127,6 +127,10 @@ enum Step {
     Linear {
         param: usize,
     },
+    /// `x·weight + bias` per channel (per feature of a flat input).
+    Affine {
+        param: usize,
+    },
     /// A residual block starts: its input is kept for the shortcut.
     Fork,
     /// The body has ended: its output is kept and the shortcut starts from the block's input.
@@ -199,6 +203,10 @@ fn plan_layer(l: &LayerSpec, param: &mut usize, steps: &mut Vec<Step>) {
         LayerSpec::Linear { .. } => {
             *param += 2;
             Step::Linear { param: *param - 2 }
+        }
+        LayerSpec::Affine { .. } => {
+            *param += 2;
+            Step::Affine { param: *param - 2 }
         }
         LayerSpec::Residual {
             ref body,
@@ -401,6 +409,17 @@ fn forward<F: Backend>(
             }
             (Step::HardSwish, Act::Img(t)) => Act::Img(activation::hard_swish(t)),
             (Step::HardSwish, Act::Flat(t)) => Act::Flat(activation::hard_swish(t)),
+            (Step::Affine { param }, Act::Img(t)) => {
+                let c = t.dims()[1];
+                let w: Tensor<F, 4> = params[param].clone().reshape([1, c, 1, 1]);
+                let b: Tensor<F, 4> = params[param + 1].clone().reshape([1, c, 1, 1]);
+                Act::Img(t * w + b)
+            }
+            (Step::Affine { param }, Act::Flat(t)) => {
+                let w = params[param].clone().unsqueeze_dim::<2>(0);
+                let b = params[param + 1].clone().unsqueeze_dim::<2>(0);
+                Act::Flat(t * w + b)
+            }
             (Step::Flatten, Act::Img(t)) => Act::Flat(t.flatten(1, 3)),
             (Step::Flatten, f @ Act::Flat(_)) => f,
             (Step::Linear { param }, a) => {

@@ -46,6 +46,25 @@ fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
         / scale
 }
 
+/// A model of `arch` from `seed`, its affine layers (which start as the identity) moved away
+/// from it, so that a scale or shift lost on the way shows.
+fn init(arch: &Arch, seed: u64) -> Model {
+    let mut m = Model::init(arch, seed).unwrap();
+    let scales: Vec<usize> = (m.param_infos().iter().enumerate())
+        .filter(|(_, p)| p.torch_shape.len() == 1 && p.name.ends_with(".weight"))
+        .map(|(i, _)| i)
+        .collect();
+    for i in scales {
+        for (j, v) in m.params_mut()[i].iter_mut().enumerate() {
+            *v = 0.75 + 0.1 * (j % 5) as f32;
+        }
+        for (j, v) in m.params_mut()[i + 1].iter_mut().enumerate() {
+            *v = 0.05 * ((j % 3) as f32 - 1.0);
+        }
+    }
+    m
+}
+
 /// Every named architecture, and one with ELU activations.
 fn archs() -> Vec<Arch> {
     let mut v: Vec<Arch> = [
@@ -334,13 +353,44 @@ fn archs() -> Vec<Arch> {
             },
         ],
     });
+    // Batch norms where no convolution precedes them, as affine layers: on the input, first in
+    // a pre-activation residual body and in a dense layer, after the sum, and on the features.
+    let affine = |channels| LayerSpec::Affine { channels };
+    v.push(Arch {
+        name: "preact-dense".into(),
+        input: [3, 10, 10],
+        classes: 10,
+        layers: vec![
+            affine(3),
+            conv(3, 8, 3, 1, 1),
+            LayerSpec::Residual {
+                body: vec![affine(8), LayerSpec::Relu, conv(8, 8, 3, 1, 1)],
+                shortcut: vec![],
+            },
+            LayerSpec::Concat {
+                branches: vec![
+                    vec![],
+                    vec![affine(8), LayerSpec::Relu, conv(8, 4, 1, 0, 1)],
+                ],
+            },
+            affine(12),
+            LayerSpec::Relu,
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Flatten,
+            affine(12),
+            LayerSpec::Linear {
+                in_features: 12,
+                out_features: 10,
+            },
+        ],
+    });
     v
 }
 
 #[test]
 fn logits_equal_the_cpu_engine_on_every_named_architecture() {
     for arch in archs() {
-        let model = Model::init(&arch, 7).unwrap();
+        let model = init(&arch, 7);
         let (x, y) = inputs(&model, 6, 1);
         let mut ws = Workspace::default();
         let want = model.forward(&mut ws, &x, 6).unwrap().to_vec();
@@ -355,7 +405,7 @@ fn logits_equal_the_cpu_engine_on_every_named_architecture() {
 #[test]
 fn input_gradients_equal_the_cpu_engine() {
     for arch in archs() {
-        let model = Model::init(&arch, 3).unwrap();
+        let model = init(&arch, 3);
         let (x, y) = inputs(&model, 4, 2);
         let mut ws = Workspace::default();
         let logits = model.forward(&mut ws, &x, 4).unwrap().to_vec();
@@ -445,6 +495,51 @@ fn optimiser_steps_equal_the_cpu_engine() {
 
 /// Without a random start PGD is deterministic: the burn path's points equal the CPU engine's,
 /// up to pixels where a gradient's sign flips in the last bits.
+/// Three SGD steps (momentum and weight decay on) through affine layers leave the CPU engine's
+/// weights: the two agree on the layers' gradients, and the layers move.
+#[test]
+fn affine_layers_train_as_on_the_cpu_engine() {
+    let arch = archs()
+        .into_iter()
+        .find(|a| a.name == "preact-dense")
+        .unwrap();
+    let spec = OptimSpec::Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 1e-3,
+    };
+    let model = init(&arch, 5);
+    let (x, y) = inputs(&model, 16, 4);
+    let mut cpu = Trainer::new(model.clone(), spec, 1);
+    let mut e = Engine::<Ad>::new(&model, spec, dev()).unwrap();
+    let data = upload(&x, &y, model.input_len());
+    for _ in 0..3 {
+        let a = cpu.step(&x, &y, &Objective::Clean, 0).unwrap();
+        let b = e
+            .step(data.x.clone(), data.y.clone(), &Objective::Clean)
+            .unwrap();
+        assert!((a.loss - b.loss).abs() < 1e-4, "loss {a:?} vs {b:?}");
+    }
+    let got = e.model().unwrap();
+    for (i, (g, w)) in got.params().iter().zip(cpu.model.params()).enumerate() {
+        let scale = w.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let d = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            d <= 1e-5 * scale,
+            "parameter {i}: differs by {d} (scale {scale})"
+        );
+    }
+    assert_ne!(
+        cpu.model.params()[0],
+        model.params()[0],
+        "the input's scale moved"
+    );
+}
+
 #[test]
 fn pgd_points_equal_the_cpu_engine_without_random_start() {
     let model = Model::init(&Arch::small_cnn(), 11).unwrap();
@@ -950,7 +1045,7 @@ fn augmented_epochs_equal_the_cpu_engine() {
 fn device_network_answers_as_the_cpu_engine() {
     use warden_harden::net::Network;
     for arch in archs() {
-        let model = Model::init(&arch, 11).unwrap();
+        let model = init(&arch, 11);
         let (x, _) = inputs(&model, 5, 4);
         let mut ws = Workspace::default();
         let want = model.forward(&mut ws, &x, 5).unwrap().to_vec();

@@ -111,6 +111,17 @@ pub enum LayerSpec {
         in_features: usize,
         out_features: usize,
     },
+    /// A scale and a shift per channel (per feature of a flat input), `x·weight[c] + bias[c]`:
+    /// batch normalization at inference, its running statistics folded into the two. The ONNX
+    /// importer makes one of every `BatchNormalization` that no convolution or linear layer
+    /// precedes (pre-activation ResNets, DenseNet). Initialised to the identity (weight 1, bias 0)
+    /// and trained like any other layer. In PyTorch, a module with parameters `weight` and `bias`
+    /// of shape `[channels]` whose forward is `x * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1,
+    /// 1)` (`view(1, -1)` on a flat input): `nn.BatchNorm2d(channels, eps=0)` in eval mode, with
+    /// the running mean 0 and variance 1 it starts with, computes the same.
+    Affine {
+        channels: usize,
+    },
     /// `body(x) + shortcut(x)`, the shortcut being the identity when it is empty: a ResNet
     /// block, before the activation that usually follows it (a separate layer). Both branches
     /// hold image layers only and must give the same shape. In PyTorch, a module with two
@@ -566,6 +577,11 @@ enum Op {
         relu: bool,
         param: usize,
     },
+    /// `x·weight[ch] + bias[ch]` over `c` channels (the last, contiguous index).
+    Affine {
+        c: usize,
+        param: usize,
+    },
 }
 
 /// One parameter tensor: its PyTorch name and shape, and where a flattened image feeds it.
@@ -692,6 +708,13 @@ impl Model {
             }
             i += 2;
         }
+        // Batch normalization starts as the identity, as PyTorch's does.
+        for op in &m.ops {
+            if let Op::Affine { param, .. } = *op {
+                m.params.get_mut()[param].fill(1.0);
+                m.params.get_mut()[param + 1].fill(0.0);
+            }
+        }
         Ok(m)
     }
 
@@ -777,7 +800,7 @@ impl Model {
                     max_col = max_col.max(col);
                     total = total.saturating_add(col).saturating_add(act);
                 }
-                Op::Linear { .. } => total = total.saturating_add(act),
+                Op::Linear { .. } | Op::Affine { .. } => total = total.saturating_add(act),
                 _ => {}
             }
         }
@@ -944,6 +967,10 @@ impl Model {
                         false,
                     );
                     bias_act(out, &self.params[param + 1], relu);
+                }
+                Op::Affine { c, param } => {
+                    out.resize(input.len(), 0.0);
+                    affine(input, &self.params[param], &self.params[param + 1], c, out);
                 }
                 Op::Pool {
                     k,
@@ -1138,6 +1165,16 @@ impl Model {
                         *s += square(&ws.tmp) + square(&bias);
                     }
                 }
+                Op::Affine { c, .. } => {
+                    ws.stash[i].clone_from(&ws.ga);
+                    let per = self.dims[i + 1].len();
+                    let (mut dw, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+                    for (e, s) in sq.iter_mut().enumerate() {
+                        let span = e * per..(e + 1) * per;
+                        affine_grads(&ws.ga[span.clone()], &input[span], c, &mut dw, &mut db);
+                        *s += square(&dw) + square(&db);
+                    }
+                }
                 Op::Linear { inf, outf, .. } => {
                     ws.stash[i].clone_from(&ws.ga);
                     for (e, s) in sq.iter_mut().enumerate() {
@@ -1159,6 +1196,7 @@ impl Model {
             let rows_per_example = match self.ops[i] {
                 Op::Conv { cout, oh, ow, .. } => oh * ow * cout,
                 Op::Linear { outf, .. } => outf,
+                Op::Affine { .. } => self.dims[i + 1].len(),
                 _ => continue,
             };
             for (rows, &nm) in ws.stash[i]
@@ -1327,6 +1365,10 @@ impl Model {
                 );
                 col_sums(g, outf, &mut grads[param + 1]);
             }
+            Op::Affine { c, param } => {
+                let (dw, db) = grads[param..].split_at_mut(1);
+                affine_grads(g, input, c, &mut dw[0], &mut db[0]);
+            }
             _ => {}
         }
     }
@@ -1434,6 +1476,14 @@ impl Model {
                 ws.gb.resize(input.len(), 0.0);
                 avgpool(&ws.ga, n, image, win, out_hw, &mut ws.gb, true);
             }
+            // The output's gradient times each channel's scale.
+            Op::Affine { c, param } => {
+                ws.gb.clear();
+                let scale = &self.params[param];
+                for g in ws.ga.chunks_exact(c) {
+                    ws.gb.extend(g.iter().zip(scale).map(|(&g, &s)| g * s));
+                }
+            }
             // The derivative was applied in place by `mask_output_grad`; a sum passes its
             // gradient to both operands (`scatter` hands the other its copy).
             // The input's gradient is the output's times the gate; the gate's, the output's
@@ -1513,7 +1563,7 @@ impl Model {
     fn first_param_op(&self) -> usize {
         self.ops
             .iter()
-            .position(|op| matches!(op, Op::Conv { .. } | Op::Linear { .. }))
+            .position(|op| matches!(op, Op::Conv { .. } | Op::Linear { .. } | Op::Affine { .. }))
             .unwrap_or(0)
     }
 
@@ -1919,6 +1969,41 @@ impl Planner {
                         param: self.infos.len() - 2,
                     },
                     Dims::Flat(out_features),
+                );
+            }
+            LayerSpec::Affine { channels } => {
+                let c = match self.cur {
+                    Dims::Image { c, .. } => c,
+                    Dims::Flat(n) => n,
+                };
+                if channels != c {
+                    return Err(bad(
+                        li,
+                        format!("affine over {channels} channels, input has {c}"),
+                    ));
+                }
+                // A flattened image's features are in a different order here (channels last)
+                // than in PyTorch, which the per-feature parameters would have to follow.
+                if self.flattened_from.is_some() {
+                    return Err(bad(
+                        li,
+                        "affine on a flattened image (put it before the flatten)".into(),
+                    ));
+                }
+                self.total = self.total.saturating_add(2 * channels);
+                for part in ["weight", "bias"] {
+                    self.infos.push(ParamInfo {
+                        name: format!("{name}.{part}"),
+                        torch_shape: vec![channels],
+                        kind: ParamKind::Plain,
+                    });
+                }
+                self.push(
+                    Op::Affine {
+                        c,
+                        param: self.infos.len() - 2,
+                    },
+                    self.cur,
                 );
             }
             LayerSpec::Residual {
@@ -2477,6 +2562,28 @@ fn exp_nonpositive(x: f32) -> f32 {
     // n is in [−126, 0]: 2ⁿ is a normal f32.
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * scale
+}
+
+/// `out = x·scale + shift` per channel, `c` channels contiguous.
+fn affine(x: &[f32], scale: &[f32], shift: &[f32], c: usize, out: &mut [f32]) {
+    for (o, v) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        for (((o, &v), &s), &t) in o.iter_mut().zip(v).zip(scale).zip(shift) {
+            *o = v * s + t;
+        }
+    }
+}
+
+/// An affine layer's gradients from its output gradient `g` and input `x` (`c` channels
+/// contiguous), written: the scale's, `Σ g·x`, and the shift's, `Σ g`, per channel.
+fn affine_grads(g: &[f32], x: &[f32], c: usize, dw: &mut [f32], db: &mut [f32]) {
+    dw.fill(0.0);
+    db.fill(0.0);
+    for (gr, xr) in g.chunks_exact(c).zip(x.chunks_exact(c)) {
+        for (((w, b), &g), &v) in dw.iter_mut().zip(db.iter_mut()).zip(gr).zip(xr) {
+            *w += g * v;
+            *b += g;
+        }
+    }
 }
 
 fn col_sums(g: &[f32], cols: usize, out: &mut [f32]) {
@@ -3846,6 +3953,150 @@ mod tests {
         // max pool's windows.
         gradients_match_finite_differences_for(tiny_concat(LayerSpec::Relu));
         gradients_match_finite_differences_for(tiny_concat(LayerSpec::Silu));
+        // Affine layers away from the identity they start as, so that a scale left out of a
+        // gradient shows. Along a direction (every channel at once) with SiLU, which has no
+        // kinks for a shifted channel to cross.
+        gradients_match_finite_differences_of(with_random_affines(tiny_affine(LayerSpec::Relu), 7));
+        let smooth = tiny_affine(LayerSpec::Silu);
+        directional_derivatives_match_of(with_random_affines(smooth, 11), 1e-2);
+    }
+
+    /// Affine layers on the input, first in a residual body and in a concatenation's branch,
+    /// after the sum, and on the flat features before the classifier (batch norms where no
+    /// convolution precedes them: pre-activation blocks, DenseNet); `act` as the activation.
+    pub(crate) fn tiny_affine(act: LayerSpec) -> Arch {
+        use LayerSpec::*;
+        let conv = |cin, cout, kernel, padding| Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel,
+            padding,
+            stride: 1,
+            groups: 1,
+        };
+        Arch {
+            name: "tiny-affine".into(),
+            input: [2, 6, 6],
+            classes: 3,
+            layers: vec![
+                Affine { channels: 2 },
+                conv(2, 4, 3, 1),
+                act.clone(),
+                Residual {
+                    body: vec![Affine { channels: 4 }, act.clone(), conv(4, 4, 3, 1)],
+                    shortcut: vec![],
+                },
+                Concat {
+                    branches: vec![
+                        vec![],
+                        vec![Affine { channels: 4 }, act.clone(), conv(4, 2, 1, 0)],
+                    ],
+                },
+                Affine { channels: 6 },
+                act,
+                GlobalAvgPool,
+                Flatten,
+                Affine { channels: 6 },
+                Linear {
+                    in_features: 6,
+                    out_features: 3,
+                },
+            ],
+        }
+    }
+
+    /// A model of `arch` from `seed`, every affine layer's scale drawn from [0.5, 1.5] and
+    /// shift from [−0.2, 0.2].
+    pub(crate) fn with_random_affines(arch: Arch, seed: u64) -> Model {
+        let mut m = Model::init(&arch, seed).unwrap();
+        let mut rng = Rng::new(seed);
+        let params: Vec<usize> = m
+            .ops
+            .iter()
+            .filter_map(|op| match *op {
+                Op::Affine { param, .. } => Some(param),
+                _ => None,
+            })
+            .collect();
+        for p in params {
+            for v in &mut m.params_mut()[p] {
+                *v = 0.5 + rng.uniform() as f32;
+            }
+            for v in &mut m.params_mut()[p + 1] {
+                *v = (rng.uniform() as f32 - 0.5) * 0.4;
+            }
+        }
+        m
+    }
+
+    /// An affine layer computes `x·scale + shift` per channel (checked by hand on a 2-channel
+    /// image and on flat features), starts as the identity, and is refused where its
+    /// parameters would not line up with PyTorch's.
+    #[test]
+    fn affine_layers_scale_and_shift_each_channel() {
+        use LayerSpec::*;
+        let arch = Arch {
+            name: "affine".into(),
+            input: [2, 2, 2],
+            classes: 8,
+            layers: vec![
+                Affine { channels: 2 },
+                Flatten,
+                Linear {
+                    in_features: 8,
+                    out_features: 8,
+                },
+            ],
+        };
+        let mut m = Model::init(&arch, 1).unwrap();
+        assert_eq!(m.params()[0], [1.0, 1.0]);
+        assert_eq!(m.params()[1], [0.0, 0.0]);
+        let names: Vec<&str> = m.param_infos().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+        m.params_mut()[0] = vec![2.0, -0.5];
+        m.params_mut()[1] = vec![0.25, 1.0];
+        // The linear layer as the identity, so the logits are the affine layer's output.
+        let mut eye = vec![0.0f32; 64];
+        for i in 0..8 {
+            eye[i * 9] = 1.0;
+        }
+        m.params_mut()[2] = eye;
+        m.params_mut()[3] = vec![0.0; 8];
+        let x: Vec<f32> = (0..8).map(|v| v as f32).collect(); // channels last: (y·2 + x)·2 + ch
+        let out = m
+            .forward(&mut Workspace::default(), &x, 1)
+            .unwrap()
+            .to_vec();
+        let want: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if i % 2 == 0 {
+                    v * 2.0 + 0.25
+                } else {
+                    v * -0.5 + 1.0
+                }
+            })
+            .collect();
+        assert_eq!(out, want);
+        let with = |layers: Vec<LayerSpec>| Arch {
+            layers,
+            ..arch.clone()
+        };
+        let head = Linear {
+            in_features: 8,
+            out_features: 8,
+        };
+        // Channels that do not match the input's.
+        assert!(matches!(
+            Model::zeros(&with(vec![Affine { channels: 3 }, Flatten, head.clone()])),
+            Err(ModelError::Layer { layer: 0, .. })
+        ));
+        // On a flattened multi-channel image the features' order differs from PyTorch's.
+        assert!(matches!(
+            Model::zeros(&with(vec![Flatten, Affine { channels: 8 }, head])),
+            Err(ModelError::Layer { layer: 1, .. })
+        ));
     }
 
     /// Three uniform random inputs of `m` (drawn from `rng`), and the cross-entropy's gradients
@@ -3869,7 +4120,11 @@ mod tests {
     /// gradient (a gate's body, behind a sigmoid) is checked to 1% rather than lost in the
     /// per-value tolerance.
     fn directional_derivatives_match(arch: Arch, h: f32) {
-        let mut m = Model::init(&arch, 11).unwrap();
+        directional_derivatives_match_of(Model::init(&arch, 11).unwrap(), h);
+    }
+
+    fn directional_derivatives_match_of(mut m: Model, h: f32) {
+        let arch = m.arch().clone();
         let mut rng = Rng::new(5);
         let y = [1u8, 0, 2];
         let (x, grads, gx) = gradients_at(&m, &mut rng, &y);
@@ -3974,9 +4229,12 @@ mod tests {
         assert!(bad(vec![Flatten, GlobalAvgPool]));
     }
 
-    #[allow(clippy::needless_range_loop)]
     fn gradients_match_finite_differences_for(arch: Arch) {
-        let mut m = Model::init(&arch, 7).unwrap();
+        gradients_match_finite_differences_of(Model::init(&arch, 7).unwrap());
+    }
+
+    #[allow(clippy::needless_range_loop)]
+    fn gradients_match_finite_differences_of(mut m: Model) {
         let y = [0u8, 2, 1];
         let (x, grads, gx) = gradients_at(&m, &mut Rng::new(3), &y);
         let mut ws = Workspace::default();
@@ -4093,6 +4351,7 @@ mod tests {
         clipped_gradients_equal_per_example_clipping_for(tiny_strided());
         clipped_gradients_equal_per_example_clipping_for(tiny_residual());
         clipped_gradients_equal_per_example_clipping_for(tiny_grouped());
+        clipped_gradients_equal_per_example_clipping_for(tiny_affine(LayerSpec::Relu));
     }
 
     fn clipped_gradients_equal_per_example_clipping_for(arch: Arch) {

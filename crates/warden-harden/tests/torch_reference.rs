@@ -177,7 +177,8 @@ fn flattened_images(arch: &Arch) -> Vec<Option<(usize, usize, usize)>> {
             | LayerSpec::Silu
             | LayerSpec::Sigmoid
             | LayerSpec::HardSigmoid
-            | LayerSpec::HardSwish => {}
+            | LayerSpec::HardSwish
+            | LayerSpec::Affine { .. } => {}
             LayerSpec::Residual { .. } | LayerSpec::Gate { .. } | LayerSpec::Concat { .. } => {
                 unreachable!("the reference networks are chains")
             }
