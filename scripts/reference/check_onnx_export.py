@@ -3,7 +3,8 @@ loaded into PyTorch from the model directory's safetensors file, in the nn.Seque
 directory's arch.json describes (any Warden architecture: strides, paddings, activations, pools,
 residual blocks as a module with `body` and `shortcut` nn.Sequentials, gates as a module with a
 `body` nn.Sequential whose forward is `x * self.body(x)`, concatenations as a module with an
-nn.ModuleList `branches` whose forward is `torch.cat([b(x) for b in self.branches], 1)`).
+nn.ModuleList `branches` whose forward is `torch.cat([b(x) for b in self.branches], 1)`, affine
+layers as a module with `weight` and `bias` of one value per channel).
 
 Usage: /tmp/torch-venv/bin/python scripts/reference/check_onnx_export.py MODEL_DIR MODEL.onnx [IMAGES.idx]
 (needs torch, onnx, onnxruntime, safetensors in that venv). The inputs are the first 1,000 of
@@ -71,8 +72,23 @@ class Concat(nn.Module):
         return torch.cat([b(x) for b in self.branches], 1)
 
 
+class Affine(nn.Module):
+    """Warden's affine layer: x * weight + bias per channel (an inference batch norm, folded)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
 def module(layer):
     t = layer["type"]
+    if t == "affine":
+        return Affine(layer["channels"])
     if t == "concat":
         return Concat([[module(l) for l in b] for b in layer["branches"]])
     if t == "gate":

@@ -10,7 +10,8 @@
 //! `x.view(x.size(0), -1)` under a dynamic batch is recognised as flattening, and weights kept in
 //! files beside the model (PyTorch's default exporter) are read through [`import_with`]. What an
 //! exported inference graph adds around them is taken too: `BatchNormalization` right after a
-//! `Conv` or `Gemm` is folded into its weights, `Dropout` and `Identity` pass through, and a final
+//! `Conv` or `Gemm` is folded into its weights (elsewhere it becomes an affine layer: a scale and
+//! a shift per channel, as in pre-activation blocks), `Dropout` and `Identity` pass through, and a final
 //! `Softmax` or `LogSoftmax` is dropped so that attacks work on logits. Anything else is refused
 //! with the operator named.
 //!
@@ -562,7 +563,7 @@ pub fn import_with(
         visited: taken,
         batch,
     };
-    let (layers, tensors, _) = imp.chain(input_name, None, None)?;
+    let (layers, tensors, _) = imp.chain(input_name, None, End::Top)?;
     if let Some(k) = imp.visited.iter().position(|v| !v) {
         return Err(unsupported(format!(
             "node {k} ({}) is not on the path from the input to the logits",
@@ -722,6 +723,20 @@ fn prefixed(t: Vec<Pending>, prefix: &str) -> impl Iterator<Item = Pending> {
 
 /// Layers translated from a stretch of the graph, their parameters, and the value it ends on.
 type Stretch = (Vec<LayerSpec>, Vec<Pending>, String);
+
+/// Where [`Importer::chain`] stops.
+enum End {
+    /// At the end of the graph (the top level).
+    Top,
+    /// At the value this node (the sum, product or concatenation that joins a branch) reads.
+    Join(usize),
+    /// At this value (a dense layer's output).
+    Value(String),
+}
+
+/// A dense layer: the `Concat` its chain reads (`None`: the block's input), the chain's first
+/// node, and the value it ends on.
+type DenseLayer = (Option<usize>, usize, String);
 
 /// Walks the graph from the input along the nodes that read each value: a value with one
 /// reader continues a chain, a value with two starts a residual block, which ends at the `Add`
@@ -887,6 +902,92 @@ impl Importer<'_> {
         None
     }
 
+    /// Whether node `k` is a `Concat` of image channels, with one output.
+    fn is_channel_concat(&self, k: usize) -> bool {
+        let n = &self.nodes[k];
+        n.op == "Concat"
+            && (n.domain.is_empty() || n.domain == "ai.onnx")
+            && matches!(n.int("axis", i64::MIN), 1 | -3)
+            && n.outputs.len() == 1
+    }
+
+    /// A dense block (DenseNet) from `value`: each layer reads the concatenation of the block's
+    /// input and every earlier layer's output, and the block gives the concatenation of all. In
+    /// the graph that is one `Concat` per layer, of the values so far (`[value]`, `[value,
+    /// x₁]`, …; the first may be left out, as PyTorch's dynamo exporter does, the first layer
+    /// then reading `value` itself), each read by the layer's chain, and a last `Concat` that
+    /// the block ends on. The layers become `concat` layers of an identity and the layer's chain:
+    /// `cat(parts, f(cat(parts)))` is `cat(parts + [f(...)])`. For each layer, the `Concat` its
+    /// chain reads (`None`: `value`), the chain's first node and the value it ends on; and the
+    /// last `Concat`.
+    fn dense_at(&self, value: &str) -> Option<(Vec<DenseLayer>, usize)> {
+        let others: Vec<usize> = self
+            .readers(value)
+            .iter()
+            .copied()
+            .filter(|&r| !self.is_channel_concat(r))
+            .collect();
+        if others.len() > 1 {
+            return None;
+        }
+        let mut parts = vec![value.to_string()];
+        let mut layers: Vec<DenseLayer> = Vec::new();
+        while layers.len() <= crate::nn::MAX_LAYERS {
+            let concat = self.readers(&parts[0]).iter().copied().find(|&r| {
+                self.is_channel_concat(r) && self.nodes[r].inputs.as_slice() == parts.as_slice()
+            });
+            let first = match (concat, layers.is_empty()) {
+                (Some(_), true) if !others.is_empty() => return None,
+                (Some(c), _) => match self.readers(&self.nodes[c].outputs[0]) {
+                    &[k] => Some(k),
+                    _ => None,
+                },
+                (None, true) => others.first().copied(),
+                (None, false) => return None,
+            };
+            match first.and_then(|k| Some((k, self.dense_end(k, &parts)?))) {
+                Some((k, end)) => {
+                    parts.push(end.clone());
+                    layers.push((concat, k, end));
+                }
+                None => {
+                    return match concat {
+                        Some(c) if !layers.is_empty() => Some((layers, c)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        None
+    }
+
+    /// The value a dense layer's chain from node `k` ends on: the first value along it (each
+    /// the one reader of the one before, SiLUs and gates stepped over) that only `Concat`s read,
+    /// each of `parts`, that value, and maybe more.
+    fn dense_end(&self, mut k: usize, parts: &[String]) -> Option<String> {
+        for _ in 0..self.nodes.len() {
+            let out = self.nodes[k].outputs.first()?;
+            let rs = self.readers(out);
+            let joins = |&r: &usize| {
+                let inputs = &self.nodes[r].inputs;
+                self.is_channel_concat(r)
+                    && inputs.len() > parts.len()
+                    && inputs[..parts.len()] == *parts
+                    && inputs[parts.len()] == *out
+            };
+            if !rs.is_empty() && rs.iter().all(joins) {
+                return Some(out.clone());
+            }
+            match rs {
+                [next] => k = *next,
+                &[a, b] if let Some((_, m, _)) = self.self_gated_at(out, a, b) => k = m,
+                &[a, b] if let Some((m, _)) = self.gate_at(out, a, b) => k = m,
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Whether node `k` is the end of a residual block: a sum of two computed values.
     fn is_join(&self, k: usize) -> bool {
         let n = &self.nodes[k];
@@ -919,31 +1020,31 @@ impl Importer<'_> {
         Err(unsupported("a branch that never meets its sum".into()))
     }
 
-    /// Translates the graph from value `start` (from its reader `first` when given): to the
-    /// end of the graph at the top level, or to the value that sum `join` reads in a branch.
-    fn chain(
-        &mut self,
-        start: &str,
-        first: Option<usize>,
-        join: Option<usize>,
-    ) -> Result<Stretch, OnnxError> {
+    /// Translates the graph from value `start` (from its reader `first` when given) to `end`.
+    fn chain(&mut self, start: &str, first: Option<usize>, end: End) -> Result<Stretch, OnnxError> {
         let (mut layers, mut tensors) = (Vec::new(), Vec::new());
         let mut current = start.to_string();
+        let top = matches!(end, End::Top);
         if let Some(k) = first {
-            current = self.node(k, &current, &mut layers, &mut tensors, join.is_none())?;
+            current = self.node(k, &current, &mut layers, &mut tensors, top)?;
         }
         loop {
+            if let End::Value(v) = &end
+                && *v == current
+            {
+                return Ok((layers, tensors, current));
+            }
             let readers = self.readers(&current).to_vec();
-            match (readers.as_slice(), join) {
-                ([k], Some(j)) if *k == j => return Ok((layers, tensors, current)),
-                ([], None) => return Ok((layers, tensors, current)),
-                ([], Some(_)) => {
+            match (readers.as_slice(), &end) {
+                ([k], End::Join(j)) if k == j => return Ok((layers, tensors, current)),
+                ([], End::Top) => return Ok((layers, tensors, current)),
+                ([], _) => {
                     return Err(unsupported(format!(
-                        "a residual branch ends at {current} before its sum"
+                        "a branch ends at {current} before it joins the others"
                     )));
                 }
                 ([k], _) => {
-                    current = self.node(*k, &current, &mut layers, &mut tensors, join.is_none())?;
+                    current = self.node(*k, &current, &mut layers, &mut tensors, top)?;
                 }
                 (&[a, b], _) if let Some((s, m, layer)) = self.self_gated_at(&current, a, b) => {
                     self.visit(s)?;
@@ -952,14 +1053,14 @@ impl Importer<'_> {
                     current.clone_from(&self.nodes[m].outputs[0]);
                 }
                 (&[a, b], _) if let Some((m, first)) = self.gate_at(&current, a, b) => {
-                    let (body, t, _) = self.chain(&current, Some(first), Some(m))?;
+                    let (body, t, _) = self.chain(&current, Some(first), End::Join(m))?;
                     self.visit(m)?;
                     let li = layers.len();
                     tensors.extend(prefixed(t, &format!("{li}.body")));
                     layers.push(LayerSpec::Gate { body });
                     current.clone_from(&self.nodes[m].outputs[0]);
                 }
-                (rs, None)
+                (rs, End::Top)
                     if rs.len() >= 2
                         && let Some((j, firsts)) = self.concat_at(&current, rs) =>
                 {
@@ -969,7 +1070,7 @@ impl Importer<'_> {
                         let (branch, t) = match first {
                             None => (Vec::new(), Vec::new()),
                             Some(f) => {
-                                let (branch, t, _) = self.chain(&current, Some(f), Some(j))?;
+                                let (branch, t, _) = self.chain(&current, Some(f), End::Join(j))?;
                                 (branch, t)
                             }
                         };
@@ -985,7 +1086,29 @@ impl Importer<'_> {
                             .ok_or_else(|| bad("Concat without an output"))?,
                     );
                 }
-                ([a, b], None) => {
+                (rs, End::Top)
+                    if rs.len() >= 2
+                        && let Some((steps, j)) = self.dense_at(&current) =>
+                {
+                    for (concat, first, end) in steps {
+                        let start = match concat {
+                            Some(c) => {
+                                self.visit(c)?;
+                                self.nodes[c].outputs[0].clone()
+                            }
+                            None => current.clone(),
+                        };
+                        let (body, t, _) = self.chain(&start, Some(first), End::Value(end))?;
+                        let li = layers.len();
+                        tensors.extend(prefixed(t, &format!("{li}.branches.1")));
+                        layers.push(LayerSpec::Concat {
+                            branches: vec![Vec::new(), body],
+                        });
+                    }
+                    self.visit(j)?;
+                    current.clone_from(&self.nodes[j].outputs[0]);
+                }
+                ([a, b], End::Top) => {
                     let j = self.join_of(*a)?;
                     if self.join_of(*b)? != j || a == b {
                         return Err(unsupported(format!(
@@ -997,7 +1120,7 @@ impl Importer<'_> {
                         branches.push(if k == j {
                             (Vec::new(), Vec::new(), current.clone())
                         } else {
-                            self.chain(&current, Some(k), Some(j))?
+                            self.chain(&current, Some(k), End::Join(j))?
                         });
                     }
                     self.visit(j)?;
@@ -1341,7 +1464,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization after Conv or Gemm, Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Concat over the channels of branches from one value (Inception, SqueezeNet's fire module), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization (folded into a Conv or Gemm just before, else a per-channel affine layer), Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Concat over the channels of branches from one value (Inception, SqueezeNet's fire module), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
@@ -1355,22 +1478,29 @@ fn pytorch_hard_sigmoid(n: &Node) -> bool {
 }
 
 /// Folds an inference BatchNormalization (`stats`: scale, shift, mean, variance, one value per
-/// channel) into the convolution or linear layer just before it: per output channel `c`,
-/// `k = scale / √(var + ε)`, the weights times `k` and the bias `(bias − mean)·k + shift`.
+/// channel) into the convolution or linear layer just before it, or into a new affine layer
+/// (the identity) where there is none: per output channel `c`, `k = scale / √(var + ε)`, the
+/// weights times `k` and the bias `(bias − mean)·k + shift`.
 fn fold_batch_norm(
-    layers: &[LayerSpec],
-    tensors: &mut [Pending],
+    layers: &mut Vec<LayerSpec>,
+    tensors: &mut Vec<Pending>,
     stats: &[Vec<f32>],
     epsilon: f32,
 ) -> Result<(), OnnxError> {
     let channels = match layers.last() {
         Some(LayerSpec::Conv2d { out_channels, .. }) => *out_channels,
         Some(LayerSpec::Linear { out_features, .. }) => *out_features,
+        // Anywhere else (after an activation, a sum or a concatenation, or first in a branch:
+        // pre-activation blocks), an affine layer of its own, the identity folded into.
         _ => {
-            return Err(unsupported(
-                "BatchNormalization not directly after a Conv or Gemm (it is folded into it)"
-                    .into(),
-            ));
+            let channels = stats.first().map_or(0, Vec::len);
+            let d = i64::try_from(channels)
+                .map_err(|_| bad("BatchNormalization channels out of range"))?;
+            let li = layers.len().to_string();
+            layers.push(LayerSpec::Affine { channels });
+            tensors.push((li.clone(), "weight", vec![d], vec![1.0; channels]));
+            tensors.push((li, "bias", vec![d], vec![0.0; channels]));
+            channels
         }
     };
     let [scale, shift, mean, var] = stats else {
@@ -1668,6 +1798,19 @@ impl Writer<'_> {
                 inputs.push(format!("{name}.bias"));
                 n.msg(5, &attr_int("transB", 1));
                 "Gemm"
+            }
+            // Batch normalization with mean 0, variance 1 and ε 0: exactly `x·scale + bias`.
+            LayerSpec::Affine { channels } => {
+                inputs.push(format!("{name}.weight"));
+                inputs.push(format!("{name}.bias"));
+                for (stat, v) in [("mean", 0.0f32), ("var", 1.0)] {
+                    let t = format!("{name}.{stat}");
+                    self.graph
+                        .msg(5, &float_tensor(&t, &[*channels], &vec![v; *channels]));
+                    inputs.push(t);
+                }
+                n.msg(5, &attr_float("epsilon", 0.0));
+                "BatchNormalization"
             }
             LayerSpec::Residual { body, shortcut } => {
                 let mut ends = Vec::new();

@@ -56,6 +56,46 @@ const LOGITS: [[f64; 10]; 3] = [
     ],
 ];
 
+// torch 2.15.0+cu132, scripts/reference/make_onnx_dense_fixture.py
+const DENSE_LOGITS: [[f64; 10]; 3] = [
+    [
+        -4.637196660e-01,
+        1.245846987e+00,
+        -4.342335463e-01,
+        3.302669525e-01,
+        8.646485209e-02,
+        -1.008315235e-01,
+        -7.399188280e-01,
+        -1.504572183e-01,
+        6.181994081e-01,
+        -6.101291776e-01,
+    ],
+    [
+        -4.695239067e-01,
+        1.240462899e+00,
+        -4.398522377e-01,
+        3.319186568e-01,
+        8.916050941e-02,
+        -7.971063256e-02,
+        -7.334023714e-01,
+        -1.601029783e-01,
+        6.117806435e-01,
+        -6.168231368e-01,
+    ],
+    [
+        -4.676798880e-01,
+        1.259210348e+00,
+        -4.400850534e-01,
+        3.389253020e-01,
+        9.230020642e-02,
+        -1.052436531e-01,
+        -7.488101721e-01,
+        -1.548336297e-01,
+        6.161476374e-01,
+        -6.202983260e-01,
+    ],
+];
+
 // torch 2.15.0+cu132, scripts/reference/make_onnx_concat_fixture.py
 const INCEPTION_LOGITS: [[f64; 10]; 3] = [
     [
@@ -1069,8 +1109,8 @@ fn values(k: usize, seed: f32) -> Vec<f32> {
 /// stride 3) → BatchNormalization (ε 1e-3) → Relu → Dropout → Flatten → Gemm → Identity →
 /// LogSoftmax. The imported logits equal a direct computation of conv, batch norm, ReLU and the
 /// linear layer written out here; the same graph with a final Softmax imports to the same model;
-/// batch norm where it cannot be folded, an ELU with α ≠ 1, or a softmax before the end, are
-/// refused.
+/// batch norm where it cannot be folded becomes an affine layer; statistics of the wrong length,
+/// an ELU with α ≠ 1, or a softmax before the end, are refused.
 #[test]
 fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
     let (cw, cb) = (values(18, 0.7), values(2, 1.9));
@@ -1151,7 +1191,8 @@ fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
     let soft = import(&graph("Softmax")).unwrap();
     assert_eq!(soft.params(), m.params());
 
-    // Batch norm after a ReLU cannot be folded into a layer.
+    // Batch norm after a ReLU cannot be folded into a layer: an affine layer of its own, its
+    // scale `s/√(v + ε)` and shift `t − m·scale` (ε the default 1e-5).
     let nodes = [
         conv.clone(),
         node("Relu", &["c"], "r"),
@@ -1159,9 +1200,21 @@ fn batch_norm_is_folded_and_inference_wrappers_pass_through() {
         node("Flatten", &["b"], "f"),
         gemm("f", "y"),
     ];
-    match import(&model_with(&nodes, &inits())) {
-        Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("BatchNormalization"), "{msg}"),
-        other => panic!("{:?}", other.map(|m| m.param_count())),
+    let pre = import(&model_with(&nodes, &inits())).unwrap();
+    assert_eq!(
+        pre.arch().layers[1..3],
+        [
+            warden_harden::nn::LayerSpec::Relu,
+            warden_harden::nn::LayerSpec::Affine { channels: 2 }
+        ]
+    );
+    let k: Vec<f64> = (0..2)
+        .map(|c| f64::from(scale[c]) / (f64::from(var[c]) + 1e-5).sqrt())
+        .collect();
+    for c in 0..2 {
+        let b = f64::from(shift[c]) - f64::from(mean[c]) * k[c];
+        assert!((f64::from(pre.params()[2][c]) - k[c]).abs() < 1e-6);
+        assert!((f64::from(pre.params()[3][c]) - b).abs() < 1e-6);
     }
     // Statistics of the wrong length.
     let mut short = inits();
@@ -1325,5 +1378,53 @@ fn average_pools_import_and_padded_ones_are_refused() {
             Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("AveragePool"), "{msg}"),
             other => panic!("{ints:?} {scalars:?}: {:?}", other.map(|m| m.param_count())),
         }
+    }
+}
+
+/// Pre-activation residual blocks and torchvision's DenseNet parts import from both exporters:
+/// every batch norm that no convolution precedes becomes an affine layer, the dense block three
+/// concatenations of an identity and a layer; PyTorch's logits; an attack that moves every input.
+#[test]
+fn pre_activation_and_dense_blocks_import_from_both_exporters() {
+    use warden_harden::nn::LayerSpec::*;
+    let mut seen = None;
+    for file in ["dense-mini.onnx", "dense-mini-dynamo.onnx"] {
+        let m = fixture(file);
+        let layers = &m.arch().layers;
+        // The first block's first batch norm follows the stem's convolution and is folded into
+        // it; the second block's is not. Then the dense block's three layers, the transition's
+        // and the head's.
+        let affine = |l: &[warden_harden::nn::LayerSpec]| {
+            l.iter()
+                .filter(|l| matches!(l, Affine { .. }))
+                .map(|l| match l {
+                    Affine { channels } => *channels,
+                    _ => 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(affine(layers), [28, 14], "{file}: {layers:?}");
+        assert_eq!(residual_blocks(&m), [(3, 1), (5, 0)], "{file}");
+        let dense: Vec<Vec<usize>> = layers
+            .iter()
+            .filter_map(|l| match l {
+                Concat { branches } => {
+                    assert!(branches[0].is_empty(), "{file}: an identity first");
+                    Some(affine(&branches[1]))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dense, [vec![16], vec![20], vec![24]], "{file}");
+        if let Some(prev) = &seen {
+            assert_eq!(prev, layers, "{file}");
+        }
+        seen = Some(layers.clone());
+        logits_match_and_pgd_moves_every_input(&m, &DENSE_LOGITS, 1e-5, file);
+        // Its export (affine layers as batch norms of mean 0, variance 1 and ε 0) reads back
+        // as the same model.
+        let back = import(&warden_harden::onnx::export(&m)).unwrap();
+        assert_eq!(back.arch().layers, *layers, "{file}");
+        assert_eq!(back.params(), m.params(), "{file}");
     }
 }
