@@ -2,8 +2,8 @@
 threads and images: the timing half of docs/results/torchvision-import/ (issue 4's "large models
 on the CPU").
 
-The model is torchvision's resnet18, mobilenet_v2, efficientnet_b0, mobilenet_v3_small or
-googlenet (num_classes=10) as
+The model is torchvision's resnet18, mobilenet_v2, efficientnet_b0, mobilenet_v3_small, googlenet
+or densenet121, or the fixture script's PreActResNet-18 (num_classes=10), as
 scripts/reference/make_onnx_torchvision_fixture.py exports it (DIR/NAME.onnx, DIR/images.idx,
 DIR/labels.idx). PyTorch runs PGD-10 (L-inf, step eps/5, no random start, input gradients only,
 weights frozen, eval mode) on all the images in one batch; Warden runs `harden eval --independent`
@@ -22,13 +22,13 @@ import tempfile
 import time
 
 import torch
-from torchvision.models import efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small, resnet18
+from torchvision.models import densenet121, efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small, resnet18
 
 p = argparse.ArgumentParser()
 p.add_argument("warden")
 p.add_argument("dir")
 p.add_argument("name", choices=["resnet18", "mobilenet-v2", "efficientnet-b0", "mobilenet-v3-small",
-                                "googlenet"])
+                                "googlenet", "densenet121", "preact-resnet18"])
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--rounds", type=int, default=2)
 p.add_argument("--eps", type=float, default=1e-4)
@@ -48,7 +48,17 @@ x = read_idx(f"{a.dir}/images.idx").float() / 255
 n = x.shape[0]
 net = {"resnet18": resnet18, "mobilenet-v2": mobilenet_v2,
        "efficientnet-b0": efficientnet_b0,
-       "mobilenet-v3-small": mobilenet_v3_small, "googlenet": googlenet}[a.name](num_classes=10).eval()
+       "mobilenet-v3-small": mobilenet_v3_small, "googlenet": googlenet,
+       "densenet121": densenet121, "preact-resnet18": None}[a.name]
+if net is None:
+    # The fixture script's own definition (it builds its models when run, so read the class only).
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = open(os.path.join(here, "../reference/make_onnx_torchvision_fixture.py")).read()
+    defs = src[src.index("class PreActBlock"):src.index("def images(")]
+    scope = {"nn": torch.nn, "torch": torch}
+    exec(defs, scope)
+    net = scope["preact_resnet18"]
+net = net(num_classes=10).eval()
 for q in net.parameters():
     q.requires_grad_(False)
 with torch.no_grad():

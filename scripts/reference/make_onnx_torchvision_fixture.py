@@ -26,7 +26,9 @@ test uses as its labels, and the gap between its two largest logits (every one m
 float rounding).
 
 With --resnet18 DIR (or --mobilenet-v2 DIR: DIR/mobilenet-v2.onnx, `mobilenet_v2`; or
---efficientnet-b0 DIR: DIR/efficientnet-b0.onnx, `efficientnet_b0`; or --mobilenet-v3-small DIR, or --googlenet DIR)
+--efficientnet-b0 DIR: DIR/efficientnet-b0.onnx, `efficientnet_b0`; or --mobilenet-v3-small DIR,
+--googlenet DIR, --densenet121 DIR, or --preact-resnet18 DIR: the pre-activation ResNet-18 of the
+adversarial-training literature, defined below)
 it also
 writes DIR/resnet18.onnx: torchvision's `resnet18(num_classes=10)`
 itself (11M parameters, too large to commit; fitted for --fit steps, default 60, at a learning
@@ -37,7 +39,7 @@ DIR/logits.txt, for the check described in docs/results/torchvision-import/.
 Run from the repository root:
     /tmp/torch-venv/bin/python scripts/reference/make_onnx_torchvision_fixture.py \
         [--resnet18 DIR | --mobilenet-v2 DIR | --efficientnet-b0 DIR | --mobilenet-v3-small DIR
-         | --googlenet DIR] [--size 64] [--count 16] [--fit 60]
+         | --googlenet DIR | --densenet121 DIR | --preact-resnet18 DIR] [--size 64] [--count 16] [--fit 60]
 (needs torch, torchvision, onnx: /tmp/torch-venv/bin/pip install torch torchvision onnx onnxscript).
 """
 import struct
@@ -45,10 +47,44 @@ import sys
 
 import torch
 import torch.nn as nn
-from torchvision.models import efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small, resnet18
+from torchvision.models import (densenet121, efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small,
+                                resnet18)
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops.misc import Conv2dNormActivation
+
+
+class PreActBlock(nn.Module):
+    """The pre-activation basic block (He et al. 2016, "Identity mappings in deep residual
+    networks"), as the adversarial-training literature's PreActResNet-18 has it: bn, relu, conv,
+    bn, relu, conv, plus the input, or a strided 1x1 convolution of the first relu(bn(x)) where
+    the shape changes."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(cin), nn.BatchNorm2d(cout)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        out = nn.functional.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        return self.conv2(nn.functional.relu(self.bn2(out))) + shortcut
+
+
+def preact_resnet18(num_classes=10):
+    """PreActResNet-18 for 3-channel images: a 3x3 stem, four stages of two pre-activation
+    blocks (64, 128, 256, 512 channels; strides 1, 2, 2, 2), bn, relu, a global average pool and
+    a linear layer (11.2M parameters)."""
+    layers, cin = [nn.Conv2d(3, 64, 3, 1, 1, bias=False)], 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        layers += [PreActBlock(cin, cout, stride), PreActBlock(cout, cout, 1)]
+        cin = cout
+    layers += [nn.BatchNorm2d(512), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(512, num_classes)]
+    return nn.Sequential(*layers)
 
 
 def images(n, c, h, w):
@@ -157,7 +193,8 @@ def option(name, default):
 
 for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2),
                     ("--efficientnet-b0", efficientnet_b0), ("--mobilenet-v3-small", mobilenet_v3_small),
-                    ("--googlenet", googlenet)]:
+                    ("--googlenet", googlenet), ("--densenet121", densenet121),
+                    ("--preact-resnet18", preact_resnet18)]:
     if flag not in sys.argv:
         continue
     out = sys.argv[sys.argv.index(flag) + 1]
@@ -167,12 +204,20 @@ for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2),
     big = build(num_classes=10)
     u8 = images(count, 3, size, size)
     x = u8.float() / 255
-    if build in (efficientnet_b0, mobilenet_v3_small, googlenet):
+    if build is preact_resnet18:
+        # With its batch norms frozen (calibrated or perturbed), this network's logits stay the
+        # same class for every image through 40 steps of fitting. So it is fitted in training
+        # mode (batch statistics), and its statistics are then set from the images.
+        big.train()
+        fit(big, x, steps, lr=1e-3)
         calibrate_bn(big, x)
     else:
-        perturb_bn(big)
-    big.eval()
-    fit(big, x, steps, lr=1e-3)
+        if build in (efficientnet_b0, mobilenet_v3_small, googlenet, densenet121):
+            calibrate_bn(big, x)
+        else:
+            perturb_bn(big)
+        big.eval()
+        fit(big, x, steps, lr=1e-3)
     torch.onnx.export(big, x, f"{out}/{name}.onnx", dynamo=False, do_constant_folding=False,
                       input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}})
     logits, pred, gaps = report(big, x)
