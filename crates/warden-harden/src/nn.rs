@@ -3379,19 +3379,23 @@ mod tests {
         }
     }
 
-    /// Inception's and DenseNet's parts: a concatenation of four branches (1×1; 1×1 then 3×3; a
-    /// padded max pool then 1×1; the identity), then one of the identity and a convolution;
-    /// `act` after the convolutions.
-    pub(crate) fn tiny_concat(act: LayerSpec) -> Arch {
-        use LayerSpec::*;
-        let conv = |cin, cout, kernel, padding| Conv2d {
+    /// A square convolution of stride 1, one group.
+    fn conv(cin: usize, cout: usize, kernel: usize, padding: usize) -> LayerSpec {
+        LayerSpec::Conv2d {
             in_channels: cin,
             out_channels: cout,
             kernel,
             padding,
             stride: 1,
             groups: 1,
-        };
+        }
+    }
+
+    /// Inception's and DenseNet's parts: a concatenation of four branches (1×1; 1×1 then 3×3; a
+    /// padded max pool then 1×1; the identity), then one of the identity and a convolution;
+    /// `act` after the convolutions.
+    pub(crate) fn tiny_concat(act: LayerSpec) -> Arch {
+        use LayerSpec::*;
         Arch {
             name: "tiny-concat".into(),
             input: [2, 6, 6],
@@ -3966,14 +3970,6 @@ mod tests {
     /// convolution precedes them: pre-activation blocks, DenseNet); `act` as the activation.
     pub(crate) fn tiny_affine(act: LayerSpec) -> Arch {
         use LayerSpec::*;
-        let conv = |cin, cout, kernel, padding| Conv2d {
-            in_channels: cin,
-            out_channels: cout,
-            kernel,
-            padding,
-            stride: 1,
-            groups: 1,
-        };
         Arch {
             name: "tiny-affine".into(),
             input: [2, 6, 6],
