@@ -724,6 +724,9 @@ fn prefixed(t: Vec<Pending>, prefix: &str) -> impl Iterator<Item = Pending> {
 /// Layers translated from a stretch of the graph, their parameters, and the value it ends on.
 type Stretch = (Vec<LayerSpec>, Vec<Pending>, String);
 
+/// The most layers a dense block may have.
+const MAX_DENSE_LAYERS: usize = 256;
+
 /// Where [`Importer::chain`] stops.
 enum End {
     /// At the end of the graph (the top level).
@@ -932,7 +935,10 @@ impl Importer<'_> {
         }
         let mut parts = vec![value.to_string()];
         let mut layers: Vec<DenseLayer> = Vec::new();
-        while layers.len() <= crate::nn::MAX_LAYERS {
+        // Each step compares the parts with the inputs of the `Concat`s that read them, so a
+        // hostile graph of many long `Concat`s costs the square of the layers: bounded here
+        // (torchvision's DenseNet-201 has 48 layers in a block).
+        while layers.len() < MAX_DENSE_LAYERS {
             let concat = self.readers(&parts[0]).iter().copied().find(|&r| {
                 self.is_channel_concat(r) && self.nodes[r].inputs.as_slice() == parts.as_slice()
             });

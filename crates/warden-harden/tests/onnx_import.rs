@@ -1428,3 +1428,83 @@ fn pre_activation_and_dense_blocks_import_from_both_exporters() {
         assert_eq!(back.params(), m.params(), "{file}");
     }
 }
+
+/// A dense block of `layers` layers built by hand, each a 1×1 convolution to one channel of the
+/// `Concat` of the input and every earlier layer's output (with the `Concat` of the input alone
+/// before the first, as the TorchScript exporter writes it, when `first_concat`), then a global
+/// average pool and a linear layer.
+fn dense_block_graph(layers: usize, first_concat: bool) -> Vec<u8> {
+    let concat = |inputs: &[String], output: &str| {
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let mut n = node("Concat", &refs, output);
+        let mut a = Vec::new();
+        bytes(&mut a, 1, b"axis");
+        key(&mut a, 3, 0);
+        varint(&mut a, 1);
+        key(&mut a, 20, 0);
+        varint(&mut a, 2);
+        bytes(&mut n, 5, &a);
+        n
+    };
+    let (mut nodes, mut inits) = (Vec::new(), Vec::new());
+    let mut parts = vec!["x".to_string()];
+    for k in 1..=layers {
+        let input = if k == 1 && !first_concat {
+            "x".to_string()
+        } else {
+            let c = format!("c{k}");
+            nodes.push(concat(&parts, &c));
+            c
+        };
+        let (w, y) = (format!("w{k}"), format!("y{k}"));
+        inits.push(float_values(&w, &[1, k as i64, 1, 1], &values(k, 0.3)));
+        nodes.push(node("Conv", &[&input, &w], &y));
+        parts.push(y);
+    }
+    nodes.push(concat(&parts, "end"));
+    nodes.push(node("GlobalAveragePool", &["end"], "g"));
+    nodes.push(node("Flatten", &["g"], "f"));
+    nodes.push(gemm("f", "y"));
+    let width = layers + 1;
+    inits.push(float_values(
+        "lw",
+        &[10, width as i64],
+        &values(10 * width, 0.01),
+    ));
+    inits.push(float_values("lb", &[10], &values(10, 0.5)));
+    model_with(&nodes, &inits)
+}
+
+/// Dense blocks built by hand import with or without the first `Concat`, as concatenations of
+/// the identity and each layer; a block of more layers than any DenseNet's is refused, quickly
+/// (finding the layers compares each `Concat`'s inputs with the parts so far).
+#[test]
+fn dense_blocks_import_and_huge_ones_are_refused() {
+    use warden_harden::nn::LayerSpec::*;
+    for first_concat in [true, false] {
+        let m = import(&dense_block_graph(12, first_concat)).unwrap();
+        let widths: Vec<usize> = m
+            .arch()
+            .layers
+            .iter()
+            .filter_map(|l| match l {
+                Concat { branches } if branches[0].is_empty() => match branches[1][..] {
+                    [Conv2d { in_channels, .. }] => Some(in_channels),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(widths, (1..=12).collect::<Vec<_>>(), "{first_concat}");
+        assert_eq!(
+            m.param_count(),
+            (1..=12).map(|k| k + 1).sum::<usize>() + 13 * 10 + 10
+        );
+    }
+    let start = std::time::Instant::now();
+    match import(&dense_block_graph(300, true)) {
+        Err(OnnxError::Unsupported(msg)) => assert!(msg.contains("read by"), "{msg}"),
+        other => panic!("{:?}", other.map(|m| m.param_count())),
+    }
+    assert!(start.elapsed().as_secs() < 10);
+}
