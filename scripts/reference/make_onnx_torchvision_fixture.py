@@ -133,7 +133,10 @@ def fit(net, x, steps, lr=1e-2):
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
+        out = net(x)
+        # GoogLeNet in training mode also answers its two auxiliary classifiers' logits.
+        out = out[0] if isinstance(out, tuple) else out
+        nn.functional.cross_entropy(out, y).backward()
         opt.step()
 
 
@@ -204,10 +207,11 @@ for flag, build in [("--resnet18", resnet18), ("--mobilenet-v2", mobilenet_v2),
     big = build(num_classes=10)
     u8 = images(count, 3, size, size)
     x = u8.float() / 255
-    if build is preact_resnet18:
-        # With its batch norms frozen (calibrated or perturbed), this network's logits stay the
-        # same class for every image through 40 steps of fitting. So it is fitted in training
-        # mode (batch statistics), and its statistics are then set from the images.
+    if build in (preact_resnet18, googlenet):
+        # With their batch norms frozen (calibrated or perturbed), these networks answer one
+        # class for every image through 40 (PreActResNet) or 100 (GoogLeNet) fitting steps. So
+        # they are fitted in training mode (batch statistics), and their statistics are then set
+        # from the images.
         big.train()
         fit(big, x, steps, lr=1e-3)
         calibrate_bn(big, x)
