@@ -18,11 +18,15 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 
 import torch
 from torchvision.models import densenet121, efficientnet_b0, googlenet, mobilenet_v2, mobilenet_v3_small, resnet18
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from preact_resnet import preact_resnet18  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("warden")
@@ -49,16 +53,7 @@ n = x.shape[0]
 net = {"resnet18": resnet18, "mobilenet-v2": mobilenet_v2,
        "efficientnet-b0": efficientnet_b0,
        "mobilenet-v3-small": mobilenet_v3_small, "googlenet": googlenet,
-       "densenet121": densenet121, "preact-resnet18": None}[a.name]
-if net is None:
-    # The fixture script's own definition (it builds its models when run, so read the class only).
-    here = os.path.dirname(os.path.abspath(__file__))
-    src = open(os.path.join(here, "../reference/make_onnx_torchvision_fixture.py")).read()
-    defs = src[src.index("class PreActBlock"):src.index("def images(")]
-    scope = {"nn": torch.nn, "torch": torch}
-    exec(defs, scope)
-    net = scope["preact_resnet18"]
-net = net(num_classes=10).eval()
+       "densenet121": densenet121, "preact-resnet18": preact_resnet18}[a.name](num_classes=10).eval()
 for q in net.parameters():
     q.requires_grad_(False)
 with torch.no_grad():
