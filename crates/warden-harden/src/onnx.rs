@@ -1470,7 +1470,7 @@ impl Importer<'_> {
             }
             other => {
                 return Err(unsupported(format!(
-                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization (folded into a Conv or Gemm just before, else a per-channel affine layer), Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Concat over the channels of branches from one value (Inception, SqueezeNet's fire module), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
+                    "operator {other} (white-box import supports Conv (grouped too), BatchNormalization (folded into a Conv or Gemm just before, else a per-channel affine layer), Relu, Clip between 0 and 6 (ReLU6), Tanh, Sigmoid, Elu, SiLU (a Mul of x and Sigmoid(x)), HardSigmoid and HardSwish (PyTorch's, or a Mul of x and HardSigmoid(x)), MaxPool, AveragePool, GlobalAveragePool or ReduceMean over the spatial axes, Flatten, Reshape, Gemm, MatMul, Add (a bias after MatMul, or the join of a residual block), Mul (x times a gate computed from x: squeeze-and-excitation), Concat over the channels of branches from one value (Inception, SqueezeNet's fire module) or of a dense block's layers (DenseNet), Dropout and Identity at inference, and a final Softmax or LogSoftmax)"
                 )));
             }
         }
